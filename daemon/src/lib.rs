@@ -1,1 +1,18 @@
-//! placeholder
+//! The Latchkey engine.
+//!
+//! This crate is the engine as a library: configuration and profiles, the encrypted
+//! vault with its locks and key, and (growing with later issues) the OAuth flows and
+//! the session manager. The `latchkey` client embeds it for the daemon-less path;
+//! the `server` feature will add the `latchkeyd` socket server on top.
+//!
+//! Architecture invariant: without the `server` feature this crate links no HTTP
+//! server stack (no axum), so the client stays lean.
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod policy;
+pub mod vault;
+
+pub use engine::Engine;
+pub use error::{ConfigError, EngineError, StorageError};

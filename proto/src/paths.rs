@@ -194,8 +194,14 @@ mod tests {
         assert_eq!(p.state_dir, PathBuf::from("/lk/state"));
         assert_eq!(p.runtime_dir, PathBuf::from("/lk/run"));
         assert_eq!(p.socket, PathBuf::from("/lk/run/latchkeyd.sock"));
-        assert_eq!(p.vault_file("work"), PathBuf::from("/lk/state/profiles/work.vault"));
-        assert_eq!(p.lock_file("work"), PathBuf::from("/lk/state/profiles/work.lock"));
+        assert_eq!(
+            p.vault_file("work"),
+            PathBuf::from("/lk/state/profiles/work.vault")
+        );
+        assert_eq!(
+            p.lock_file("work"),
+            PathBuf::from("/lk/state/profiles/work.lock")
+        );
         assert_eq!(p.key_file(), PathBuf::from("/lk/state/key"));
     }
 
@@ -217,8 +223,14 @@ mod tests {
     #[test]
     fn home_defaults_and_private_temp_fallback() {
         let p = Paths::resolve(&base()).unwrap();
-        assert_eq!(p.config_file, PathBuf::from("/home/ada/.config/latchkey/config.toml"));
-        assert_eq!(p.state_dir, PathBuf::from("/home/ada/.local/state/latchkey"));
+        assert_eq!(
+            p.config_file,
+            PathBuf::from("/home/ada/.config/latchkey/config.toml")
+        );
+        assert_eq!(
+            p.state_dir,
+            PathBuf::from("/home/ada/.local/state/latchkey")
+        );
         assert_eq!(p.runtime_dir, PathBuf::from("/tmp/latchkey-1000"));
         assert_eq!(p.runtime_dir_kind, RuntimeDirKind::TempFallback);
     }
@@ -232,8 +244,14 @@ mod tests {
             ..base()
         };
         let p = Paths::resolve(&env).unwrap();
-        assert_eq!(p.config_file, PathBuf::from("/home/ada/.config/latchkey/config.toml"));
-        assert_eq!(p.state_dir, PathBuf::from("/home/ada/.local/state/latchkey"));
+        assert_eq!(
+            p.config_file,
+            PathBuf::from("/home/ada/.config/latchkey/config.toml")
+        );
+        assert_eq!(
+            p.state_dir,
+            PathBuf::from("/home/ada/.local/state/latchkey")
+        );
         assert_eq!(p.runtime_dir_kind, RuntimeDirKind::TempFallback);
     }
 
@@ -243,22 +261,34 @@ mod tests {
             latchkey_socket: Some("/x/y.sock".into()),
             ..base()
         };
-        assert_eq!(Paths::resolve(&env).unwrap().socket, PathBuf::from("/x/y.sock"));
+        assert_eq!(
+            Paths::resolve(&env).unwrap().socket,
+            PathBuf::from("/x/y.sock")
+        );
     }
 
     #[test]
     fn errors_without_any_root_or_with_relative_overrides() {
-        let env = EnvInputs { home: None, ..base() };
+        let env = EnvInputs {
+            home: None,
+            ..base()
+        };
         assert_eq!(Paths::resolve(&env), Err(PathError::NoHome));
         let env = EnvInputs {
             latchkey_home: Some("rel".into()),
             ..base()
         };
-        assert_eq!(Paths::resolve(&env), Err(PathError::Relative("LATCHKEY_HOME")));
+        assert_eq!(
+            Paths::resolve(&env),
+            Err(PathError::Relative("LATCHKEY_HOME"))
+        );
         let env = EnvInputs {
             latchkey_socket: Some("rel.sock".into()),
             ..base()
         };
-        assert_eq!(Paths::resolve(&env), Err(PathError::Relative("LATCHKEY_SOCKET")));
+        assert_eq!(
+            Paths::resolve(&env),
+            Err(PathError::Relative("LATCHKEY_SOCKET"))
+        );
     }
 }

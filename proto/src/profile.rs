@@ -58,7 +58,16 @@ mod tests {
         for ok in ["work", "a", "corp-2.eu_west", "A1"] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".hidden", "-x", "a/b", "..", "a b", "é", &"x".repeat(65)] {
+        for bad in [
+            "",
+            ".hidden",
+            "-x",
+            "a/b",
+            "..",
+            "a b",
+            "é",
+            &"x".repeat(65),
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }

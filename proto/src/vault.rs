@@ -112,7 +112,11 @@ mod tests {
     #[test]
     fn header_round_trips_with_hex_bytes() {
         let h = VaultHeader {
-            kdf: KdfParams::Scrypt { log_n: 15, r: 8, p: 1 },
+            kdf: KdfParams::Scrypt {
+                log_n: 15,
+                r: 8,
+                p: 1,
+            },
             salt: [7; SALT_LEN],
             nonce: [9; NONCE_LEN],
             generation: 3,

@@ -1,0 +1,544 @@
+//! `config.toml`: profiles, the default profile, vault settings (SPEC §3).
+//!
+//! Reading deserializes into typed structs and rejects unknown keys, so a typo is a
+//! usage error naming the key rather than a silently ignored setting. Writing edits
+//! the TOML document in place (toml_edit), so a person's comments and ordering
+//! survive `latchkey profile add`, and goes through the vault's atomic writer
+//! (0600 file in a 0700 folder).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use latchkey_proto::profile::{ProfileList, ProfileSummary, validate_name};
+use latchkey_proto::vault::KdfParams;
+use serde::Deserialize;
+use toml_edit::{DocumentMut, Item, Table, value};
+
+use crate::error::ConfigError;
+use crate::vault::crypto::{DEFAULT_KDF, MIN_LOG_N, check_kdf};
+use crate::vault::fs;
+
+/// The scopes a profile gets when none are given.
+pub const DEFAULT_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+/// A config file larger than this is refused as corrupt.
+const MAX_CONFIG_LEN: u64 = 1024 * 1024;
+
+/// One provider account.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// The OIDC issuer; discovery is `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Explicit endpoints for providers without a discovery document.
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    /// Sent as `audience` on authorization and token requests (Auth0 and others).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// RFC 8707 resource indicator.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Extra query parameters for the authorization request.
+    #[serde(default)]
+    pub extra_auth_params: BTreeMap<String, String>,
+    /// The userinfo claim that lists the user's groups.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+}
+
+fn default_scopes() -> Vec<String> {
+    DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+/// `[vault]`: how new vaults are encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSettings {
+    /// scrypt cost as a power of two; at least 10 (SPEC §6).
+    #[serde(default = "default_log_n")]
+    pub scrypt_log_n: u8,
+}
+
+fn default_log_n() -> u8 {
+    let KdfParams::Scrypt { log_n, .. } = DEFAULT_KDF;
+    log_n
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        VaultSettings {
+            scrypt_log_n: default_log_n(),
+        }
+    }
+}
+
+impl VaultSettings {
+    /// The KDF parameters new vaults are written with.
+    pub fn kdf(&self) -> KdfParams {
+        let KdfParams::Scrypt { r, p, .. } = DEFAULT_KDF;
+        KdfParams::Scrypt {
+            log_n: self.scrypt_log_n,
+            r,
+            p,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub default_profile: Option<String>,
+    #[serde(default)]
+    pub vault: VaultSettings,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, ProfileConfig>,
+}
+
+impl Config {
+    /// Reads the config; a missing file is an empty config.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match read(path)? {
+            None => Ok(Config::default()),
+            Some(text) => Config::parse(path, &text),
+        }
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let parse_err = |reason: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let config: Config =
+            toml_edit::de::from_str(text).map_err(|e| parse_err(one_line(&e.to_string())))?;
+        for (name, profile) in &config.profiles {
+            validate_name(name)
+                .map_err(|reason| parse_err(format!("profile {name:?}: {reason}")))?;
+            validate_issuer(&profile.issuer)
+                .map_err(|e| parse_err(format!("profile {name:?}: {e}")))?;
+        }
+        if let Some(d) = &config.default_profile
+            && !config.profiles.contains_key(d)
+        {
+            return Err(parse_err(format!(
+                "default_profile {d:?} is not a configured profile"
+            )));
+        }
+        check_kdf(&config.vault.kdf()).map_err(|reason| {
+            parse_err(format!(
+                "[vault] scrypt_log_n: {reason} (the minimum is {MIN_LOG_N})"
+            ))
+        })?;
+        Ok(config)
+    }
+
+    /// Names of the configured profiles, sorted.
+    pub fn profile_names(&self) -> Vec<String> {
+        self.profiles.keys().cloned().collect()
+    }
+
+    /// Chooses the profile (SPEC §4): `--profile`, then LATCHKEY_PROFILE, then
+    /// `default_profile`, then the only profile. The chosen one must exist.
+    pub fn resolve_profile(
+        &self,
+        explicit: Option<&str>,
+        from_env: Option<&str>,
+    ) -> Result<String, ConfigError> {
+        let chosen = explicit
+            .or(from_env.filter(|s| !s.is_empty()))
+            .or(self.default_profile.as_deref());
+        match chosen {
+            Some(name) if self.profiles.contains_key(name) => Ok(name.to_string()),
+            Some(name) => Err(ConfigError::UnknownProfile {
+                name: name.to_string(),
+                known: self.profile_names(),
+            }),
+            None => match self.profiles.len() {
+                0 => Err(ConfigError::NoProfiles),
+                1 => Ok(self.profile_names().remove(0)),
+                _ => Err(ConfigError::AmbiguousProfile {
+                    known: self.profile_names(),
+                }),
+            },
+        }
+    }
+
+    /// The `latchkey profile list` document.
+    pub fn summary(&self) -> ProfileList {
+        ProfileList {
+            default_profile: self.default_profile.clone(),
+            profiles: self
+                .profiles
+                .iter()
+                .map(|(name, p)| ProfileSummary {
+                    name: name.clone(),
+                    issuer: p.issuer.clone(),
+                    client_id: p.client_id.clone(),
+                    scopes: p.scopes.clone(),
+                    default: self.default_profile.as_deref() == Some(name),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Collapses a multi-line parser message (toml_edit draws a caret diagram) to one line.
+fn one_line(s: &str) -> String {
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.starts_with('^'))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn read(path: &Path) -> Result<Option<String>, ConfigError> {
+    let Some((bytes, _)) = fs::read_private(path, MAX_CONFIG_LEN, false)? else {
+        return Ok(None);
+    };
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: "it is not UTF-8 text".into(),
+        })
+}
+
+/// Checks an issuer URL: https, or plain http on a loopback host only (SPEC §3).
+pub fn validate_issuer(issuer: &str) -> Result<url::Url, ConfigError> {
+    let err = |reason: &str| ConfigError::Issuer {
+        issuer: issuer.to_string(),
+        reason: reason.to_string(),
+    };
+    let url = url::Url::parse(issuer).map_err(|e| err(&format!("not a URL ({e})")))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(err("an issuer has no query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(err("an issuer carries no user name or password"));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if loopback {
+                Ok(url)
+            } else {
+                Err(err(
+                    "plain http is allowed only for loopback hosts (127.0.0.1, ::1, localhost); use https",
+                ))
+            }
+        }
+        other => Err(err(&format!("scheme {other:?} is not https"))),
+    }
+}
+
+/// A new profile as `latchkey profile add` gives it.
+#[derive(Debug, Clone)]
+pub struct NewProfile {
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    /// Empty means the defaults.
+    pub scopes: Vec<String>,
+    pub make_default: bool,
+}
+
+/// Edits `config.toml` in place, keeping comments, and writes it atomically.
+#[derive(Debug)]
+pub struct ConfigEditor {
+    path: PathBuf,
+    doc: DocumentMut,
+}
+
+impl ConfigEditor {
+    /// Opens the config for editing (an empty document when missing). The current
+    /// text must be valid, so an edit never builds on a broken file.
+    pub fn open(path: &Path) -> Result<Self, ConfigError> {
+        let text = read(path)?.unwrap_or_default();
+        Config::parse(path, &text)?;
+        let doc = text
+            .parse::<DocumentMut>()
+            .map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                reason: one_line(&e.to_string()),
+            })?;
+        Ok(ConfigEditor {
+            path: path.to_path_buf(),
+            doc,
+        })
+    }
+
+    /// The `[profiles]` table, created when missing. An inline `profiles = {...}`
+    /// table is refused rather than rewritten, so a hand-written file is never mangled.
+    fn profiles_table(&mut self) -> Result<&mut Table, ConfigError> {
+        if self.doc.get("profiles").is_none() {
+            let mut t = Table::new();
+            // `[profiles]` itself stays implicit; only `[profiles.NAME]` headers show.
+            t.set_implicit(true);
+            self.doc.insert("profiles", Item::Table(t));
+        }
+        let path = self.path.clone();
+        self.doc
+            .get_mut("profiles")
+            .and_then(Item::as_table_mut)
+            .ok_or(ConfigError::Parse {
+                path,
+                reason: "`profiles` is an inline table; edit it by hand or write it as [profiles.NAME] sections".into(),
+            })
+    }
+
+    /// Adds a profile; it must not exist yet.
+    pub fn add(&mut self, p: &NewProfile) -> Result<(), ConfigError> {
+        validate_name(&p.name).map_err(|reason| ConfigError::ProfileName {
+            name: p.name.clone(),
+            reason,
+        })?;
+        validate_issuer(&p.issuer)?;
+        if p.client_id.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "--client-id",
+                reason: "it cannot be empty".into(),
+            });
+        }
+        if let Some(bad) = p
+            .scopes
+            .iter()
+            .find(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            return Err(ConfigError::Invalid {
+                field: "--scope",
+                reason: format!("{bad:?} is not a single scope"),
+            });
+        }
+        let profiles = self.profiles_table()?;
+        if profiles.contains_key(&p.name) {
+            return Err(ConfigError::ProfileExists(p.name.clone()));
+        }
+        let mut t = Table::new();
+        t.insert("issuer", value(p.issuer.as_str()));
+        t.insert("client_id", value(p.client_id.as_str()));
+        let scopes: Vec<String> = if p.scopes.is_empty() {
+            default_scopes()
+        } else {
+            p.scopes.clone()
+        };
+        t.insert("scopes", value(toml_edit::Array::from_iter(scopes)));
+        profiles.insert(&p.name, Item::Table(t));
+        if p.make_default {
+            self.doc.insert("default_profile", value(p.name.as_str()));
+        }
+        Ok(())
+    }
+
+    /// Removes a profile (and clears `default_profile` when it named it).
+    pub fn remove(&mut self, name: &str) -> Result<(), ConfigError> {
+        let known = self.current()?.profile_names();
+        if self.profiles_table()?.remove(name).is_none() {
+            return Err(ConfigError::UnknownProfile {
+                name: name.to_string(),
+                known,
+            });
+        }
+        if self.doc.get("default_profile").and_then(Item::as_str) == Some(name) {
+            self.doc.remove("default_profile");
+        }
+        Ok(())
+    }
+
+    /// Makes an existing profile the default.
+    pub fn set_default(&mut self, name: &str) -> Result<(), ConfigError> {
+        let current = self.current()?;
+        if !current.profiles.contains_key(name) {
+            return Err(ConfigError::UnknownProfile {
+                name: name.to_string(),
+                known: current.profile_names(),
+            });
+        }
+        self.doc.insert("default_profile", value(name));
+        Ok(())
+    }
+
+    /// The config as the edited document reads now.
+    pub fn current(&self) -> Result<Config, ConfigError> {
+        Config::parse(&self.path, &self.doc.to_string())
+    }
+
+    /// Validates the edited document and writes it atomically (0600, folder 0700).
+    pub fn save(self) -> Result<Config, ConfigError> {
+        let config = self.current()?;
+        if let Some(dir) = self.path.parent() {
+            fs::ensure_private_dir(dir)?;
+        }
+        fs::write_atomic(
+            &self.path,
+            self.doc.to_string().as_bytes(),
+            fs::Replace::Overwrite,
+        )?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(ed: &mut ConfigEditor, name: &str, default: bool) {
+        ed.add(&NewProfile {
+            name: name.into(),
+            issuer: "https://id.example.com".into(),
+            client_id: "cli".into(),
+            scopes: vec![],
+            make_default: default,
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn issuer_rules() {
+        for ok in [
+            "https://id.example.com",
+            "https://id.example.com/realms/x",
+            "http://127.0.0.1:9",
+            "http://127.8.0.1",
+            "http://[::1]:8080",
+            "http://localhost:3000",
+        ] {
+            assert!(validate_issuer(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://example.com",
+            "http://10.0.0.1",
+            "ftp://x",
+            "not a url",
+            "https://id.example.com/?q=1",
+            "https://u:p@id.example.com",
+        ] {
+            assert!(validate_issuer(bad).is_err(), "{bad}");
+        }
+        let e = validate_issuer("http://example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn resolution_order() {
+        let text = r#"
+            default_profile = "b"
+            [profiles.a]
+            issuer = "https://a"
+            client_id = "x"
+            [profiles.b]
+            issuer = "https://b"
+            client_id = "y"
+        "#;
+        let c = Config::parse(Path::new("c.toml"), text).unwrap();
+        assert_eq!(c.resolve_profile(Some("a"), Some("b")).unwrap(), "a");
+        assert_eq!(c.resolve_profile(None, Some("a")).unwrap(), "a");
+        assert_eq!(c.resolve_profile(None, Some("")).unwrap(), "b");
+        assert_eq!(c.resolve_profile(None, None).unwrap(), "b");
+        assert!(matches!(
+            c.resolve_profile(Some("zz"), None),
+            Err(ConfigError::UnknownProfile { .. })
+        ));
+        assert_eq!(c.profiles["a"].scopes, default_scopes());
+        assert_eq!(c.profiles["a"].groups_claim, "groups");
+        let mut two = c.clone();
+        two.default_profile = None;
+        let err = two.resolve_profile(None, None).unwrap_err();
+        assert!(err.to_string().contains("profiles: a, b"), "{err}");
+        let mut one = two.clone();
+        one.profiles.remove("b");
+        assert_eq!(one.resolve_profile(None, None).unwrap(), "a");
+        assert!(matches!(
+            Config::default().resolve_profile(None, None),
+            Err(ConfigError::NoProfiles)
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let p = Path::new("c.toml");
+        let typo = "[profiles.a]\nissuer = \"https://a\"\nclient_id = \"x\"\nscope = [\"x\"]\n";
+        let e = Config::parse(p, typo).unwrap_err().to_string();
+        assert!(e.contains("scope"), "{e}");
+        let bad_issuer = "[profiles.a]\nissuer = \"http://evil.example\"\nclient_id = \"x\"\n";
+        assert!(Config::parse(p, bad_issuer).is_err());
+        let weak = "[vault]\nscrypt_log_n = 8\n";
+        assert!(
+            Config::parse(p, weak)
+                .unwrap_err()
+                .to_string()
+                .contains("minimum")
+        );
+        let dangling = "default_profile = \"nope\"\n";
+        assert!(Config::parse(p, dangling).is_err());
+    }
+
+    #[test]
+    fn editor_keeps_comments_and_writes_0600() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("cfg/config.toml");
+        let mut ed = ConfigEditor::open(&path).unwrap();
+        add(&mut ed, "work", true);
+        ed.save().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("# my notes\n{text}")).unwrap();
+        let mut ed = ConfigEditor::open(&path).unwrap();
+        add(&mut ed, "home", false);
+        assert!(matches!(
+            ed.add(&NewProfile {
+                name: "home".into(),
+                issuer: "https://x".into(),
+                client_id: "c".into(),
+                scopes: vec![],
+                make_default: false
+            }),
+            Err(ConfigError::ProfileExists(_))
+        ));
+        let c = ed.save().unwrap();
+        assert_eq!(c.profile_names(), vec!["home", "work"]);
+        assert_eq!(c.default_profile.as_deref(), Some("work"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# my notes"), "{text}");
+        assert!(!text.contains("[profiles]\n"), "{text}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let dmode = std::fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(dmode & 0o777, 0o700);
+        }
+        let mut ed = ConfigEditor::open(&path).unwrap();
+        ed.remove("work").unwrap();
+        let c = ed.save().unwrap();
+        assert_eq!(c.default_profile, None);
+        assert_eq!(c.profile_names(), vec!["home"]);
+    }
+}

@@ -1,0 +1,169 @@
+//! The engine's typed errors and their one mapping to SPEC §4 categories.
+//!
+//! Messages are written for people and name the file or profile concerned; they
+//! never contain token material, keys or raw server bodies. Detail that only helps
+//! debugging stays in `source()` chains and logs, not in the message.
+
+use std::path::PathBuf;
+
+use latchkey_proto::error::Category;
+
+/// Why a vault, key, lock or config file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Decryption failed: the file was changed, truncated or encrypted with another
+    /// key. Deliberately one coarse variant, so the error is no oracle.
+    #[error("the vault {} cannot be decrypted: it is corrupt, was tampered with, or was written with another key", path.display())]
+    Undecryptable { path: PathBuf },
+    #[error("the vault {} is not a valid Latchkey vault ({reason})", path.display())]
+    Malformed { path: PathBuf, reason: String },
+    #[error("the vault {} has format version {found}, newer than this Latchkey understands ({supported}); upgrade Latchkey, the file is left untouched", path.display())]
+    UnsupportedVersion {
+        path: PathBuf,
+        found: u16,
+        supported: u16,
+    },
+    #[error("refusing {}: {reason}", path.display())]
+    Insecure { path: PathBuf, reason: String },
+    #[error("timed out after {waited_secs} s waiting for the lock {}{}", path.display(), holder.map(|p| format!(" held by pid {p}")).unwrap_or_default())]
+    LockTimeout {
+        path: PathBuf,
+        waited_secs: u64,
+        holder: Option<u32>,
+    },
+    #[error("the machine key {} is invalid ({reason})", path.display())]
+    BadKey { path: PathBuf, reason: String },
+    #[error("could not get random bytes from the operating system")]
+    Random,
+}
+
+/// Why the configuration is unusable or a profile command was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{} is not valid: {reason}", path.display())]
+    Parse { path: PathBuf, reason: String },
+    #[error("invalid issuer {issuer:?}: {reason}")]
+    Issuer { issuer: String, reason: String },
+    #[error("invalid profile name {name:?}: {reason}")]
+    ProfileName { name: String, reason: String },
+    #[error("profile {0:?} already exists")]
+    ProfileExists(String),
+    #[error("no profile named {name:?}{}", known_list(known))]
+    UnknownProfile { name: String, known: Vec<String> },
+    #[error("no profile is configured")]
+    NoProfiles,
+    #[error(
+        "several profiles are configured and none is chosen{}",
+        known_list(known)
+    )]
+    AmbiguousProfile { known: Vec<String> },
+    #[error("invalid value for {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        String::new()
+    } else {
+        format!(" (profiles: {})", known.join(", "))
+    }
+}
+
+/// Everything the engine can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("not logged in to profile {profile:?}")]
+    NotLoggedIn { profile: String },
+    #[error("the session of profile {profile:?}{} has expired and cannot be refreshed", user.as_ref().map(|u| format!(" ({u})")).unwrap_or_default())]
+    SessionExpired {
+        profile: String,
+        user: Option<String>,
+    },
+    #[error("cannot resolve Latchkey's folders: {0}")]
+    Paths(#[from] latchkey_proto::paths::PathError),
+}
+
+impl StorageError {
+    /// Shorthand for an I/O failure on a path.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        StorageError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl EngineError {
+    /// The one mapping from engine errors to SPEC §4 categories.
+    pub fn category(&self) -> Category {
+        match self {
+            EngineError::Config(ConfigError::Storage(_)) | EngineError::Storage(_) => {
+                Category::LocalStorage
+            }
+            EngineError::Config(_) | EngineError::Paths(_) => Category::Usage,
+            EngineError::NotLoggedIn { .. } => Category::NotLoggedIn,
+            EngineError::SessionExpired { .. } => Category::SessionExpired,
+        }
+    }
+
+    /// Whether trying again later may succeed without the person doing anything.
+    pub fn retryable(&self) -> bool {
+        matches!(self, EngineError::Storage(StorageError::LockTimeout { .. }))
+    }
+
+    /// The next step for the person, when there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            EngineError::NotLoggedIn { profile } | EngineError::SessionExpired { profile, .. } => {
+                Some(format!("run `latchkey login --profile {profile}`"))
+            }
+            EngineError::Config(ConfigError::NoProfiles) => Some(
+                "add one with `latchkey profile add NAME --issuer URL --client-id ID`".into(),
+            ),
+            EngineError::Config(ConfigError::AmbiguousProfile { .. }) => Some(
+                "pass --profile NAME, set LATCHKEY_PROFILE, or run `latchkey profile default NAME`"
+                    .into(),
+            ),
+            EngineError::Config(ConfigError::UnknownProfile { .. }) => {
+                Some("see `latchkey profile list`".into())
+            }
+            EngineError::Config(ConfigError::ProfileExists(name)) => Some(format!(
+                "remove it first with `latchkey profile remove {name}`"
+            )),
+            EngineError::Storage(StorageError::UnsupportedVersion { .. }) => {
+                Some("upgrade Latchkey to a version that knows this vault format".into())
+            }
+            EngineError::Storage(StorageError::Undecryptable { .. }) => Some(
+                "if the machine key was replaced, restore it; otherwise log in again".into(),
+            ),
+            EngineError::Storage(StorageError::Insecure { .. }) => Some(
+                "fix the owner and mode (folders 0700, files 0600, owned by you); `latchkey doctor` explains".into(),
+            ),
+            EngineError::Storage(StorageError::LockTimeout { .. }) => {
+                Some("another latchkey process holds the lock; try again".into())
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! The only file-system primitives the engine uses for its private files.
+//!
+//! - Folders are created 0700 and refused when they are symlinks, owned by another
+//!   user, or writable by group or others.
+//! - Files are read without following symlinks and refused on the same grounds.
+//! - Writes are atomic: a temp file in the same folder created with O_EXCL and mode
+//!   0600 from the start (no umask window), write, fsync, rename over the target,
+//!   fsync the folder. A reader sees the old file or the new one, never a mix.
+//!
+//! Architecture invariant: vault, lock, key and config files are written only
+//! through this module.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::Path;
+
+use crate::error::StorageError;
+
+/// The identity of a file as far as cache invalidation cares (SPEC §6): a change of
+/// any field means the file was replaced or rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+impl FileIdentity {
+    fn of(meta: &fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileIdentity {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                size: meta.size(),
+                mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let mtime_ns = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i128);
+            FileIdentity {
+                dev: 0,
+                ino: 0,
+                size: meta.len(),
+                mtime_ns,
+            }
+        }
+    }
+}
+
+/// The effective user id, or `None` where the concept does not apply.
+pub fn current_uid() -> Option<u32> {
+    #[cfg(unix)]
+    {
+        Some(rustix::process::geteuid().as_raw())
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// Refuses metadata of a symlink, another user's file, or one writable by group or
+/// others. `private` also refuses any group or other permission bit (key files).
+#[cfg_attr(not(unix), allow(unused_variables))]
+fn check_meta(
+    path: &Path,
+    meta: &fs::Metadata,
+    want_dir: bool,
+    private: bool,
+) -> Result<(), StorageError> {
+    let insecure = |reason: String| StorageError::Insecure {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if meta.file_type().is_symlink() {
+        return Err(insecure("it is a symbolic link".into()));
+    }
+    if want_dir && !meta.is_dir() {
+        return Err(insecure("it is not a folder".into()));
+    }
+    if !want_dir && !meta.is_file() {
+        return Err(insecure("it is not a regular file".into()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(uid) = current_uid()
+            && meta.uid() != uid
+        {
+            return Err(insecure(format!(
+                "it is owned by uid {}, not by you (uid {uid})",
+                meta.uid()
+            )));
+        }
+        let mode = meta.mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(insecure(format!(
+                "its mode {mode:04o} lets other users write to it"
+            )));
+        }
+        if private && mode & 0o077 != 0 {
+            return Err(insecure(format!(
+                "its mode {mode:04o} lets other users read it (want 0600)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure `dir` exists as a private folder: creates it (and missing parents)
+/// with mode 0700, or checks an existing one.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), StorageError> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) => check_meta(dir, &meta, true, false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut builder = fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(0o700);
+            }
+            builder
+                .create(dir)
+                .map_err(|e| StorageError::io("create the folder", dir, e))?;
+            let meta = fs::symlink_metadata(dir)
+                .map_err(|e| StorageError::io("inspect the folder", dir, e))?;
+            check_meta(dir, &meta, true, false)
+        }
+        Err(e) => Err(StorageError::io("inspect the folder", dir, e)),
+    }
+}
+
+/// Checks an existing folder without creating it; `Ok(false)` when it is missing.
+pub fn check_dir(dir: &Path) -> Result<bool, StorageError> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) => check_meta(dir, &meta, true, false).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StorageError::io("inspect the folder", dir, e)),
+    }
+}
+
+/// Opens a file for reading without following a symlink.
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    opts.open(path)
+}
+
+/// Reads a private file whole: `Ok(None)` when it does not exist. Refuses symlinks,
+/// foreign owners, unsafe modes and files larger than `max_len`.
+pub fn read_private(
+    path: &Path,
+    max_len: u64,
+    private: bool,
+) -> Result<Option<(Vec<u8>, FileIdentity)>, StorageError> {
+    let file = match open_nofollow(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // ELOOP: the final component is a symlink.
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(StorageError::Insecure {
+                path: path.to_path_buf(),
+                reason: "it is a symbolic link".into(),
+            });
+        }
+        Err(e) => return Err(StorageError::io("open", path, e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| StorageError::io("inspect", path, e))?;
+    check_meta(path, &meta, false, private)?;
+    if meta.len() > max_len {
+        return Err(StorageError::Malformed {
+            path: path.to_path_buf(),
+            reason: format!("{} bytes is larger than any valid file", meta.len()),
+        });
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.take(max_len + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| StorageError::io("read", path, e))?;
+    Ok(Some((buf, FileIdentity::of(&meta))))
+}
+
+/// The identity of a file without reading it (one `lstat`), `None` when missing.
+pub fn identity(path: &Path) -> Result<Option<FileIdentity>, StorageError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(FileIdentity::of(&meta))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io("inspect", path, e)),
+    }
+}
+
+/// How [`write_atomic`] treats an existing target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Rename over it.
+    Overwrite,
+    /// Fail with `AlreadyExists` if it exists (for files made once, like the key).
+    CreateNew,
+}
+
+/// Writes `bytes` to `path` atomically and durably, mode 0600. The folder must
+/// already be private ([`ensure_private_dir`]).
+pub fn write_atomic(path: &Path, bytes: &[u8], replace: Replace) -> Result<(), StorageError> {
+    let dir = path.parent().ok_or_else(|| StorageError::Insecure {
+        path: path.to_path_buf(),
+        reason: "it has no parent folder".into(),
+    })?;
+    // tempfile creates with O_EXCL and mode 0600 on Unix: no other user can open the
+    // file between its creation and the rename, whatever the umask.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".latchkey-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| StorageError::io("create a temporary file in", dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| StorageError::io("write", tmp.path().to_path_buf(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| StorageError::io("flush", tmp.path().to_path_buf(), e))?;
+    match replace {
+        // rename(2) replaces a symlink at `path` rather than following it.
+        Replace::Overwrite => tmp.persist(path).map(drop),
+        Replace::CreateNew => tmp.persist_noclobber(path).map(drop),
+    }
+    .map_err(|e| StorageError::io("replace", path, e.error))?;
+    sync_dir(dir)
+}
+
+/// Removes a file durably; `Ok(false)` when it was not there.
+pub fn remove(path: &Path) -> Result<bool, StorageError> {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                sync_dir(dir)?;
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StorageError::io("delete", path, e)),
+    }
+}
+
+/// fsyncs a folder so a rename or removal in it survives a crash.
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StorageError::io("flush the folder", dir, e))
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows cannot open a folder as a file; NTFS journals the rename itself.
+        drop(dir);
+        Ok(())
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    #[test]
+    fn atomic_write_is_0600_and_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        write_atomic(&p, b"one", Replace::Overwrite).unwrap();
+        write_atomic(&p, b"two", Replace::Overwrite).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let err = write_atomic(&p, b"three", Replace::CreateNew).unwrap_err();
+        assert!(matches!(err, StorageError::Io { .. }), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        // No temp file is left behind.
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn private_dir_is_created_0700_and_bad_ones_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a/b");
+        ensure_private_dir(&p).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = ensure_private_dir(&p).unwrap_err();
+        assert!(err.to_string().contains("other users write"), "{err}");
+        let link = d.path().join("link");
+        symlink(d.path(), &link).unwrap();
+        assert!(
+            ensure_private_dir(&link)
+                .unwrap_err()
+                .to_string()
+                .contains("symbolic link")
+        );
+    }
+
+    #[test]
+    fn reads_refuse_symlinks_and_loose_modes() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real");
+        write_atomic(&real, b"x", Replace::Overwrite).unwrap();
+        let link = d.path().join("link");
+        symlink(&real, &link).unwrap();
+        let err = read_private(&link, 10, false).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read_private(&real, 10, false).is_ok());
+        assert!(
+            read_private(&real, 10, true)
+                .unwrap_err()
+                .to_string()
+                .contains("read it")
+        );
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(read_private(&real, 10, false).is_err());
+        assert!(
+            read_private(&d.path().join("missing"), 10, false)
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! The encrypted session store: one vault file per profile, the lock beside it, the
+//! machine key, and the derived-key cache.
+//!
+//! Architecture invariant: only this module opens, writes, locks or renames vault,
+//! lock and key files. Every write is atomic ([`fs::write_atomic`]) and happens
+//! under the profile's lock, which [`Vault::store`] and [`Vault::delete`] demand as
+//! a [`ProfileLock`] argument. A file of a newer format version is never
+//! overwritten. Reads never create anything.
+
+pub mod codec;
+pub mod crypto;
+pub mod fs;
+pub mod key;
+pub mod lock;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use latchkey_proto::vault::{KdfParams, MAX_FILE_LEN, SALT_LEN, SessionRecord, VaultHeader};
+
+use crate::error::StorageError;
+pub use fs::FileIdentity;
+pub use lock::{DEFAULT_LOCK_TIMEOUT, ProfileLock};
+
+/// A decrypted vault and what is needed to notice it changed.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub session: SessionRecord,
+    pub generation: u64,
+    /// Unix seconds of the write.
+    pub written_at: i64,
+    pub identity: FileIdentity,
+}
+
+/// The result of a successful write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub generation: u64,
+    pub identity: FileIdentity,
+}
+
+/// The store of all profiles' vaults under one state folder.
+#[derive(Debug)]
+pub struct Vault {
+    state_dir: PathBuf,
+    profiles_dir: PathBuf,
+    kdf: KdfParams,
+    keys: key::KeyCache,
+    reads: AtomicU64,
+}
+
+impl Vault {
+    /// A vault store under `state_dir` that writes new vaults with `kdf`.
+    pub fn new(state_dir: PathBuf, kdf: KdfParams) -> Self {
+        let profiles_dir = state_dir.join(latchkey_proto::paths::PROFILES_DIR);
+        let keys = key::KeyCache::new(state_dir.join(latchkey_proto::paths::KEY_FILE));
+        Vault {
+            state_dir,
+            profiles_dir,
+            kdf,
+            keys,
+            reads: AtomicU64::new(0),
+        }
+    }
+
+    /// The vault file of a profile. The name is checked again here, so no caller
+    /// can make the vault touch a path outside `profiles/`.
+    pub fn path(&self, profile: &str) -> Result<PathBuf, StorageError> {
+        latchkey_proto::profile::validate_name(profile).map_err(|reason| {
+            StorageError::Insecure {
+                path: self.profiles_dir.join(profile),
+                reason,
+            }
+        })?;
+        Ok(self.profiles_dir.join(format!("{profile}.vault")))
+    }
+
+    fn lock_path(&self, profile: &str) -> Result<PathBuf, StorageError> {
+        self.path(profile).map(|p| p.with_extension("lock"))
+    }
+
+    /// The state folder.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// How many key derivations this process ran.
+    pub fn kdf_derivations(&self) -> u64 {
+        self.keys.derivations()
+    }
+
+    /// How many vault files this process read and decrypted.
+    pub fn vault_reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    fn ensure_dirs(&self) -> Result<(), StorageError> {
+        fs::ensure_private_dir(&self.state_dir)?;
+        fs::ensure_private_dir(&self.profiles_dir)
+    }
+
+    /// Takes the profile's lock, creating the folders if needed.
+    pub fn lock(&self, profile: &str, timeout: Duration) -> Result<ProfileLock, StorageError> {
+        let path = self.lock_path(profile)?;
+        self.ensure_dirs()?;
+        lock::acquire(profile, &path, timeout)
+    }
+
+    /// One `lstat` of the profile's vault: cheap enough for every request.
+    pub fn identity(&self, profile: &str) -> Result<Option<FileIdentity>, StorageError> {
+        fs::identity(&self.path(profile)?)
+    }
+
+    /// Reads and decrypts the profile's vault; `Ok(None)` when there is none.
+    pub fn load(&self, profile: &str) -> Result<Option<Loaded>, StorageError> {
+        let path = self.path(profile)?;
+        if !fs::check_dir(&self.state_dir)? || !fs::check_dir(&self.profiles_dir)? {
+            return Ok(None);
+        }
+        let Some((bytes, identity)) = fs::read_private(&path, MAX_FILE_LEN, false)? else {
+            return Ok(None);
+        };
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let parsed = codec::parse(&bytes).map_err(|e| decode_error(&path, e))?;
+        let key = self
+            .keys
+            .vault_key(&parsed.header.kdf, &parsed.header.salt, false)?;
+        let session = codec::decrypt(&parsed, &key).map_err(|e| decode_error(&path, e))?;
+        Ok(Some(Loaded {
+            session,
+            generation: parsed.header.generation,
+            written_at: parsed.header.written_at,
+            identity,
+        }))
+    }
+
+    /// Writes `session` as the profile's vault with the next generation. The
+    /// existing file's salt is kept (so a long-lived process derives once) unless
+    /// the configured KDF parameters changed; a newer-format file is refused and
+    /// left untouched.
+    pub fn store(
+        &self,
+        lock: &ProfileLock,
+        session: &SessionRecord,
+    ) -> Result<Stored, StorageError> {
+        let path = self.path(lock.profile())?;
+        self.ensure_dirs()?;
+        let previous = fs::read_private(&path, MAX_FILE_LEN, false)?;
+        let (generation, salt) = match previous.as_ref().map(|(b, _)| codec::parse(b)) {
+            None => (0, None),
+            Some(Ok(p)) => (
+                p.header.generation,
+                (p.header.kdf == self.kdf).then_some(p.header.salt),
+            ),
+            Some(Err(codec::DecodeError::UnsupportedVersion(v))) => {
+                return Err(decode_error(
+                    &path,
+                    codec::DecodeError::UnsupportedVersion(v),
+                ));
+            }
+            // A corrupt file is replaced: the caller (a login) has a fresh session and
+            // the old bytes could not be opened by anyone.
+            Some(Err(_)) => (0, None),
+        };
+        let salt = match salt {
+            Some(s) => s,
+            None => crypto::random::<SALT_LEN>().map_err(|_| StorageError::Random)?,
+        };
+        let header = VaultHeader {
+            kdf: self.kdf,
+            salt,
+            nonce: crypto::random().map_err(|_| StorageError::Random)?,
+            generation: generation.saturating_add(1),
+            written_at: unix_now(),
+        };
+        let key = self.keys.vault_key(&header.kdf, &header.salt, true)?;
+        let bytes =
+            codec::encode(&header, &key, session).map_err(|reason| StorageError::Malformed {
+                path: path.clone(),
+                reason,
+            })?;
+        fs::write_atomic(&path, &bytes, fs::Replace::Overwrite)?;
+        let identity = fs::identity(&path)?.ok_or_else(|| {
+            StorageError::io(
+                "inspect",
+                &path,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "vanished right after the write",
+                ),
+            )
+        })?;
+        Ok(Stored {
+            generation: header.generation,
+            identity,
+        })
+    }
+
+    /// Deletes the profile's vault; `Ok(false)` when there was none. A newer-format
+    /// file is deleted too: logging out is an explicit request to forget it.
+    pub fn delete(&self, lock: &ProfileLock) -> Result<bool, StorageError> {
+        fs::remove(&self.path(lock.profile())?)
+    }
+}
+
+fn decode_error(path: &Path, e: codec::DecodeError) -> StorageError {
+    let path = path.to_path_buf();
+    match e {
+        codec::DecodeError::Malformed(reason) => StorageError::Malformed { path, reason },
+        codec::DecodeError::UnsupportedVersion(found) => StorageError::UnsupportedVersion {
+            path,
+            found,
+            supported: latchkey_proto::vault::FORMAT_VERSION,
+        },
+        codec::DecodeError::Undecryptable => StorageError::Undecryptable { path },
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it, which only a broken
+/// clock can do).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
