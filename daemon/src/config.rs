@@ -391,11 +391,11 @@ impl ConfigEditor {
         if let Some(dir) = self.path.parent() {
             fs::ensure_private_dir(dir)?;
         }
-        fs::write_atomic(
-            &self.path,
-            self.doc.to_string().as_bytes(),
-            fs::Replace::Overwrite,
-        )?;
+        let mut text = self.doc.to_string();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        fs::write_atomic(&self.path, text.as_bytes(), fs::Replace::Overwrite)?;
         Ok(config)
     }
 }

@@ -1,0 +1,65 @@
+//! The command line as clap sees it. Parsing only: no I/O, no defaults that need
+//! the environment (those are resolved in `main.rs`).
+
+use clap::{Args, Parser, Subcommand};
+
+/// Latchkey: OAuth 2.0 / OpenID Connect sessions for command-line tools.
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Profile to use (default: LATCHKEY_PROFILE, then default_profile, then the only one).
+    #[arg(long, global = true, value_name = "P")]
+    pub profile: Option<String>,
+    /// Print one JSON document on stdout, errors included.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the access token (and a newline), refreshing it first when it expires soon.
+    Token {
+        /// Refresh first when the token expires within this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = latchkey_daemon::engine::DEFAULT_MIN_TTL)]
+        min_ttl: u64,
+    },
+    /// Manage provider profiles in config.toml.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Add a profile.
+    Add {
+        /// Profile name: letters, digits, '-', '_' and '.'.
+        name: String,
+        /// OIDC issuer URL (https; plain http only on loopback hosts).
+        #[arg(long, value_name = "URL")]
+        issuer: String,
+        /// OAuth client id registered at the provider.
+        #[arg(long, value_name = "ID")]
+        client_id: String,
+        /// Scope to request; repeat for several (default: openid profile email offline_access).
+        #[arg(long = "scope", value_name = "S")]
+        scopes: Vec<String>,
+        /// Make it the default profile.
+        #[arg(long)]
+        default: bool,
+    },
+    /// List the profiles.
+    List,
+    /// Remove a profile and delete its local session (does not revoke; use `latchkey logout` first).
+    Remove { name: String },
+    /// Show the default profile, or make NAME the default.
+    Default { name: Option<String> },
+}

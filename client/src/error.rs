@@ -1,0 +1,99 @@
+//! The client's error type and its one mapping to SPEC §4 categories.
+//!
+//! Engine errors keep the engine's own mapping; the client adds only what it
+//! decides itself (usage problems it detects, output failures).
+
+use latchkey_daemon::EngineError;
+use latchkey_proto::error::{Category, ErrorBody, ErrorDocument};
+
+/// Everything a `latchkey` command can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Bad arguments the client itself detected.
+    #[error("{message}")]
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+    /// Writing the answer failed (other than a closed pipe, which is success).
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl Error {
+    /// A usage error with an optional next step.
+    pub fn usage(message: impl Into<String>, hint: Option<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            hint,
+        }
+    }
+
+    /// The SPEC §4 category.
+    pub fn category(&self) -> Category {
+        match self {
+            Error::Engine(e) => e.category(),
+            Error::Usage { .. } => Category::Usage,
+            Error::Output(_) => Category::Internal,
+        }
+    }
+
+    /// The next step for the person, if there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Engine(e) => e.hint(),
+            Error::Usage { hint, .. } => hint.clone(),
+            Error::Output(_) => None,
+        }
+    }
+
+    /// Whether trying again may help.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Engine(e) => e.retryable(),
+            _ => false,
+        }
+    }
+
+    /// The JSON error document of SPEC §4.
+    pub fn to_document(&self) -> ErrorDocument {
+        ErrorDocument {
+            error: ErrorBody {
+                category: self.category(),
+                message: self.to_string(),
+                hint: self.hint(),
+                retryable: self.retryable(),
+            },
+        }
+    }
+}
+
+impl From<latchkey_daemon::ConfigError> for Error {
+    fn from(e: latchkey_daemon::ConfigError) -> Self {
+        Error::Engine(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_logged_in_carries_the_login_hint() {
+        let e = Error::from(EngineError::NotLoggedIn {
+            profile: "work".into(),
+        });
+        let doc = e.to_document();
+        assert_eq!(doc.error.category, Category::NotLoggedIn);
+        assert_eq!(doc.error.category.exit_code(), 3);
+        assert!(
+            doc.error
+                .hint
+                .unwrap()
+                .contains("latchkey login --profile work")
+        );
+    }
+}
