@@ -1,1 +1,11 @@
-//! Cross-process test support.
+//! Cross-process test support for Latchkey (SPEC §10, tier 2).
+//!
+//! - [`fake_idp`]: an OAuth 2.0 / OIDC provider with counters, a request log and
+//!   scripted faults, usable in-process and as the `fake-idp` binary.
+//! - [`harness`]: runs the real `latchkey` binaries hermetically (temporary
+//!   `LATCHKEY_HOME`, the caller's LATCHKEY_*, XDG_* and BROWSER cleared).
+//! - [`leak`]: asserts that no token the provider issued appears in captured output.
+
+pub mod fake_idp;
+pub mod harness;
+pub mod leak;

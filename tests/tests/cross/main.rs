@@ -1,1 +1,5 @@
-//! Cross-process tests.
+//! Cross-process tests (SPEC §10, tier 2): the real `latchkey` binary in a
+//! temporary LATCHKEY_HOME with a cleared environment.
+
+mod profiles;
+mod token;
