@@ -222,16 +222,27 @@ fn read(path: &Path) -> Result<Option<String>, ConfigError> {
 
 /// Checks an issuer URL: https, or plain http on a loopback host only (SPEC §3).
 pub fn validate_issuer(issuer: &str) -> Result<url::Url, ConfigError> {
-    let err = |reason: &str| ConfigError::Issuer {
+    check_url(issuer)
+        .and_then(|u| match u.query() {
+            Some(_) => Err("an issuer has no query".to_string()),
+            None => Ok(u),
+        })
+        .map_err(|reason| ConfigError::Issuer {
         issuer: issuer.to_string(),
-        reason: reason.to_string(),
-    };
-    let url = url::Url::parse(issuer).map_err(|e| err(&format!("not a URL ({e})")))?;
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(err("an issuer has no query or fragment"));
+        reason,
+    })
+}
+
+/// The rule for every provider URL (issuer and endpoints): https, or plain http on a
+/// loopback host only; no query, fragment or credentials in the URL itself. Returns
+/// why not, in words.
+pub fn check_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    if url.fragment().is_some() {
+        return Err("a provider URL has no fragment".into());
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(err("an issuer carries no user name or password"));
+        return Err("a provider URL carries no user name or password".into());
     }
     match url.scheme() {
         "https" => Ok(url),
@@ -245,12 +256,10 @@ pub fn validate_issuer(issuer: &str) -> Result<url::Url, ConfigError> {
             if loopback {
                 Ok(url)
             } else {
-                Err(err(
-                    "plain http is allowed only for loopback hosts (127.0.0.1, ::1, localhost); use https",
-                ))
+                Err("plain http is allowed only for loopback hosts (127.0.0.1, ::1, localhost); use https".into())
             }
         }
-        other => Err(err(&format!("scheme {other:?} is not https"))),
+        other => Err(format!("scheme {other:?} is not https")),
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod oauth;
 pub mod error;
 pub mod policy;
 pub mod vault;

@@ -1,0 +1,120 @@
+//! Finding a provider's endpoints: OpenID Connect discovery (falling back to RFC 8414
+//! metadata), with the profile's explicit endpoints taking precedence. A profile that
+//! names its token endpoint needs no discovery at all.
+
+use serde::Deserialize;
+use url::Url;
+
+use super::error::OAuthError;
+use super::http::Http;
+use crate::config::{ProfileConfig, check_url};
+
+/// The endpoints of one provider. Only the token endpoint is required; each flow
+/// checks for the others it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub authorization: Option<Url>,
+    pub token: Url,
+    pub device_authorization: Option<Url>,
+    pub userinfo: Option<Url>,
+    pub revocation: Option<Url>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    issuer: String,
+    #[serde(default)]
+    authorization_endpoint: Option<String>,
+    #[serde(default)]
+    token_endpoint: Option<String>,
+    #[serde(default)]
+    device_authorization_endpoint: Option<String>,
+    #[serde(default)]
+    userinfo_endpoint: Option<String>,
+    #[serde(default)]
+    revocation_endpoint: Option<String>,
+}
+
+fn endpoint(what: &str, s: &str) -> Result<Url, OAuthError> {
+    check_url(s).map_err(|reason| OAuthError::Setup(format!("the {what} endpoint {s:?} is not usable: {reason}")))
+}
+
+fn optional(what: &str, s: Option<&str>) -> Result<Option<Url>, OAuthError> {
+    s.map(|s| endpoint(what, s)).transpose()
+}
+
+/// The issuer without a trailing slash, as discovery paths are appended to it.
+fn trimmed(issuer: &str) -> &str {
+    issuer.strip_suffix('/').unwrap_or(issuer)
+}
+
+/// Resolves the endpoints for `profile`, discovering them unless the profile names
+/// its token endpoint.
+pub async fn endpoints(http: &Http, profile: &ProfileConfig) -> Result<Endpoints, OAuthError> {
+    let explicit = |what, v: &Option<String>| optional(what, v.as_deref());
+    if let Some(token) = &profile.token_endpoint {
+        return Ok(Endpoints {
+            authorization: explicit("authorization", &profile.authorization_endpoint)?,
+            token: endpoint("token", token)?,
+            device_authorization: explicit("device authorization", &profile.device_authorization_endpoint)?,
+            userinfo: explicit("userinfo", &profile.userinfo_endpoint)?,
+            revocation: explicit("revocation", &profile.revocation_endpoint)?,
+        });
+    }
+    let (meta, _date) = discover(http, &profile.issuer).await?;
+    let pick = |what, mine: &Option<String>, theirs: Option<String>| {
+        optional(what, mine.as_deref().or(theirs.as_deref()))
+    };
+    let token = pick("token", &profile.token_endpoint, meta.token_endpoint)?.ok_or_else(|| {
+        OAuthError::Setup(format!(
+            "the provider {} publishes no token endpoint; set token_endpoint in the profile",
+            profile.issuer
+        ))
+    })?;
+    Ok(Endpoints {
+        authorization: pick("authorization", &profile.authorization_endpoint, meta.authorization_endpoint)?,
+        token,
+        device_authorization: pick(
+            "device authorization",
+            &profile.device_authorization_endpoint,
+            meta.device_authorization_endpoint,
+        )?,
+        userinfo: pick("userinfo", &profile.userinfo_endpoint, meta.userinfo_endpoint)?,
+        revocation: pick("revocation", &profile.revocation_endpoint, meta.revocation_endpoint)?,
+    })
+}
+
+/// Fetches and checks the metadata document. Also used by `doctor --server`.
+async fn discover(http: &Http, issuer: &str) -> Result<(Metadata, Option<String>), OAuthError> {
+    let base = trimmed(issuer);
+    let oidc = endpoint("discovery", &format!("{base}/.well-known/openid-configuration"))?;
+    let answer = http.get("discovery", &oidc, None).await?;
+    let answer = if answer.status == 404 {
+        // RFC 8414: OAuth-only servers publish their metadata here instead.
+        let oauth = endpoint("discovery", &format!("{base}/.well-known/oauth-authorization-server"))?;
+        http.get("discovery", &oauth, None).await?
+    } else {
+        answer
+    };
+    let meta: Metadata = answer.json()?;
+    // OIDC Discovery §4.3: the issuer in the document must be the one asked for,
+    // or a look-alike server could redirect the whole flow.
+    if trimmed(&meta.issuer) != base {
+        return Err(answer.malformed(format!(
+            "it names issuer {:?}, not the configured {issuer:?}",
+            meta.issuer
+        )));
+    }
+    Ok((meta, answer.date))
+}
+
+/// Proves the provider answers (discovery, or the explicit token endpoint) and
+/// returns its `Date` header, for `doctor --server`.
+pub async fn probe(http: &Http, profile: &ProfileConfig) -> Result<Option<String>, OAuthError> {
+    match &profile.token_endpoint {
+        // Without discovery, any answer of the token endpoint (usually 405 to a GET)
+        // proves it is reachable and carries a Date.
+        Some(t) => Ok(http.get("token", &endpoint("token", t)?, None).await?.date),
+        None => Ok(discover(http, &profile.issuer).await?.1),
+    }
+}

@@ -1,0 +1,223 @@
+//! The only outbound HTTP of the engine: one reqwest client (rustls), with connect
+//! and total timeouts, no redirects (a token endpoint must answer itself, SPEC §7),
+//! and bodies bounded in size.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use latchkey_proto::secret::Secret;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::error::{OAuthError, clean_description};
+
+/// How long a TCP + TLS connection may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a whole request may take.
+pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer read from a provider.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// A provider's HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+    /// The `Date` header, for the clock-skew check of `doctor --server`.
+    pub date: Option<String>,
+    endpoint: &'static str,
+    host: String,
+}
+
+/// The RFC 6749 §5.2 error body.
+#[derive(Debug, serde::Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+impl Answer {
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Parses a 2xx body as JSON; any other status becomes the matching error.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, OAuthError> {
+        if !self.is_success() {
+            return Err(self.error());
+        }
+        serde_json::from_slice(&self.body).map_err(|e| self.malformed(format!(
+            "{} at line {} column {}",
+            match e.classify() {
+                serde_json::error::Category::Data => "unexpected content",
+                serde_json::error::Category::Eof => "truncated JSON",
+                _ => "invalid JSON",
+            },
+            e.line(),
+            e.column()
+        )))
+    }
+
+    /// The error for a non-2xx answer: an OAuth error when the body is one, else the
+    /// bare status.
+    pub fn error(&self) -> OAuthError {
+        match serde_json::from_slice::<ErrorBody>(&self.body) {
+            Ok(b) if !b.error.is_empty() => OAuthError::Rejected {
+                endpoint: self.endpoint,
+                host: self.host.clone(),
+                status: self.status,
+                code: clean_description(&b.error),
+                description: b.error_description.as_deref().map(clean_description),
+            },
+            _ => OAuthError::Status {
+                endpoint: self.endpoint,
+                host: self.host.clone(),
+                status: self.status,
+            },
+        }
+    }
+
+    /// A malformed-answer error for this answer.
+    pub fn malformed(&self, reason: impl Into<String>) -> OAuthError {
+        OAuthError::Malformed {
+            endpoint: self.endpoint,
+            host: self.host.clone(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The engine's HTTP client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::Client,
+}
+
+/// `host[:port]` of a URL, for messages.
+pub fn host_of(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => url.as_str().chars().take(64).collect(),
+    }
+}
+
+impl Http {
+    /// Builds the client. Fails only when the TLS stack cannot start.
+    pub fn new() -> Result<Http, OAuthError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TOTAL_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| OAuthError::Setup(format!("cannot start the HTTP client: {e}")))?;
+        Ok(Http { client })
+    }
+
+    /// POSTs an `application/x-www-form-urlencoded` body.
+    pub async fn post_form(
+        &self,
+        endpoint: &'static str,
+        url: &Url,
+        form: &[(&str, &str)],
+    ) -> Result<Answer, OAuthError> {
+        let req = self
+            .client
+            .post(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(form);
+        self.send(endpoint, url, req).await
+    }
+
+    /// GETs a URL, with a bearer token when given.
+    pub async fn get(
+        &self,
+        endpoint: &'static str,
+        url: &Url,
+        bearer: Option<&Secret>,
+    ) -> Result<Answer, OAuthError> {
+        let mut req = self
+            .client
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(token) = bearer {
+            // Declassification: the token goes to the provider that issued it.
+            req = req.bearer_auth(token.expose());
+        }
+        self.send(endpoint, url, req).await
+    }
+
+    async fn send(
+        &self,
+        endpoint: &'static str,
+        url: &Url,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Answer, OAuthError> {
+        let host = host_of(url);
+        let transport = |e: reqwest::Error| OAuthError::Transport {
+            endpoint,
+            host: host.clone(),
+            reason: describe(&e),
+        };
+        let mut resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let date = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(OAuthError::Malformed {
+                endpoint,
+                host,
+                reason: "the answer is too large".into(),
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(OAuthError::Malformed {
+                    endpoint,
+                    host,
+                    reason: "the answer is too large".into(),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            body: Bytes::from(body),
+            date,
+            endpoint,
+            host,
+        })
+    }
+}
+
+/// A short, secret-free description of a transport failure. reqwest's own message
+/// repeats the URL; the error chain's innermost cause is what a person needs.
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "the request timed out".into();
+    }
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut innermost = None;
+    while let Some(s) = source {
+        innermost = Some(s.to_string());
+        source = s.source();
+    }
+    let what = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "the answer broke off"
+    } else {
+        "the request failed"
+    };
+    match innermost {
+        Some(cause) => format!("{what} ({})", clean_description(&cause)),
+        None => what.to_string(),
+    }
+}
