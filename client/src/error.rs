@@ -18,6 +18,9 @@ pub enum Error {
         message: String,
         hint: Option<String>,
     },
+    /// A bug or an environment the program cannot run in.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Writing the answer failed (other than a closed pipe, which is success).
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
@@ -37,7 +40,7 @@ impl Error {
         match self {
             Error::Engine(e) => e.category(),
             Error::Usage { .. } => Category::Usage,
-            Error::Output(_) => Category::Internal,
+            Error::Output(_) | Error::Internal(_) => Category::Internal,
         }
     }
 
@@ -46,7 +49,7 @@ impl Error {
         match self {
             Error::Engine(e) => e.hint(),
             Error::Usage { hint, .. } => hint.clone(),
-            Error::Output(_) => None,
+            Error::Output(_) | Error::Internal(_) => None,
         }
     }
 

@@ -228,9 +228,9 @@ pub fn validate_issuer(issuer: &str) -> Result<url::Url, ConfigError> {
             None => Ok(u),
         })
         .map_err(|reason| ConfigError::Issuer {
-        issuer: issuer.to_string(),
-        reason,
-    })
+            issuer: issuer.to_string(),
+            reason,
+        })
 }
 
 /// The rule for every provider URL (issuer and endpoints): https, or plain http on a

@@ -1,20 +1,22 @@
 //! The engine facade: what the CLI's embedded path (and later the daemon) calls.
 //!
-//! It ties the resolved paths, the configuration and the vault together. Every
-//! operation takes the profile name already resolved by the caller, so the facade
-//! never guesses. The OAuth flows and the refresh transaction arrive with the next
-//! issue; today the facade serves a stored token when it is fresh enough.
+//! It ties the resolved paths, the configuration, the vault and the provider client
+//! together. Every operation takes a profile name already resolved by the caller.
+//! The session operations themselves live in `session/`; this module owns the
+//! shared state they need: the vault, the lazily built HTTP client (commands that
+//! stay offline never build one) and the in-process single-flight slots.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use latchkey_proto::paths::{EnvInputs, Paths};
 use latchkey_proto::secret::Secret;
-use latchkey_proto::vault::KdfParams;
 
-use crate::config::Config;
-use crate::error::EngineError;
-use crate::policy;
-use crate::vault::{self, Vault};
+use crate::config::{Config, ProfileConfig};
+use crate::error::{ConfigError, EngineError};
+use crate::oauth::http::Http;
+use crate::vault::{self, Loaded, ProfileLock, Vault};
 
 /// The default `--min-ttl` of `latchkey token` (SPEC §4).
 pub const DEFAULT_MIN_TTL: u64 = 60;
@@ -27,6 +29,17 @@ pub struct AccessToken {
     /// Unix seconds, when known.
     pub expires_at: Option<i64>,
     pub generation: u64,
+}
+
+impl AccessToken {
+    pub(crate) fn from_loaded(l: &Loaded) -> AccessToken {
+        AccessToken {
+            access_token: l.session.access_token.clone(),
+            token_type: l.session.token_type.clone(),
+            expires_at: l.session.expires_at,
+            generation: l.generation,
+        }
+    }
 }
 
 /// Reads the environment variables the path rules use. This is the one place that
@@ -45,28 +58,32 @@ pub fn process_env() -> EnvInputs {
     }
 }
 
-/// The engine over one Latchkey home.
+/// The engine over one Latchkey home and its configuration.
 #[derive(Debug)]
 pub struct Engine {
     paths: Paths,
-    vault: Vault,
+    config: Config,
+    vault: Arc<Vault>,
     lock_timeout: Duration,
+    http: OnceLock<Http>,
+    /// One async mutex per profile: callers in this process queue behind the refresh
+    /// in flight instead of all taking the file lock. The outer std Mutex only
+    /// guards the map and is never held across an await.
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Engine {
-    /// An engine over `paths` that writes new vaults with `kdf`.
-    pub fn new(paths: Paths, kdf: KdfParams) -> Engine {
-        let vault = Vault::new(paths.state_dir.clone(), kdf);
+    /// An engine over `paths` with `config`.
+    pub fn new(paths: Paths, config: Config) -> Engine {
+        let vault = Arc::new(Vault::new(paths.state_dir.clone(), config.vault.kdf()));
         Engine {
             paths,
+            config,
             vault,
             lock_timeout: vault::DEFAULT_LOCK_TIMEOUT,
+            http: OnceLock::new(),
+            flights: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// An engine configured from `config`.
-    pub fn with_config(paths: Paths, config: &Config) -> Engine {
-        Engine::new(paths, config.vault.kdf())
     }
 
     /// Changes the bounded wait for profile locks (tests, tools).
@@ -78,47 +95,73 @@ impl Engine {
         &self.paths
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn vault(&self) -> &Vault {
         &self.vault
     }
 
-    /// An access token for `profile` that stays valid for `min_ttl` seconds or is
-    /// fresh enough by the rules of [`policy::is_fresh_enough`].
-    pub fn token(&self, profile: &str, min_ttl: u64) -> Result<AccessToken, EngineError> {
-        let loaded = self
-            .vault
-            .load(profile)?
-            .ok_or_else(|| EngineError::NotLoggedIn {
-                profile: profile.to_string(),
-            })?;
-        let s = &loaded.session;
-        let expired = || EngineError::SessionExpired {
-            profile: profile.to_string(),
-            user: s
-                .user
-                .as_ref()
-                .map(|u| u.email.clone().unwrap_or_else(|| u.sub.clone())),
-        };
-        if s.expired {
-            return Err(expired());
-        }
-        if !policy::is_fresh_enough(vault::unix_now(), s.issued_at, s.expires_at, min_ttl) {
-            // Refreshing is the next issue's refresh transaction; until then a stale
-            // token means the person has to log in again.
-            return Err(expired());
-        }
-        Ok(AccessToken {
-            access_token: s.access_token.clone(),
-            token_type: s.token_type.clone(),
-            expires_at: s.expires_at,
-            generation: loaded.generation,
+    /// The configuration of `profile`.
+    pub fn profile(&self, profile: &str) -> Result<&ProfileConfig, EngineError> {
+        self.config.profiles.get(profile).ok_or_else(|| {
+            ConfigError::UnknownProfile {
+                name: profile.to_string(),
+                known: self.config.profile_names(),
+            }
+            .into()
         })
     }
 
-    /// Deletes the local session of `profile` under its lock; `Ok(false)` when
-    /// there was none.
-    pub fn delete_session(&self, profile: &str) -> Result<bool, EngineError> {
-        let lock = self.vault.lock(profile, self.lock_timeout)?;
-        Ok(self.vault.delete(&lock)?)
+    /// The provider HTTP client, built on first use.
+    pub fn http(&self, profile: &str) -> Result<&Http, EngineError> {
+        if let Some(h) = self.http.get() {
+            return Ok(h);
+        }
+        let built = Http::new().map_err(|error| EngineError::OAuth {
+            profile: profile.to_string(),
+            error,
+        })?;
+        Ok(self.http.get_or_init(|| built))
+    }
+
+    /// Takes the profile's file lock without blocking the async runtime.
+    pub(crate) async fn lock(&self, profile: &str) -> Result<ProfileLock, EngineError> {
+        let vault = self.vault.clone();
+        let profile = profile.to_string();
+        let timeout = self.lock_timeout;
+        tokio::task::spawn_blocking(move || vault.lock(&profile, timeout))
+            .await
+            .map_err(|e| EngineError::Internal(format!("the lock task failed: {e}")))?
+            .map_err(EngineError::from)
+    }
+
+    /// The in-process single-flight slot of `profile`.
+    pub(crate) fn flight(&self, profile: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(profile.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Loads the vault of `profile` and checks it belongs to the configured provider.
+    pub(crate) fn load(&self, profile: &str) -> Result<Option<Loaded>, EngineError> {
+        let Some(loaded) = self.vault.load(profile)? else {
+            return Ok(None);
+        };
+        let configured = self.profile(profile)?;
+        if loaded.session.issuer != configured.issuer
+            || loaded.session.client_id != configured.client_id
+        {
+            // The profile was re-pointed at another provider or client: this session
+            // must not be sent there, so it counts as absent until the next login.
+            return Err(EngineError::NotLoggedIn {
+                profile: profile.to_string(),
+            });
+        }
+        Ok(Some(loaded))
     }
 }

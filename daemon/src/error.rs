@@ -97,6 +97,36 @@ pub enum EngineError {
     },
     #[error("cannot resolve Latchkey's folders: {0}")]
     Paths(#[from] latchkey_proto::paths::PathError),
+    /// A provider exchange failed for `profile`.
+    #[error("{error}")]
+    OAuth {
+        profile: String,
+        #[source]
+        error: crate::oauth::OAuthError,
+    },
+    /// A bug: an invariant did not hold. The message says which.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn oauth_hint(profile: &str, error: &crate::oauth::OAuthError) -> Option<String> {
+    let login = || Some(format!("run `latchkey login --profile {profile}`"));
+    match error.category() {
+        Category::SessionExpired | Category::NotLoggedIn => login(),
+        Category::Transport => {
+            Some("check the network or the provider's status, then try again".into())
+        }
+        Category::Usage => Some(format!(
+            "check the settings of profile {profile} in config.toml (issuer, client_id, scopes, endpoints)"
+        )),
+        Category::Forbidden => {
+            Some("your account is not allowed this access; ask the provider's administrator".into())
+        }
+        Category::Server => {
+            Some("the provider misbehaved; try again later or report it to its operators".into())
+        }
+        _ => None,
+    }
 }
 
 impl StorageError {
@@ -124,6 +154,8 @@ impl EngineError {
             EngineError::Config(_) | EngineError::Paths(_) => Category::Usage,
             EngineError::NotLoggedIn { .. } => Category::NotLoggedIn,
             EngineError::SessionExpired { .. } => Category::SessionExpired,
+            EngineError::OAuth { error, .. } => error.category(),
+            EngineError::Internal(_) => Category::Internal,
         }
     }
 
@@ -163,6 +195,7 @@ impl EngineError {
             EngineError::Storage(StorageError::LockTimeout { .. }) => {
                 Some("another latchkey process holds the lock; try again".into())
             }
+            EngineError::OAuth { profile, error } => oauth_hint(profile, error),
             _ => None,
         }
     }

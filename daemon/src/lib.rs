@@ -10,9 +10,10 @@
 
 pub mod config;
 pub mod engine;
-pub mod oauth;
 pub mod error;
+pub mod oauth;
 pub mod policy;
+pub mod session;
 pub mod vault;
 
 pub use engine::Engine;

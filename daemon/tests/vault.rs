@@ -38,6 +38,9 @@ fn session(token: &str) -> SessionRecord {
         }),
         groups: vec!["dev".into()],
         expired: false,
+        token_endpoint: None,
+        revocation_endpoint: None,
+        userinfo_endpoint: None,
     }
 }
 

@@ -103,6 +103,13 @@ pub struct SessionRecord {
     /// that status can say who must log in again, but no token is served from it.
     #[serde(default)]
     pub expired: bool,
+    /// The endpoints found at login, so a refresh or logout needs no discovery.
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
 }
 
 #[cfg(test)]

@@ -185,3 +185,198 @@ impl Run {
         format!("{}\n{}", self.stdout, self.stderr)
     }
 }
+
+/// A home with a running fake provider and a `work` profile pointing at it, that
+/// checks on drop that no token the provider issued appeared in anything captured
+/// (SPEC §7, §9): every run's stderr, and stdout of every command but `latchkey
+/// token`. This is the one shared leak check of the cross-process tests.
+pub struct World {
+    pub home: Home,
+    pub idp: crate::fake_idp::FakeIdp,
+    captured: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("home", &self.home.path())
+            .field("issuer", &self.idp.issuer())
+            .finish()
+    }
+}
+
+/// The client id the fake provider accepts by default.
+pub const CLIENT_ID: &str = "latchkey-cli";
+
+impl World {
+    /// A fake provider with `cfg` (device polls every second unless `cfg` says
+    /// otherwise) and a default `work` profile with the fast test KDF.
+    pub fn new(mut cfg: crate::fake_idp::FakeIdpConfig) -> World {
+        if cfg.device_interval == Some(5) {
+            cfg.device_interval = Some(1);
+        }
+        let idp = crate::fake_idp::FakeIdp::start_blocking(cfg);
+        let home = Home::new();
+        let world = World {
+            home,
+            idp,
+            captured: std::sync::Mutex::new(Vec::new()),
+        };
+        world
+            .latchkey([
+                "profile",
+                "add",
+                "work",
+                "--issuer",
+                &world.idp.issuer(),
+                "--client-id",
+                CLIENT_ID,
+                "--default",
+            ])
+            .run()
+            .ok();
+        world.fast_kdf();
+        world
+    }
+
+    /// A world with the fake provider's defaults.
+    pub fn default_provider() -> World {
+        World::new(crate::fake_idp::FakeIdpConfig::default())
+    }
+
+    /// Makes new vaults use scrypt log_n 10 (the minimum) so tests stay quick.
+    fn fast_kdf(&self) {
+        let path = self.home.config_file();
+        let text = std::fs::read_to_string(&path).expect("the config exists");
+        std::fs::write(&path, text + "\n[vault]\nscrypt_log_n = 10\n")
+            .expect("the config is writable");
+    }
+
+    /// A `latchkey` command whose output joins the leak check.
+    pub fn latchkey<I, S>(&self, args: I) -> WorldCmd<'_>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<std::ffi::OsString> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let is_token = args.first().is_some_and(|a| a == "token");
+        let label = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        WorldCmd {
+            cmd: self.home.latchkey(args),
+            world: self,
+            label,
+            stdout_may_hold_token: is_token,
+        }
+    }
+
+    /// Writes an executable browser script under the home and returns its path.
+    /// The script gets the URL as `$1`.
+    pub fn browser_script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.home.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("the script can be written");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .expect("the script can be made executable");
+        }
+        path
+    }
+
+    /// A browser that follows the authorize URL like a person who is already signed
+    /// in: the fake provider redirects straight to Latchkey's loopback listener.
+    pub fn auto_browser(&self) -> PathBuf {
+        self.browser_script(
+            "browser.sh",
+            "exec curl -fsS -L --max-time 20 -o /dev/null \"$1\"",
+        )
+    }
+
+    /// Logs `work` in through the browser flow with [`World::auto_browser`].
+    pub fn login(&self) -> Run {
+        let browser = self.auto_browser();
+        let run = self
+            .latchkey(["login", "--json", "--timeout", "30"])
+            .env("LATCHKEY_BROWSER", &browser)
+            .run();
+        run.ok();
+        run
+    }
+
+    /// The `work` vault's bytes.
+    pub fn vault_bytes(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.home.state_dir().join("profiles/work.vault")).ok()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let issued = self.idp.issued_tokens();
+        let captured = self
+            .captured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let texts: Vec<(&str, &str)> = captured
+            .iter()
+            .map(|(w, t)| (w.as_str(), t.as_str()))
+            .collect();
+        crate::leak::assert_no_leaks(&issued, &texts);
+    }
+}
+
+/// A command of a [`World`].
+#[derive(Debug)]
+pub struct WorldCmd<'w> {
+    cmd: Cmd,
+    world: &'w World,
+    label: String,
+    stdout_may_hold_token: bool,
+}
+
+impl WorldCmd<'_> {
+    /// Adds an environment variable.
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Self {
+        self.cmd = self.cmd.env(key, value);
+        self
+    }
+
+    /// Runs to completion; the output joins the leak check.
+    pub fn run(self) -> Run {
+        let run = self.cmd.run();
+        self.world
+            .capture(&self.label, &run, self.stdout_may_hold_token);
+        run
+    }
+
+    /// Spawns without waiting (for concurrency tests); pass the output to
+    /// [`World::capture`] once collected.
+    pub fn spawn(self) -> std::process::Child {
+        let mut cmd = self.cmd.into_command();
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.spawn().expect("the binary can be spawned")
+    }
+}
+
+impl World {
+    /// Adds a finished run's output to the leak check.
+    pub fn capture(&self, label: &str, run: &Run, stdout_may_hold_token: bool) {
+        let mut c = self
+            .captured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.push((format!("stderr of `latchkey {label}`"), run.stderr.clone()));
+        if !stdout_may_hold_token {
+            c.push((format!("stdout of `latchkey {label}`"), run.stdout.clone()));
+        }
+    }
+}

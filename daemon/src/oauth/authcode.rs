@@ -154,7 +154,9 @@ impl Listener {
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                     // A broken browser connection only ends that connection; the
                     // listener keeps waiting for the real callback.
-                    if conn.await.is_err() {}
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "a callback connection failed");
+                    }
                 });
             }
         };
@@ -165,7 +167,10 @@ impl Listener {
         };
         // Let the browser receive its page before the connections are dropped.
         let drain = async { while connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_millis(500), drain).await.is_err() {
+        if tokio::time::timeout(Duration::from_millis(500), drain)
+            .await
+            .is_err()
+        {
             // Slow browsers are cut off: the login's outcome is already known.
         }
         outcome
@@ -223,22 +228,33 @@ impl Callback {
             return bad();
         };
         let (outcome, response) = match (code, error) {
-            (Some(code), None) if !code.is_empty() => (Ok(Secret::new(code)), page(StatusCode::OK, PAGE_OK)),
+            (Some(code), None) if !code.is_empty() => {
+                (Ok(Secret::new(code)), page(StatusCode::OK, PAGE_OK))
+            }
             (_, Some(error)) => {
                 let detail = super::error::clean_description(&match description {
                     Some(d) => format!("{error}: {d}"),
                     None => error,
                 });
-                (Err(OAuthError::LoginDenied(format!("the provider answered {detail}"))), page(StatusCode::OK, PAGE_FAILED))
+                (
+                    Err(OAuthError::LoginDenied(format!(
+                        "the provider answered {detail}"
+                    ))),
+                    page(StatusCode::OK, PAGE_FAILED),
+                )
             }
             _ => (
-                Err(OAuthError::LoginDenied("the provider's callback carried no code".into())),
+                Err(OAuthError::LoginDenied(
+                    "the provider's callback carried no code".into(),
+                )),
                 page(StatusCode::BAD_REQUEST, PAGE_FAILED),
             ),
         };
         // The receiver only goes away when the wait already ended (timeout), in
         // which case this late callback changes nothing, as it should.
-        if tx.send(outcome).is_err() {}
+        if tx.send(outcome).is_err() {
+            tracing::debug!("a callback arrived after the login ended");
+        }
         response
     }
 }
@@ -264,10 +280,18 @@ mod tests {
     #[test]
     fn pkce_matches_rfc7636_appendix_b() {
         let v = Secret::new("dBjftJeZ4CVP-mJ92K9ZCHeH9XNMW3FXuO5hiAwrjVw".to_string());
-        assert_eq!(challenge_of(&v), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(
+            challenge_of(&v),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
         let p = pkce().unwrap();
         assert_eq!(p.verifier.len(), 64);
-        assert!(p.verifier.expose().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            p.verifier
+                .expose()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         assert_ne!(pkce().unwrap().verifier, p.verifier);
         assert!(random_state().unwrap().len() >= 22, "at least 128 bits");
     }
@@ -290,14 +314,27 @@ mod tests {
             state: "s1".into(),
             tx: Mutex::new(Some(tx)),
         };
-        assert_eq!(cb.handle(&get("/callback?code=c&state=wrong")).status(), 400);
+        assert_eq!(
+            cb.handle(&get("/callback?code=c&state=wrong")).status(),
+            400
+        );
         assert_eq!(cb.handle(&get("/callback?code=c")).status(), 400);
         assert_eq!(cb.handle(&get("/other?code=c&state=s1")).status(), 400);
-        assert_eq!(cb.handle(&get("/callback?code=c&state=s1&state=s1")).status(), 400);
+        assert_eq!(
+            cb.handle(&get("/callback?code=c&state=s1&state=s1"))
+                .status(),
+            400
+        );
         assert!(rx.try_recv().is_err(), "nothing delivered yet");
-        assert_eq!(cb.handle(&get("/callback?code=the-code&state=s1")).status(), 200);
+        assert_eq!(
+            cb.handle(&get("/callback?code=the-code&state=s1")).status(),
+            200
+        );
         assert_eq!(rx.try_recv().unwrap().unwrap().expose(), "the-code");
-        assert_eq!(cb.handle(&get("/callback?code=again&state=s1")).status(), 400);
+        assert_eq!(
+            cb.handle(&get("/callback?code=again&state=s1")).status(),
+            400
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub async fn start(
 /// server already punctuated, and odd lengths, are shown as given.
 pub fn format_user_code(code: &str) -> String {
     let len = code.chars().count();
-    if code.contains('-') || len < 6 || len % 2 != 0 || !code.is_ascii() {
+    if code.contains('-') || len < 6 || !len.is_multiple_of(2) || !code.is_ascii() {
         return code.to_string();
     }
     let (a, b) = code.split_at(len / 2);

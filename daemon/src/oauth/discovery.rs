@@ -36,7 +36,9 @@ struct Metadata {
 }
 
 fn endpoint(what: &str, s: &str) -> Result<Url, OAuthError> {
-    check_url(s).map_err(|reason| OAuthError::Setup(format!("the {what} endpoint {s:?} is not usable: {reason}")))
+    check_url(s).map_err(|reason| {
+        OAuthError::Setup(format!("the {what} endpoint {s:?} is not usable: {reason}"))
+    })
 }
 
 fn optional(what: &str, s: Option<&str>) -> Result<Option<Url>, OAuthError> {
@@ -56,7 +58,10 @@ pub async fn endpoints(http: &Http, profile: &ProfileConfig) -> Result<Endpoints
         return Ok(Endpoints {
             authorization: explicit("authorization", &profile.authorization_endpoint)?,
             token: endpoint("token", token)?,
-            device_authorization: explicit("device authorization", &profile.device_authorization_endpoint)?,
+            device_authorization: explicit(
+                "device authorization",
+                &profile.device_authorization_endpoint,
+            )?,
             userinfo: explicit("userinfo", &profile.userinfo_endpoint)?,
             revocation: explicit("revocation", &profile.revocation_endpoint)?,
         });
@@ -72,26 +77,44 @@ pub async fn endpoints(http: &Http, profile: &ProfileConfig) -> Result<Endpoints
         ))
     })?;
     Ok(Endpoints {
-        authorization: pick("authorization", &profile.authorization_endpoint, meta.authorization_endpoint)?,
+        authorization: pick(
+            "authorization",
+            &profile.authorization_endpoint,
+            meta.authorization_endpoint,
+        )?,
         token,
         device_authorization: pick(
             "device authorization",
             &profile.device_authorization_endpoint,
             meta.device_authorization_endpoint,
         )?,
-        userinfo: pick("userinfo", &profile.userinfo_endpoint, meta.userinfo_endpoint)?,
-        revocation: pick("revocation", &profile.revocation_endpoint, meta.revocation_endpoint)?,
+        userinfo: pick(
+            "userinfo",
+            &profile.userinfo_endpoint,
+            meta.userinfo_endpoint,
+        )?,
+        revocation: pick(
+            "revocation",
+            &profile.revocation_endpoint,
+            meta.revocation_endpoint,
+        )?,
     })
 }
 
 /// Fetches and checks the metadata document. Also used by `doctor --server`.
 async fn discover(http: &Http, issuer: &str) -> Result<(Metadata, Option<String>), OAuthError> {
     let base = trimmed(issuer);
-    let oidc = endpoint("discovery", &format!("{base}/.well-known/openid-configuration"))?;
+    let oidc = endpoint(
+        "discovery",
+        &format!("{base}/.well-known/openid-configuration"),
+    )?;
     let answer = http.get("discovery", &oidc, None).await?;
     let answer = if answer.status == 404 {
         // RFC 8414: OAuth-only servers publish their metadata here instead.
-        let oauth = endpoint("discovery", &format!("{base}/.well-known/oauth-authorization-server"))?;
+        let oauth = endpoint(
+            "discovery",
+            &format!("{base}/.well-known/oauth-authorization-server"),
+        )?;
         http.get("discovery", &oauth, None).await?
     } else {
         answer

@@ -59,7 +59,9 @@ impl OAuthError {
             OAuthError::Rejected { status, code, .. } => match code.as_str() {
                 "invalid_grant" => Category::SessionExpired,
                 "access_denied" | "insufficient_scope" => Category::Forbidden,
-                "invalid_client" | "unauthorized_client" | "invalid_scope"
+                "invalid_client"
+                | "unauthorized_client"
+                | "invalid_scope"
                 | "unsupported_grant_type" => Category::Usage,
                 "expired_token" => Category::NotLoggedIn,
                 "temporarily_unavailable" => Category::Transport,
@@ -110,7 +112,13 @@ fn status_category(status: u16) -> Category {
 pub(crate) fn clean_description(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(200)
         .collect();
     if s.chars().count() > 200 {
@@ -151,9 +159,15 @@ mod tests {
         }
         assert_eq!(status(500).category(), Category::Server);
         assert!(!status(500).retryable());
-        assert_eq!(rejected(400, "invalid_grant").category(), Category::SessionExpired);
+        assert_eq!(
+            rejected(400, "invalid_grant").category(),
+            Category::SessionExpired
+        );
         assert_eq!(rejected(400, "invalid_client").category(), Category::Usage);
-        assert_eq!(rejected(503, "temporarily_unavailable").category(), Category::Transport);
+        assert_eq!(
+            rejected(503, "temporarily_unavailable").category(),
+            Category::Transport
+        );
         assert!(status(409).is_invalid_grant());
         assert!(rejected(400, "invalid_grant").is_invalid_grant());
         assert!(!status(500).is_invalid_grant());

@@ -48,16 +48,18 @@ impl Answer {
         if !self.is_success() {
             return Err(self.error());
         }
-        serde_json::from_slice(&self.body).map_err(|e| self.malformed(format!(
-            "{} at line {} column {}",
-            match e.classify() {
-                serde_json::error::Category::Data => "unexpected content",
-                serde_json::error::Category::Eof => "truncated JSON",
-                _ => "invalid JSON",
-            },
-            e.line(),
-            e.column()
-        )))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            self.malformed(format!(
+                "{} at line {} column {}",
+                match e.classify() {
+                    serde_json::error::Category::Data => "unexpected content",
+                    serde_json::error::Category::Eof => "truncated JSON",
+                    _ => "invalid JSON",
+                },
+                e.line(),
+                e.column()
+            ))
+        })
     }
 
     /// The error for a non-2xx answer: an OAuth error when the body is one, else the

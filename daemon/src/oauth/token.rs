@@ -132,11 +132,23 @@ mod tests {
     #[test]
     fn expires_in_is_lenient() {
         for (json, want) in [
-            (r#"{"access_token":"a","token_type":"bearer","expires_in":60}"#, Some(60)),
-            (r#"{"access_token":"a","token_type":"bearer","expires_in":"60"}"#, Some(60)),
-            (r#"{"access_token":"a","token_type":"bearer","expires_in":59.9}"#, Some(59)),
+            (
+                r#"{"access_token":"a","token_type":"bearer","expires_in":60}"#,
+                Some(60),
+            ),
+            (
+                r#"{"access_token":"a","token_type":"bearer","expires_in":"60"}"#,
+                Some(60),
+            ),
+            (
+                r#"{"access_token":"a","token_type":"bearer","expires_in":59.9}"#,
+                Some(59),
+            ),
             (r#"{"access_token":"a","token_type":"bearer"}"#, None),
-            (r#"{"access_token":"a","token_type":"bearer","expires_in":null}"#, None),
+            (
+                r#"{"access_token":"a","token_type":"bearer","expires_in":null}"#,
+                None,
+            ),
         ] {
             let r: TokenResponse = serde_json::from_str(json).unwrap();
             assert_eq!(r.expires_in, want, "{json}");

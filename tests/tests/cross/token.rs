@@ -64,6 +64,9 @@ fn plant(home: &Home, expires_in: i64) {
         user: None,
         groups: vec![],
         expired: false,
+        token_endpoint: None,
+        revocation_endpoint: None,
+        userinfo_endpoint: None,
     };
     vault.store(&lock, &session).unwrap();
 }

@@ -32,9 +32,47 @@ pub enum Command {
         #[arg(long, value_name = "SECS", default_value_t = latchkey_daemon::engine::DEFAULT_MIN_TTL)]
         min_ttl: u64,
     },
+    /// Log in to the profile's provider (browser, or the device flow with --device).
+    Login(LoginArgs),
+    /// Refresh the session now and say when the new token expires.
+    Refresh,
+    /// Show who is logged in, until when, and where the session is stored.
+    Status {
+        /// Show every configured profile.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke the session at the provider and delete it locally.
+    Logout {
+        /// Only delete the local session; do not contact the provider.
+        #[arg(long)]
+        local: bool,
+    },
+    /// Check the configuration, files and session (offline unless --server).
+    Doctor {
+        /// Also check the provider: discovery, clock skew, refresh, userinfo.
+        #[arg(long)]
+        server: bool,
+    },
     /// Manage provider profiles in config.toml.
     #[command(subcommand)]
     Profile(ProfileCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Use the device flow (RFC 8628): never opens a browser here.
+    #[arg(long, visible_alias = "headless")]
+    pub device: bool,
+    /// Do not open a browser; print the URL to open yourself.
+    #[arg(long, conflicts_with = "device")]
+    pub no_browser: bool,
+    /// Give up after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+    /// Show a QR code of the verification URL (device flow).
+    #[arg(long)]
+    pub qr: bool,
 }
 
 #[derive(Debug, Subcommand)]

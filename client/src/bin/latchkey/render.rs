@@ -17,6 +17,9 @@ pub struct Output {
     pub text: String,
     /// For scripts.
     pub json: serde_json::Value,
+    /// The exit code of an answer that is not an error but says something failed
+    /// (`doctor` with a failing check exits 1).
+    pub exit: u8,
 }
 
 /// Prints a success and returns the exit code.
@@ -31,12 +34,32 @@ pub fn success(json: bool, out: &Output) -> ExitCode {
     }
     .and_then(|()| stdout.flush());
     match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(out.exit),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(out.exit),
         Err(e) => {
             drop(stdout);
             error(json, &Error::Output(e))
         }
+    }
+}
+
+/// Prints one step of a long command as it happens: a sentence block for people,
+/// or one JSON line (skipped when `doc` is null) with `--json`.
+pub fn progress(json: bool, text: &str, doc: &serde_json::Value) {
+    let mut stdout = std::io::stdout().lock();
+    let written = if json {
+        if doc.is_null() {
+            return;
+        }
+        serde_json::to_writer(&mut stdout, doc)
+            .map_err(std::io::Error::from)
+            .and_then(|()| stdout.write_all(b"\n"))
+    } else {
+        stdout.write_all(text.as_bytes())
+    }
+    .and_then(|()| stdout.flush());
+    if written.is_err() {
+        // A closed stdout does not stop the login; its outcome still sets the exit code.
     }
 }
 
@@ -110,4 +133,46 @@ pub fn rfc3339(unix: i64) -> String {
     let t =
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// A duration in words, relative to now: "in 59 min", "3 min ago", "in 2 h 5 min".
+pub fn in_words(seconds_from_now: i64) -> String {
+    let s = seconds_from_now.unsigned_abs();
+    let span = if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        format!("{} min", s / 60)
+    } else if s < 86_400 {
+        match (s / 3600, (s % 3600) / 60) {
+            (h, 0) => format!("{h} h"),
+            (h, m) => format!("{h} h {m} min"),
+        }
+    } else {
+        format!("{} d", s / 86_400)
+    };
+    if seconds_from_now >= 0 {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_words() {
+        assert_eq!(in_words(3540), "in 59 min");
+        assert_eq!(in_words(45), "in 45 s");
+        assert_eq!(in_words(-180), "3 min ago");
+        assert_eq!(in_words(7500), "in 2 h 5 min");
+        assert_eq!(in_words(7200), "in 2 h");
+        assert_eq!(in_words(200_000), "in 2 d");
+    }
+
+    #[test]
+    fn rfc3339_is_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
 }

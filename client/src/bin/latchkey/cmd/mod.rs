@@ -1,7 +1,11 @@
 //! One module per command. Each returns an [`Output`](crate::render::Output) or an
 //! error; printing and exit codes are `render`'s business.
 
+pub mod doctor;
+pub mod login;
+pub mod logout;
 pub mod profile;
+pub mod status;
 pub mod token;
 
 use latchkey::Error;
@@ -29,6 +33,16 @@ impl Ctx {
     /// Reads config.toml.
     pub fn config(&self) -> Result<Config, Error> {
         Ok(Config::load(&self.paths.config_file)?)
+    }
+
+    /// The engine over this home and the profile this run is about.
+    pub fn engine(&self) -> Result<(latchkey_daemon::Engine, String), Error> {
+        let config = self.config()?;
+        let profile = self.profile(&config)?;
+        Ok((
+            latchkey_daemon::Engine::new(self.paths.clone(), config),
+            profile,
+        ))
     }
 
     /// The profile this run is about (SPEC §4 resolution order).

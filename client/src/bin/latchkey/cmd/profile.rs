@@ -46,6 +46,7 @@ pub fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<Output, Error> {
                 summary.name
             ));
             Ok(Output {
+                exit: 0,
                 text,
                 json: serde_json::to_value(&summary).map_err(internal)?,
             })
@@ -66,6 +67,7 @@ pub fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<Output, Error> {
                 ));
             }
             Ok(Output {
+                exit: 0,
                 text,
                 json: serde_json::to_value(&list).map_err(internal)?,
             })
@@ -77,7 +79,7 @@ pub fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<Output, Error> {
             // The session goes first: if its deletion fails, the profile stays
             // configured and the command can simply be run again.
             let config = ctx.config()?;
-            let engine = Engine::with_config(ctx.paths.clone(), &config);
+            let engine = Engine::new(ctx.paths.clone(), config);
             let session_deleted = engine.delete_session(&name)?;
             editor.save()?;
             let text = if session_deleted {
@@ -86,6 +88,7 @@ pub fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<Output, Error> {
                 format!("Removed profile {name}.\n")
             };
             Ok(Output {
+                exit: 0,
                 text,
                 json: json!({"removed": name, "session_deleted": session_deleted}),
             })
@@ -97,6 +100,7 @@ pub fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<Output, Error> {
                 None => "No default profile is set.\n".to_string(),
             };
             Ok(Output {
+                exit: 0,
                 text,
                 json: json!({"default_profile": config.default_profile}),
             })
@@ -106,6 +110,7 @@ pub fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<Output, Error> {
             editor.set_default(&name)?;
             editor.save()?;
             Ok(Output {
+                exit: 0,
                 text: format!("{name} is now the default profile.\n"),
                 json: json!({"default_profile": name}),
             })

@@ -1,0 +1,466 @@
+//! `latchkey doctor [--server]`: checks that say what is wrong and what to do.
+//!
+//! Offline by default: no network request at all (no HTTP client is even built).
+//! `--server` adds discovery, clock skew against the provider's `Date` header, a
+//! refresh if needed, and a userinfo call. Exit 0 when no check fails (warnings
+//! allowed), 1 when any does.
+
+use std::time::Duration;
+
+use latchkey::Error;
+use latchkey_daemon::Engine;
+use latchkey_daemon::config::Config;
+use latchkey_daemon::vault::{fs, unix_now};
+use latchkey_proto::paths::RuntimeDirKind;
+use serde_json::json;
+
+use super::Ctx;
+use crate::render::{Output, in_words};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Check {
+    name: &'static str,
+    status: Status,
+    detail: String,
+    hint: Option<String>,
+}
+
+fn check(
+    name: &'static str,
+    status: Status,
+    detail: impl Into<String>,
+    hint: Option<String>,
+) -> Check {
+    Check {
+        name,
+        status,
+        detail: detail.into(),
+        hint,
+    }
+}
+
+fn failed(name: &'static str, e: &Error) -> Check {
+    check(name, Status::Fail, e.to_string(), e.hint())
+}
+
+pub async fn run(ctx: &Ctx, server: bool) -> Result<Output, Error> {
+    let mut checks = Vec::new();
+    let config = offline(ctx, &mut checks);
+    if server && let Some((engine, profile)) = &config {
+        online(engine, profile, &mut checks).await;
+    }
+    let any_failed = checks.iter().any(|c| c.status == Status::Fail);
+    let mut text = String::new();
+    for c in &checks {
+        text.push_str(&format!(
+            "{:<5} {}: {}\n",
+            c.status.as_str(),
+            c.name,
+            c.detail
+        ));
+        if c.status != Status::Ok
+            && let Some(h) = &c.hint
+        {
+            text.push_str(&format!("      hint: {h}\n"));
+        }
+    }
+    text.push_str(if any_failed {
+        "Some checks failed.\n"
+    } else {
+        "No check failed.\n"
+    });
+    let docs: Vec<_> = checks
+        .iter()
+        .map(|c| json!({"name": c.name, "status": c.status.as_str(), "detail": c.detail, "hint": c.hint}))
+        .collect();
+    Ok(Output {
+        exit: u8::from(any_failed),
+        text,
+        json: json!({ "checks": docs }),
+    })
+}
+
+/// The offline checks; returns the engine and profile when they resolved.
+fn offline(ctx: &Ctx, checks: &mut Vec<Check>) -> Option<(Engine, String)> {
+    let paths = &ctx.paths;
+    let config = match ctx.config() {
+        Ok(c) if !paths.config_file.exists() => {
+            checks.push(check(
+                "config",
+                Status::Warn,
+                format!("no config file at {}", paths.config_file.display()),
+                Some(
+                    "add a profile with `latchkey profile add NAME --issuer URL --client-id ID`"
+                        .into(),
+                ),
+            ));
+            c
+        }
+        Ok(c) => {
+            checks.push(check(
+                "config",
+                Status::Ok,
+                paths.config_file.display().to_string(),
+                None,
+            ));
+            c
+        }
+        Err(e) => {
+            checks.push(failed("config", &e));
+            return None;
+        }
+    };
+    let profile = match ctx.profile(&config) {
+        Ok(p) => {
+            let pc = &config.profiles[&p];
+            checks.push(check(
+                "profile",
+                Status::Ok,
+                format!("{p} (issuer {}, client {})", pc.issuer, pc.client_id),
+                None,
+            ));
+            p
+        }
+        Err(e) => {
+            checks.push(failed("profile", &e));
+            folders(ctx, checks);
+            return None;
+        }
+    };
+    folders(ctx, checks);
+    let engine = Engine::new(paths.clone(), Config::clone(&config));
+    session_checks(&engine, &profile, checks);
+    checks.push(check(
+        "daemon",
+        Status::Ok,
+        "not running: commands are answered from the encrypted file by the embedded engine",
+        None,
+    ));
+    Some((engine, profile))
+}
+
+fn folders(ctx: &Ctx, checks: &mut Vec<Check>) {
+    let state = &ctx.paths.state_dir;
+    checks.push(match fs::check_dir(state) {
+        Ok(true) => check(
+            "state_folder",
+            Status::Ok,
+            format!("{} (private)", state.display()),
+            None,
+        ),
+        Ok(false) => check(
+            "state_folder",
+            Status::Ok,
+            format!("{} does not exist yet (nothing stored)", state.display()),
+            None,
+        ),
+        Err(e) => failed(
+            "state_folder",
+            &Error::from(latchkey_daemon::EngineError::from(e)),
+        ),
+    });
+    let run = &ctx.paths.runtime_dir;
+    checks.push(match fs::check_dir(run) {
+        Ok(true) => check("runtime_folder", Status::Ok, format!("{} (private)", run.display()), None),
+        Ok(false) => check(
+            "runtime_folder",
+            Status::Ok,
+            format!("{} does not exist yet", run.display()),
+            None,
+        ),
+        Err(e) => {
+            let mut c = failed("runtime_folder", &Error::from(latchkey_daemon::EngineError::from(e)));
+            if ctx.paths.runtime_dir_kind == RuntimeDirKind::TempFallback {
+                c.hint = Some(format!(
+                    "{} is shared with other users; remove it if it is not yours, or set XDG_RUNTIME_DIR",
+                    run.display()
+                ));
+            }
+            c
+        }
+    });
+}
+
+fn session_checks(engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
+    let vault_path = match engine.vault().path(profile) {
+        Ok(p) => p,
+        Err(e) => {
+            checks.push(failed(
+                "vault",
+                &Error::from(latchkey_daemon::EngineError::from(e)),
+            ));
+            return;
+        }
+    };
+    let key_file = engine.paths().key_file();
+    let vault_exists = vault_path.exists();
+    checks.push(match fs::read_private(&key_file, 64, true) {
+        Ok(Some((bytes, _))) if bytes.len() == 32 => check(
+            "machine_key",
+            Status::Ok,
+            format!("{} (32 bytes, private)", key_file.display()),
+            None,
+        ),
+        Ok(Some((bytes, _))) => check(
+            "machine_key",
+            Status::Fail,
+            format!(
+                "{} holds {} bytes instead of 32",
+                key_file.display(),
+                bytes.len()
+            ),
+            Some("restore the original key file, or delete it and log in again".into()),
+        ),
+        Ok(None) if vault_exists => check(
+            "machine_key",
+            Status::Fail,
+            format!(
+                "{} is missing, so the stored session cannot be decrypted",
+                key_file.display()
+            ),
+            Some("restore the key file, or log in again".into()),
+        ),
+        Ok(None) => check(
+            "machine_key",
+            Status::Ok,
+            format!("{} will be made at the first login", key_file.display()),
+            None,
+        ),
+        Err(e) => failed(
+            "machine_key",
+            &Error::from(latchkey_daemon::EngineError::from(e)),
+        ),
+    });
+    match engine.status(profile) {
+        Ok(st) if st.generation.is_none() => checks.push(check(
+            "vault",
+            Status::Warn,
+            format!("no session stored for {profile} ({})", vault_path.display()),
+            Some(format!("run `latchkey login --profile {profile}`")),
+        )),
+        Ok(st) => {
+            checks.push(check(
+                "vault",
+                Status::Ok,
+                format!(
+                    "{} decrypts (generation {})",
+                    vault_path.display(),
+                    st.generation.unwrap_or_default()
+                ),
+                None,
+            ));
+            let now = unix_now();
+            checks.push(match (st.session_expired, st.expires_at) {
+                (true, _) => check(
+                    "session",
+                    Status::Fail,
+                    "the provider no longer accepts this session",
+                    Some(format!("run `latchkey login --profile {profile}`")),
+                ),
+                (false, Some(at)) if at <= now => check(
+                    "session",
+                    Status::Warn,
+                    format!(
+                        "the access token expired {}; it will be refreshed on next use",
+                        in_words(at - now)
+                    ),
+                    None,
+                ),
+                (false, Some(at)) => check(
+                    "session",
+                    Status::Ok,
+                    format!(
+                        "access token expires {}; refresh token {}",
+                        in_words(at - now),
+                        if st.has_refresh_token {
+                            "held"
+                        } else {
+                            "not held"
+                        }
+                    ),
+                    None,
+                ),
+                (false, None) => check(
+                    "session",
+                    Status::Ok,
+                    "access token has no stated expiry",
+                    None,
+                ),
+            });
+        }
+        Err(e) => checks.push(failed("vault", &Error::from(e))),
+    }
+    // A lock that cannot be taken at once is held by a live process (the kernel
+    // releases flock locks of dead ones), so it is at worst a refresh in progress.
+    checks.push(match engine.vault().lock(profile, Duration::ZERO) {
+        Ok(_released_on_drop) => check("lock", Status::Ok, "free", None),
+        Err(e) => check(
+            "lock",
+            Status::Warn,
+            e.to_string(),
+            Some("a login or refresh is in progress; if it persists, find that process".into()),
+        ),
+    });
+}
+
+async fn online(engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
+    let p = match engine.profile(profile) {
+        Ok(p) => p,
+        Err(e) => return checks.push(failed("discovery", &Error::from(e))),
+    };
+    let http = match engine.http(profile) {
+        Ok(h) => h,
+        Err(e) => return checks.push(failed("discovery", &Error::from(e))),
+    };
+    match latchkey_daemon::oauth::discovery::probe(http, p).await {
+        Ok(date) => {
+            checks.push(check(
+                "discovery",
+                Status::Ok,
+                format!("{} answers", p.issuer),
+                None,
+            ));
+            checks.push(clock_skew(date.as_deref()));
+        }
+        Err(error) => {
+            let e = Error::from(latchkey_daemon::EngineError::OAuth {
+                profile: profile.to_string(),
+                error,
+            });
+            checks.push(failed("discovery", &e));
+            return;
+        }
+    }
+    match engine
+        .token(profile, latchkey_daemon::engine::DEFAULT_MIN_TTL)
+        .await
+    {
+        Ok(t) => checks.push(check(
+            "refresh",
+            Status::Ok,
+            match t.expires_at {
+                Some(at) => format!("access token valid, expires {}", in_words(at - unix_now())),
+                None => "access token valid".to_string(),
+            },
+            None,
+        )),
+        Err(e) => {
+            checks.push(failed("refresh", &Error::from(e)));
+            return;
+        }
+    }
+    checks.push(match engine.userinfo(profile).await {
+        Ok((user, _)) => check(
+            "userinfo",
+            Status::Ok,
+            format!(
+                "the provider accepts the session (user {})",
+                user.email.unwrap_or(user.sub)
+            ),
+            None,
+        ),
+        Err(e) => failed("userinfo", &Error::from(e)),
+    });
+}
+
+fn clock_skew(date: Option<&str>) -> Check {
+    let Some(date) = date else {
+        return check(
+            "clock_skew",
+            Status::Warn,
+            "the provider sent no Date header",
+            None,
+        );
+    };
+    let Ok(theirs) = humantime::parse_rfc3339_weak(&imf_to_rfc3339(date).unwrap_or_default())
+    else {
+        return check(
+            "clock_skew",
+            Status::Warn,
+            format!("cannot read the provider's Date {date:?}"),
+            None,
+        );
+    };
+    let ours = std::time::SystemTime::now();
+    let skew = match ours.duration_since(theirs) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    let detail = format!(
+        "this clock is {} s {} the provider's",
+        skew.abs(),
+        if skew >= 0 { "ahead of" } else { "behind" }
+    );
+    let hint = Some("synchronise the system clock (NTP); token expiry depends on it".into());
+    match skew.abs() {
+        0..=60 => check("clock_skew", Status::Ok, detail, None),
+        61..=300 => check("clock_skew", Status::Warn, detail, hint),
+        _ => check("clock_skew", Status::Fail, detail, hint),
+    }
+}
+
+/// Turns an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110's IMF-fixdate)
+/// into `1994-11-06 08:49:37` for humantime's RFC 3339 parser.
+fn imf_to_rfc3339(date: &str) -> Option<String> {
+    let parts: Vec<&str> = date.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|x| x == month)? + 1;
+    Some(format!("{year}-{m:02}-{day:0>2} {time}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_parse() {
+        assert_eq!(
+            imf_to_rfc3339("Sun, 06 Nov 1994 08:49:37 GMT").unwrap(),
+            "1994-11-06 08:49:37"
+        );
+        assert!(imf_to_rfc3339("garbage").is_none());
+        let now = httpdate_now();
+        assert_eq!(clock_skew(Some(&now)).status, Status::Ok);
+        assert_eq!(
+            clock_skew(Some("Sun, 06 Nov 1994 08:49:37 GMT")).status,
+            Status::Fail
+        );
+    }
+
+    fn httpdate_now() -> String {
+        // humantime renders RFC 3339; rebuild an IMF-fixdate from it for the test.
+        let s = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let (date, time) = s.trim_end_matches('Z').split_once('T').unwrap();
+        let mut d = date.split('-');
+        let (y, m, day) = (d.next().unwrap(), d.next().unwrap(), d.next().unwrap());
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        format!(
+            "Mon, {day} {} {y} {time} GMT",
+            MONTHS[m.parse::<usize>().unwrap() - 1]
+        )
+    }
+}

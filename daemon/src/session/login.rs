@@ -1,0 +1,199 @@
+//! Interactive login: the browser flow (authorization code + PKCE through a
+//! loopback listener) or the device flow, then userinfo, then one write of the new
+//! session under the profile lock.
+//!
+//! Nothing is written until the very end, so a failed or abandoned login leaves the
+//! previous session exactly as it was.
+
+use std::time::Duration;
+
+use latchkey_proto::vault::{SessionRecord, UserInfo};
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::oauth::authcode::{self, AuthorizeParams};
+use crate::oauth::device::{self, PollObserver};
+use crate::oauth::token::{self, Grant};
+use crate::oauth::{OAuthError, discovery, userinfo};
+use crate::vault::unix_now;
+
+/// SPEC §4: the default time a person has to finish a login.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Which interactive flow to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Authorization code + PKCE through the browser.
+    Browser,
+    /// RFC 8628 device flow.
+    Device,
+}
+
+/// What the device flow shows the person.
+#[derive(Debug, Clone)]
+pub struct DeviceCode {
+    /// Formatted for reading, `ABCD-EFGH`.
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: Option<String>,
+    pub expires_in: u64,
+}
+
+/// How a login talks to the person. The CLI prints and opens a browser; the daemon
+/// will publish events.
+pub trait LoginUi: Send + Sync {
+    /// The browser flow's URL is ready: show it (always) and open it (if wanted).
+    fn authorize_url(&self, url: &str);
+    /// The device flow's code is ready.
+    fn device_code(&self, code: &DeviceCode);
+    /// Called before each device poll with the time left.
+    fn waiting(&self, time_left: Duration);
+}
+
+/// The result of a login.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    pub user: Option<UserInfo>,
+    pub groups: Vec<String>,
+    pub expires_at: Option<i64>,
+    pub generation: u64,
+}
+
+struct Observer<'a>(&'a dyn LoginUi);
+
+impl PollObserver for Observer<'_> {
+    fn waiting(&self, time_left: Duration) {
+        self.0.waiting(time_left);
+    }
+}
+
+impl Engine {
+    /// Runs an interactive login for `profile` and saves the session.
+    pub async fn login(
+        &self,
+        profile: &str,
+        flow: Flow,
+        timeout: Duration,
+        ui: &dyn LoginUi,
+    ) -> Result<LoggedIn, EngineError> {
+        let oauth = |error| EngineError::OAuth {
+            profile: profile.to_string(),
+            error,
+        };
+        let p = self.profile(profile)?;
+        let http = self.http(profile)?;
+        let ep = discovery::endpoints(http, p).await.map_err(oauth)?;
+        let scope = p.scopes.join(" ");
+        let mut extra: Vec<(&str, &str)> = Vec::new();
+        if let Some(a) = &p.audience {
+            extra.push(("audience", a));
+        }
+        if let Some(r) = &p.resource {
+            extra.push(("resource", r));
+        }
+        let token_extra = extra.clone();
+        extra.extend(
+            p.extra_auth_params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+
+        let tokens = match flow {
+            Flow::Browser => {
+                let endpoint = ep.authorization.as_ref().ok_or_else(|| {
+                    oauth(OAuthError::Setup(
+                        "the provider has no authorization endpoint; use `latchkey login --device`"
+                            .into(),
+                    ))
+                })?;
+                let listener = authcode::Listener::bind().await.map_err(oauth)?;
+                let redirect_uri = listener.redirect_uri();
+                let pkce = authcode::pkce().map_err(oauth)?;
+                let state = authcode::random_state().map_err(oauth)?;
+                let params = AuthorizeParams {
+                    client_id: &p.client_id,
+                    redirect_uri: &redirect_uri,
+                    scope: &scope,
+                    state: &state,
+                    extra: &extra,
+                };
+                ui.authorize_url(
+                    authcode::authorize_url(endpoint, &params, &pkce.challenge).as_str(),
+                );
+                let code = listener
+                    .wait_for_code(&state, timeout)
+                    .await
+                    .map_err(oauth)?;
+                let grant = Grant::AuthorizationCode {
+                    code: &code,
+                    verifier: &pkce.verifier,
+                    redirect_uri: &redirect_uri,
+                };
+                token::request(http, &ep.token, &p.client_id, grant, &token_extra)
+                    .await
+                    .map_err(oauth)?
+            }
+            Flow::Device => {
+                let endpoint = ep.device_authorization.as_ref().ok_or_else(|| {
+                    oauth(OAuthError::Setup(
+                        "the provider has no device authorization endpoint; use the browser login"
+                            .into(),
+                    ))
+                })?;
+                let auth = device::start(http, endpoint, &p.client_id, &scope, &extra)
+                    .await
+                    .map_err(oauth)?;
+                ui.device_code(&DeviceCode {
+                    user_code: device::format_user_code(&auth.user_code),
+                    verification_uri: auth.verification_uri.clone(),
+                    verification_uri_complete: auth.verification_uri_complete.clone(),
+                    expires_in: auth.expires_in,
+                });
+                device::poll(http, &ep.token, &p.client_id, &auth, timeout, &Observer(ui))
+                    .await
+                    .map_err(oauth)?
+            }
+        };
+
+        let (user, groups) = match &ep.userinfo {
+            Some(url) => {
+                let (u, g) = userinfo::fetch(http, url, &tokens.access_token, &p.groups_claim)
+                    .await
+                    .map_err(oauth)?;
+                (Some(u), g)
+            }
+            None => (None, Vec::new()),
+        };
+        let now = unix_now();
+        let session = SessionRecord {
+            issuer: p.issuer.clone(),
+            client_id: p.client_id.clone(),
+            access_token: tokens.access_token,
+            token_type: tokens.token_type,
+            expires_at: tokens
+                .expires_in
+                .map(|e| now.saturating_add(i64::try_from(e).unwrap_or(i64::MAX))),
+            issued_at: now,
+            refresh_token: tokens.refresh_token,
+            id_token: tokens.id_token,
+            scopes: tokens
+                .scope
+                .map(|s| s.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_else(|| p.scopes.clone()),
+            user: user.clone(),
+            groups: groups.clone(),
+            expired: false,
+            token_endpoint: Some(ep.token.to_string()),
+            revocation_endpoint: ep.revocation.as_ref().map(ToString::to_string),
+            userinfo_endpoint: ep.userinfo.as_ref().map(ToString::to_string),
+        };
+        let lock = self.lock(profile).await?;
+        let stored = self.vault().store(&lock, &session)?;
+        Ok(LoggedIn {
+            user,
+            groups,
+            expires_at: session.expires_at,
+            generation: stored.generation,
+        })
+    }
+}

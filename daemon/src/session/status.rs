@@ -1,0 +1,101 @@
+//! The offline status of a profile's session: who, until when, what is stored.
+//! Never touches the network.
+
+use std::path::PathBuf;
+
+use latchkey_proto::vault::UserInfo;
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::vault::unix_now;
+
+/// A profile's session as `latchkey status` shows it.
+#[derive(Debug, Clone)]
+pub struct SessionStatus {
+    pub profile: String,
+    /// A session is stored and the provider has not rejected it.
+    pub logged_in: bool,
+    /// A session is stored but cannot be used any more: log in again.
+    pub session_expired: bool,
+    pub user: Option<UserInfo>,
+    pub groups: Vec<String>,
+    pub scopes: Vec<String>,
+    /// Access-token expiry, Unix seconds.
+    pub expires_at: Option<i64>,
+    pub has_refresh_token: bool,
+    pub generation: Option<u64>,
+    pub vault_path: PathBuf,
+}
+
+impl Engine {
+    /// Reads the status of `profile` from its vault.
+    pub fn status(&self, profile: &str) -> Result<SessionStatus, EngineError> {
+        let vault_path = self.vault().path(profile)?;
+        let empty = SessionStatus {
+            profile: profile.to_string(),
+            logged_in: false,
+            session_expired: false,
+            user: None,
+            groups: Vec::new(),
+            scopes: Vec::new(),
+            expires_at: None,
+            has_refresh_token: false,
+            generation: None,
+            vault_path,
+        };
+        let loaded = match self.load(profile) {
+            Ok(Some(l)) => l,
+            Ok(None) | Err(EngineError::NotLoggedIn { .. }) => return Ok(empty),
+            Err(e) => return Err(e),
+        };
+        let s = loaded.session;
+        let has_refresh_token = s.refresh_token.is_some();
+        let access_expired = s.expires_at.is_some_and(|e| e <= unix_now());
+        let session_expired = s.expired || (access_expired && !has_refresh_token);
+        Ok(SessionStatus {
+            logged_in: !session_expired,
+            session_expired,
+            user: s.user,
+            groups: s.groups,
+            scopes: s.scopes,
+            expires_at: s.expires_at,
+            has_refresh_token,
+            generation: Some(loaded.generation),
+            ..empty
+        })
+    }
+}
+
+impl Engine {
+    /// Asks the provider's userinfo endpoint about the current session, refreshing
+    /// first when needed: the proof that the provider still accepts it (`doctor
+    /// --server`).
+    pub async fn userinfo(&self, profile: &str) -> Result<(UserInfo, Vec<String>), EngineError> {
+        use crate::oauth::{OAuthError, discovery, userinfo};
+        let oauth = |error| EngineError::OAuth {
+            profile: profile.to_string(),
+            error,
+        };
+        let token = self.token(profile, crate::engine::DEFAULT_MIN_TTL).await?;
+        let p = self.profile(profile)?;
+        let http = self.http(profile)?;
+        let stored = self
+            .load(profile)?
+            .and_then(|l| l.session.userinfo_endpoint);
+        let url = match stored {
+            Some(u) => crate::config::check_url(&u).map_err(|r| oauth(OAuthError::Setup(r)))?,
+            None => discovery::endpoints(http, p)
+                .await
+                .map_err(oauth)?
+                .userinfo
+                .ok_or_else(|| {
+                    oauth(OAuthError::Setup(
+                        "the provider has no userinfo endpoint".into(),
+                    ))
+                })?,
+        };
+        userinfo::fetch(http, &url, &token.access_token, &p.groups_claim)
+            .await
+            .map_err(oauth)
+    }
+}
