@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn pkce_matches_rfc7636_appendix_b() {
-        let v = Secret::new("dBjftJeZ4CVP-mJ92K9ZCHeH9XNMW3FXuO5hiAwrjVw".to_string());
+        let v = Secret::new("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".to_string());
         assert_eq!(
             challenge_of(&v),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
