@@ -131,7 +131,17 @@ impl Engine {
                 };
                 token::request(http, &ep.token, &p.client_id, grant, &token_extra)
                     .await
-                    .map_err(oauth)?
+                    .map_err(|e| {
+                        // A refused code is a failed login (wrong PKCE verifier, a
+                        // replayed or expired code), not an expired session.
+                        if e.is_invalid_grant() {
+                            oauth(OAuthError::LoginDenied(format!(
+                                "the provider refused the authorization code ({e})"
+                            )))
+                        } else {
+                            oauth(e)
+                        }
+                    })?
             }
             Flow::Device => {
                 let endpoint = ep.device_authorization.as_ref().ok_or_else(|| {

@@ -65,6 +65,9 @@ pub struct FakeIdpConfig {
     /// Presenting a spent (rotated) refresh token, or reusing an authorization code, revokes
     /// the whole grant: every access and refresh token of it. Default true.
     pub reuse_detection: bool,
+    /// With reuse detection off, answer a spent refresh token with HTTP 409 (as some
+    /// providers do for a concurrent rotation) instead of 400 `invalid_grant`. Default false.
+    pub spent_refresh_conflict: bool,
     /// Whether token responses carry an `id_token`. Default true.
     pub id_token: bool,
     /// Scope granted when the request names none. Default `openid profile email offline_access`.
@@ -102,6 +105,7 @@ impl Default for FakeIdpConfig {
             rotate_refresh_tokens: true,
             return_refresh_token_on_refresh: true,
             reuse_detection: true,
+            spent_refresh_conflict: false,
             id_token: true,
             scope: "openid profile email offline_access".into(),
             auth_code_ttl: Duration::from_secs(60),

@@ -550,6 +550,13 @@ impl State {
                     "refresh token reuse detected: grant revoked",
                 ));
             }
+            if self.cfg.spent_refresh_conflict {
+                return Err(OAuthError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "refresh token already rotated",
+                ));
+            }
             return Err(OAuthError::invalid_grant("refresh token already rotated"));
         }
         if expires_at.is_some_and(|at| Instant::now() >= at) {

@@ -1,5 +1,6 @@
 //! Cross-process tests (SPEC §10, tier 2): the real `latchkey` binary in a
 //! temporary LATCHKEY_HOME with a cleared environment.
 
+mod login;
 mod profiles;
 mod token;

@@ -1,0 +1,223 @@
+//! `latchkey login`: the browser flow (PKCE, state, loopback listener), the device
+//! flow (interval rules asserted on the provider's timestamps), and that a failed or
+//! abandoned login leaves the previous session byte-identical.
+
+use std::time::Duration;
+
+use latchkey_tests::fake_idp::{DeviceApproval, Endpoint, FakeIdpConfig, TokenKind};
+use latchkey_tests::harness::World;
+
+/// stdout of a `--json` login parsed as JSON Lines.
+fn events(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn device_login_reports_json_lines_and_the_session_works() {
+    let world = World::default_provider();
+    let run = world.latchkey(["login", "--device", "--json"]).run();
+    run.ok();
+    let ev = events(&run.stdout);
+    assert_eq!(ev.first().unwrap()["event"], "device_code", "{ev:?}");
+    let code = ev[0]["user_code"].as_str().unwrap();
+    assert!(code.len() == 9 && code.as_bytes()[4] == b'-', "formatted ABCD-EFGH: {code}");
+    assert!(ev[0]["verification_uri"].as_str().unwrap().starts_with(&world.idp.issuer()));
+    assert!(ev[0]["verification_uri_complete"].is_string());
+    assert!(ev[0]["expires_in"].as_u64().unwrap() > 0);
+    let last = ev.last().unwrap();
+    assert_eq!(last["event"], "logged_in");
+    assert_eq!(last["profile"], "work");
+    assert_eq!(last["user"]["email"], "dev@example.test");
+    assert_eq!(last["groups"], serde_json::json!(["dev", "ops"]));
+
+    let token = world.latchkey(["token"]).run();
+    token.ok();
+    let issued = world.idp.issued(TokenKind::AccessToken);
+    assert_eq!(token.stdout.trim_end(), issued.last().unwrap());
+
+    let st = world.latchkey(["status", "--json"]).run();
+    let st = st.ok().json();
+    for key in [
+        "profile", "logged_in", "session_expired", "user", "groups", "expires_at",
+        "expires_in_seconds", "has_refresh_token", "storage", "daemon",
+    ] {
+        assert!(st.get(key).is_some(), "status --json lacks {key}: {st}");
+    }
+    assert_eq!(st["logged_in"], true);
+    assert_eq!(st["has_refresh_token"], true);
+    assert_eq!(st["user"]["sub"], "fake-user-0001");
+    assert_eq!(st["storage"]["kind"], "encrypted_file");
+    assert!(st["expires_in_seconds"].as_i64().unwrap() > 3000);
+    let plain = world.latchkey(["status"]).run();
+    plain.ok();
+    assert!(plain.stdout.contains("expires in 59 min") || plain.stdout.contains("expires in 1 h"), "{}", plain.stdout);
+    assert!(plain.stdout.contains("encrypted file (scrypt, XChaCha20-Poly1305) at "), "{}", plain.stdout);
+}
+
+#[test]
+fn browser_login_through_latchkey_browser() {
+    let world = World::default_provider();
+    let run = world.login();
+    let ev = events(&run.stdout);
+    assert_eq!(ev[0]["event"], "authorize_url");
+    let url = url::Url::parse(ev[0]["url"].as_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["response_type"], "code");
+    assert!(q["state"].len() >= 22, "state has at least 128 bits");
+    assert!(q["redirect_uri"].starts_with("http://127.0.0.1:") && q["redirect_uri"].ends_with("/callback"));
+    assert_eq!(ev.last().unwrap()["event"], "logged_in");
+    let c = world.idp.counters();
+    assert_eq!(c.token_requests.authorization_code, 1);
+    assert_eq!(c.userinfo_ok, 1);
+    world.latchkey(["token"]).run().ok();
+}
+
+#[test]
+fn no_browser_here_means_the_device_flow_with_a_reason() {
+    // The harness clears DISPLAY, BROWSER and LATCHKEY_BROWSER: no browser can open.
+    let world = World::default_provider();
+    let run = world.latchkey(["login"]).run();
+    run.ok();
+    assert!(run.stdout.contains("No browser can be opened here"), "{}", run.stdout);
+    assert!(run.stdout.contains("device flow"), "{}", run.stdout);
+    assert!(run.stdout.contains("enter the code"), "{}", run.stdout);
+    assert!(run.stdout.contains("Logged in to work"), "{}", run.stdout);
+    assert_eq!(world.idp.counters().device_authorizations, 1);
+}
+
+/// Logs in once, then runs a login that must fail, and checks the first session
+/// survived byte for byte and still works.
+fn assert_failed_login_keeps_session(world: &World, browser_body: &str, timeout: &str, code: i32) -> serde_json::Value {
+    world.login();
+    let before = world.vault_bytes().unwrap();
+    let script = world.browser_script("bad-browser.sh", browser_body);
+    let run = world
+        .latchkey(["login", "--json", "--timeout", timeout])
+        .env("LATCHKEY_BROWSER", &script)
+        .run();
+    run.code(code);
+    let last: serde_json::Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    assert!(last["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{last}");
+    assert!(last["error"]["hint"].is_string(), "{last}");
+    assert_eq!(world.vault_bytes().unwrap(), before, "a failed login touched the vault");
+    world.latchkey(["token"]).run().ok();
+    last
+}
+
+#[test]
+fn forged_state_gets_400_and_the_login_times_out_cleanly() {
+    let world = World::default_provider();
+    let body = r#"dir=$(dirname "$0")
+loc=$(curl -sS -o /dev/null -w '%{redirect_url}' "$1")
+forged=$(printf '%s' "$loc" | sed 's/state=[^&]*/state=forgedforgedforgedforged/')
+curl -sS -o /dev/null -w '%{http_code}' "$forged" > "$dir/forged-status""#;
+    let err = assert_failed_login_keeps_session(&world, body, "3", 3);
+    assert_eq!(err["error"]["category"], "not_logged_in");
+    assert!(err["error"]["message"].as_str().unwrap().contains("within 3 s"), "{err}");
+    let status = std::fs::read_to_string(world.home.path().join("forged-status")).unwrap();
+    assert_eq!(status.trim(), "400", "the listener must refuse a forged state");
+    // The code in the forged callback was never exchanged.
+    assert_eq!(world.idp.counters().token_requests.authorization_code, 1);
+}
+
+#[test]
+fn wrong_pkce_verifier_fails_the_login_clearly() {
+    let world = World::default_provider();
+    // The "browser" swaps the challenge, so Latchkey's verifier no longer matches.
+    let body = r#"url=$(printf '%s' "$1" | sed 's/code_challenge=[^&]*/code_challenge=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/')
+exec curl -sS -L -o /dev/null "$url""#;
+    let err = assert_failed_login_keeps_session(&world, body, "20", 5);
+    assert_eq!(err["error"]["category"], "forbidden");
+    assert!(err["error"]["message"].as_str().unwrap().contains("refused the authorization code"), "{err}");
+    let log = world.idp.request_log();
+    let refused = log
+        .iter()
+        .filter(|r| r.grant_type.as_deref() == Some("authorization_code") && r.status == Some(400))
+        .count();
+    assert_eq!(refused, 1, "exactly one exchange, refused by the provider");
+}
+
+#[test]
+fn missing_pkce_challenge_fails_the_login_clearly() {
+    let world = World::default_provider();
+    let body = r#"url=$(printf '%s' "$1" | sed -e 's/&code_challenge=[^&]*//' -e 's/&code_challenge_method=S256//')
+exec curl -sS -L -o /dev/null "$url""#;
+    let err = assert_failed_login_keeps_session(&world, body, "20", 5);
+    assert!(err["error"]["message"].as_str().unwrap().contains("invalid_request"), "{err}");
+}
+
+#[test]
+fn abandoned_login_times_out_and_changes_nothing() {
+    let world = World::default_provider();
+    let err = assert_failed_login_keeps_session(&world, "exit 0", "1", 3);
+    assert!(err["error"]["message"].as_str().unwrap().contains("not completed within 1 s"), "{err}");
+    assert!(err["error"]["hint"].as_str().unwrap().contains("latchkey login"), "{err}");
+}
+
+#[test]
+fn first_login_failure_leaves_no_vault() {
+    let world = World::default_provider();
+    let script = world.browser_script("nothing.sh", "exit 0");
+    world
+        .latchkey(["login", "--timeout", "1"])
+        .env("LATCHKEY_BROWSER", &script)
+        .run()
+        .code(3);
+    assert!(world.vault_bytes().is_none());
+}
+
+#[test]
+fn device_flow_denied_and_expired_end_clearly() {
+    let world = World::new(FakeIdpConfig {
+        device_approval: DeviceApproval::DenyAfterPolls(1),
+        ..FakeIdpConfig::default()
+    });
+    let denied = world.latchkey(["login", "--device", "--json"]).run();
+    denied.code(5);
+    assert!(denied.stdout.contains("denied"), "{}", denied.stdout);
+    assert!(world.vault_bytes().is_none());
+
+    let world = World::new(FakeIdpConfig {
+        device_approval: DeviceApproval::Manual,
+        device_code_ttl: Duration::from_secs(2),
+        ..FakeIdpConfig::default()
+    });
+    let expired = world.latchkey(["login", "--device"]).run();
+    expired.code(3);
+    assert!(expired.stderr.contains("not completed"), "{}", expired.stderr);
+    assert!(expired.stderr.contains("hint: run `latchkey login"), "{}", expired.stderr);
+}
+
+/// SPEC §4: the server's interval, +5 s on slow_down, never faster. Asserted on the
+/// provider's own arrival times.
+#[test]
+fn device_polls_keep_the_interval_and_slow_down() {
+    let world = World::new(FakeIdpConfig {
+        device_interval: Some(1),
+        device_slow_down_polls: 1,
+        // The first counted poll (after the slow_down) gets the tokens.
+        device_approval: DeviceApproval::AfterPolls(0),
+        ..FakeIdpConfig::default()
+    });
+    world.latchkey(["login", "--device"]).run().ok();
+    let log = world.idp.request_log();
+    let start = log
+        .iter()
+        .find(|r| r.endpoint == Some(Endpoint::DeviceAuthorization))
+        .unwrap()
+        .at_ms;
+    let polls: Vec<u64> = log
+        .iter()
+        .filter(|r| r.grant_type.as_deref() == Some(latchkey_tests::fake_idp::DEVICE_CODE_GRANT))
+        .map(|r| r.at_ms)
+        .collect();
+    assert_eq!(polls.len(), 2, "one slow_down, then approval: {polls:?}");
+    assert!(polls[0] - start >= 1000, "first poll after the 1 s interval: {}", polls[0] - start);
+    let gap = polls[1] - polls[0];
+    assert!(gap >= 6000, "slow_down adds 5 s to the 1 s interval, got {gap} ms");
+    assert!(gap <= 10_500, "never more than 10 s between polls, got {gap} ms");
+}
