@@ -23,8 +23,16 @@ fn device_login_reports_json_lines_and_the_session_works() {
     let ev = events(&run.stdout);
     assert_eq!(ev.first().unwrap()["event"], "device_code", "{ev:?}");
     let code = ev[0]["user_code"].as_str().unwrap();
-    assert!(code.len() == 9 && code.as_bytes()[4] == b'-', "formatted ABCD-EFGH: {code}");
-    assert!(ev[0]["verification_uri"].as_str().unwrap().starts_with(&world.idp.issuer()));
+    assert!(
+        code.len() == 9 && code.as_bytes()[4] == b'-',
+        "formatted ABCD-EFGH: {code}"
+    );
+    assert!(
+        ev[0]["verification_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with(&world.idp.issuer())
+    );
     assert!(ev[0]["verification_uri_complete"].is_string());
     assert!(ev[0]["expires_in"].as_u64().unwrap() > 0);
     let last = ev.last().unwrap();
@@ -41,8 +49,16 @@ fn device_login_reports_json_lines_and_the_session_works() {
     let st = world.latchkey(["status", "--json"]).run();
     let st = st.ok().json();
     for key in [
-        "profile", "logged_in", "session_expired", "user", "groups", "expires_at",
-        "expires_in_seconds", "has_refresh_token", "storage", "daemon",
+        "profile",
+        "logged_in",
+        "session_expired",
+        "user",
+        "groups",
+        "expires_at",
+        "expires_in_seconds",
+        "has_refresh_token",
+        "storage",
+        "daemon",
     ] {
         assert!(st.get(key).is_some(), "status --json lacks {key}: {st}");
     }
@@ -53,8 +69,18 @@ fn device_login_reports_json_lines_and_the_session_works() {
     assert!(st["expires_in_seconds"].as_i64().unwrap() > 3000);
     let plain = world.latchkey(["status"]).run();
     plain.ok();
-    assert!(plain.stdout.contains("expires in 59 min") || plain.stdout.contains("expires in 1 h"), "{}", plain.stdout);
-    assert!(plain.stdout.contains("encrypted file (scrypt, XChaCha20-Poly1305) at "), "{}", plain.stdout);
+    assert!(
+        plain.stdout.contains("expires in 59 min") || plain.stdout.contains("expires in 1 h"),
+        "{}",
+        plain.stdout
+    );
+    assert!(
+        plain
+            .stdout
+            .contains("encrypted file (scrypt, XChaCha20-Poly1305) at "),
+        "{}",
+        plain.stdout
+    );
 }
 
 #[test]
@@ -68,7 +94,10 @@ fn browser_login_through_latchkey_browser() {
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["response_type"], "code");
     assert!(q["state"].len() >= 22, "state has at least 128 bits");
-    assert!(q["redirect_uri"].starts_with("http://127.0.0.1:") && q["redirect_uri"].ends_with("/callback"));
+    assert!(
+        q["redirect_uri"].starts_with("http://127.0.0.1:")
+            && q["redirect_uri"].ends_with("/callback")
+    );
     assert_eq!(ev.last().unwrap()["event"], "logged_in");
     let c = world.idp.counters();
     assert_eq!(c.token_requests.authorization_code, 1);
@@ -82,7 +111,11 @@ fn no_browser_here_means_the_device_flow_with_a_reason() {
     let world = World::default_provider();
     let run = world.latchkey(["login"]).run();
     run.ok();
-    assert!(run.stdout.contains("No browser can be opened here"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("No browser can be opened here"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("device flow"), "{}", run.stdout);
     assert!(run.stdout.contains("enter the code"), "{}", run.stdout);
     assert!(run.stdout.contains("Logged in to work"), "{}", run.stdout);
@@ -91,7 +124,12 @@ fn no_browser_here_means_the_device_flow_with_a_reason() {
 
 /// Logs in once, then runs a login that must fail, and checks the first session
 /// survived byte for byte and still works.
-fn assert_failed_login_keeps_session(world: &World, browser_body: &str, timeout: &str, code: i32) -> serde_json::Value {
+fn assert_failed_login_keeps_session(
+    world: &World,
+    browser_body: &str,
+    timeout: &str,
+    code: i32,
+) -> serde_json::Value {
     world.login();
     let before = world.vault_bytes().unwrap();
     let script = world.browser_script("bad-browser.sh", browser_body);
@@ -101,9 +139,18 @@ fn assert_failed_login_keeps_session(world: &World, browser_body: &str, timeout:
         .run();
     run.code(code);
     let last: serde_json::Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
-    assert!(last["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{last}"
+    );
     assert!(last["error"]["hint"].is_string(), "{last}");
-    assert_eq!(world.vault_bytes().unwrap(), before, "a failed login touched the vault");
+    assert_eq!(
+        world.vault_bytes().unwrap(),
+        before,
+        "a failed login touched the vault"
+    );
     world.latchkey(["token"]).run().ok();
     last
 }
@@ -117,9 +164,19 @@ forged=$(printf '%s' "$loc" | sed 's/state=[^&]*/state=forgedforgedforgedforged/
 curl -sS -o /dev/null -w '%{http_code}' "$forged" > "$dir/forged-status""#;
     let err = assert_failed_login_keeps_session(&world, body, "3", 3);
     assert_eq!(err["error"]["category"], "not_logged_in");
-    assert!(err["error"]["message"].as_str().unwrap().contains("within 3 s"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("within 3 s"),
+        "{err}"
+    );
     let status = std::fs::read_to_string(world.home.path().join("forged-status")).unwrap();
-    assert_eq!(status.trim(), "400", "the listener must refuse a forged state");
+    assert_eq!(
+        status.trim(),
+        "400",
+        "the listener must refuse a forged state"
+    );
     // The code in the forged callback was never exchanged.
     assert_eq!(world.idp.counters().token_requests.authorization_code, 1);
 }
@@ -132,7 +189,13 @@ fn wrong_pkce_verifier_fails_the_login_clearly() {
 exec curl -sS -L -o /dev/null "$url""#;
     let err = assert_failed_login_keeps_session(&world, body, "20", 5);
     assert_eq!(err["error"]["category"], "forbidden");
-    assert!(err["error"]["message"].as_str().unwrap().contains("refused the authorization code"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused the authorization code"),
+        "{err}"
+    );
     let log = world.idp.request_log();
     let refused = log
         .iter()
@@ -147,15 +210,33 @@ fn missing_pkce_challenge_fails_the_login_clearly() {
     let body = r#"url=$(printf '%s' "$1" | sed -e 's/&code_challenge=[^&]*//' -e 's/&code_challenge_method=S256//')
 exec curl -sS -L -o /dev/null "$url""#;
     let err = assert_failed_login_keeps_session(&world, body, "20", 5);
-    assert!(err["error"]["message"].as_str().unwrap().contains("invalid_request"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_request"),
+        "{err}"
+    );
 }
 
 #[test]
 fn abandoned_login_times_out_and_changes_nothing() {
     let world = World::default_provider();
     let err = assert_failed_login_keeps_session(&world, "exit 0", "1", 3);
-    assert!(err["error"]["message"].as_str().unwrap().contains("not completed within 1 s"), "{err}");
-    assert!(err["error"]["hint"].as_str().unwrap().contains("latchkey login"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not completed within 1 s"),
+        "{err}"
+    );
+    assert!(
+        err["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("latchkey login"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -188,8 +269,16 @@ fn device_flow_denied_and_expired_end_clearly() {
     });
     let expired = world.latchkey(["login", "--device"]).run();
     expired.code(3);
-    assert!(expired.stderr.contains("not completed"), "{}", expired.stderr);
-    assert!(expired.stderr.contains("hint: run `latchkey login"), "{}", expired.stderr);
+    assert!(
+        expired.stderr.contains("not completed"),
+        "{}",
+        expired.stderr
+    );
+    assert!(
+        expired.stderr.contains("hint: run `latchkey login"),
+        "{}",
+        expired.stderr
+    );
 }
 
 /// SPEC §4: the server's interval, +5 s on slow_down, never faster. Asserted on the
@@ -216,8 +305,18 @@ fn device_polls_keep_the_interval_and_slow_down() {
         .map(|r| r.at_ms)
         .collect();
     assert_eq!(polls.len(), 2, "one slow_down, then approval: {polls:?}");
-    assert!(polls[0] - start >= 1000, "first poll after the 1 s interval: {}", polls[0] - start);
+    assert!(
+        polls[0] - start >= 1000,
+        "first poll after the 1 s interval: {}",
+        polls[0] - start
+    );
     let gap = polls[1] - polls[0];
-    assert!(gap >= 6000, "slow_down adds 5 s to the 1 s interval, got {gap} ms");
-    assert!(gap <= 10_500, "never more than 10 s between polls, got {gap} ms");
+    assert!(
+        gap >= 6000,
+        "slow_down adds 5 s to the 1 s interval, got {gap} ms"
+    );
+    assert!(
+        gap <= 10_500,
+        "never more than 10 s between polls, got {gap} ms"
+    );
 }

@@ -3,4 +3,5 @@
 
 mod login;
 mod profiles;
+mod refresh;
 mod token;

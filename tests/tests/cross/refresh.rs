@@ -1,0 +1,268 @@
+//! The refresh transaction across processes (SPEC §6): one refresh for many
+//! concurrent processes, recovery from a rotation by a writer outside the lock, and
+//! providers that do not rotate.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use latchkey_daemon::vault::Vault;
+use latchkey_proto::secret::Secret;
+use latchkey_proto::vault::KdfParams;
+use latchkey_tests::fake_idp::{self, Endpoint, FakeIdpConfig, Fault, TokenKind};
+use latchkey_tests::harness::{Run, World};
+
+const FAST: KdfParams = KdfParams::Scrypt {
+    log_n: 10,
+    r: 8,
+    p: 1,
+};
+
+/// Logs in with access tokens living `ttl`, then waits until more than half of the
+/// lifetime has passed, so the next token request must refresh; later tokens live an
+/// hour so a slow machine cannot make a second refresh due.
+fn world_due_for_refresh(cfg: FakeIdpConfig, ttl: Duration) -> World {
+    let world = World::new(FakeIdpConfig {
+        access_token_ttl: ttl,
+        ..cfg
+    });
+    world.login();
+    world
+        .idp
+        .set_config(|c| c.access_token_ttl = Duration::from_secs(3600));
+    std::thread::sleep(ttl / 2 + Duration::from_millis(300));
+    world
+}
+
+#[test]
+fn sixteen_concurrent_processes_at_expiry_cause_one_refresh() {
+    let world = world_due_for_refresh(FakeIdpConfig::default(), Duration::from_secs(2));
+    let before = world.idp.counters();
+    let children: Vec<_> = (0..16)
+        .map(|_| {
+            world
+                .latchkey(["token"])
+                .env("LATCHKEY_NO_DAEMON", "1")
+                .spawn()
+        })
+        .collect();
+    let runs: Vec<Run> = children
+        .into_iter()
+        .map(|c| Run::from(c.wait_with_output().unwrap()))
+        .collect();
+    for run in &runs {
+        world.capture("token (concurrent)", run, true);
+        run.ok();
+    }
+    let after = world.idp.counters();
+    assert_eq!(
+        after.token_requests.refresh_token - before.token_requests.refresh_token,
+        1,
+        "exactly one refresh at the provider"
+    );
+    assert_eq!(after.reuse_detections, 0);
+    assert_eq!(after.grants_revoked, 0, "the grant was never revoked");
+    let first = &runs[0].stdout;
+    assert!(
+        runs.iter().all(|r| &r.stdout == first),
+        "all print the same token"
+    );
+    let newest = world
+        .idp
+        .issued(TokenKind::AccessToken)
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(first.trim_end(), newest, "the token is the refreshed one");
+}
+
+/// A process sends refresh token RT1; while the provider is slow to answer, a writer
+/// that does not hold the profile lock (another machine sharing the file, an older
+/// build) rotates RT1 to RT2 and replaces the vault. The provider then refuses RT1
+/// (invalid_grant or 409); the process re-reads the vault, finds RT2 and retries once.
+fn rotated_by_a_foreign_writer(conflict: bool) {
+    let world = World::new(FakeIdpConfig {
+        reuse_detection: false,
+        spent_refresh_conflict: conflict,
+        ..FakeIdpConfig::default()
+    });
+    world.login();
+    let state = world.home.state_dir();
+    let rt1 = Vault::new(state.clone(), FAST)
+        .load("work")
+        .unwrap()
+        .unwrap()
+        .session
+        .refresh_token
+        .unwrap();
+
+    world
+        .idp
+        .push_faults(Endpoint::Token, Fault::Slow(Duration::from_millis(1500)), 1);
+    let child = world.latchkey(["refresh", "--json"]).spawn();
+    // The slow fault is taken when the process's request arrives: RT1 is in flight.
+    let t0 = std::time::Instant::now();
+    while !world.idp.pending_faults().is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the refresh never reached the provider"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // The foreign writer: rotate RT1 at the provider, write RT2 into a copy of the
+    // state, and rename the copy's vault over the real one without taking the lock.
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(fake_idp::http::post_form(
+            &world.idp.url("/token"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rt1.expose()),
+                ("client_id", latchkey_tests::harness::CLIENT_ID),
+            ],
+        ))
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let body = answer.json().unwrap();
+    let rt2 = Secret::new(body["refresh_token"].as_str().unwrap());
+    let scratch = tempfile::tempdir().unwrap();
+    let copy = scratch.path().join("state");
+    std::fs::create_dir_all(copy.join("profiles")).unwrap();
+    std::fs::copy(state.join("key"), copy.join("key")).unwrap();
+    std::fs::copy(
+        state.join("profiles/work.vault"),
+        copy.join("profiles/work.vault"),
+    )
+    .unwrap();
+    let foreign = Vault::new(copy.clone(), FAST);
+    let mut session = foreign.load("work").unwrap().unwrap().session;
+    session.refresh_token = Some(rt2.clone());
+    session.access_token = Secret::new(body["access_token"].as_str().unwrap());
+    let lock = foreign.lock("work", Duration::from_secs(1)).unwrap();
+    foreign.store(&lock, &session).unwrap();
+    std::fs::rename(
+        copy.join("profiles/work.vault"),
+        state.join("profiles/work.vault"),
+    )
+    .unwrap();
+
+    let run = Run::from(child.wait_with_output().unwrap());
+    world.capture("refresh --json (raced)", &run, false);
+    run.ok();
+
+    // The provider's log: RT1 twice (the process and the foreign writer), then RT2
+    // once (the retry); no token is sent again after the provider refused it.
+    let fp = |s: &Secret| fake_idp::fingerprint(s.expose());
+    let refreshes: Vec<_> = world
+        .idp
+        .request_log()
+        .into_iter()
+        .filter(|r| r.grant_type.as_deref() == Some("refresh_token"))
+        .collect();
+    let mut sent: HashMap<String, usize> = HashMap::new();
+    for r in &refreshes {
+        *sent
+            .entry(r.refresh_token_sha256.clone().unwrap())
+            .or_default() += 1;
+    }
+    assert_eq!(sent.get(&fp(&rt1)), Some(&2), "{refreshes:#?}");
+    assert_eq!(
+        sent.get(&fp(&rt2)),
+        Some(&1),
+        "one retry with the rotated token"
+    );
+    let refused: Vec<_> = refreshes
+        .iter()
+        .filter(|r| r.status != Some(200))
+        .map(|r| (r.done_ms.unwrap(), r.refresh_token_sha256.clone()))
+        .collect();
+    assert_eq!(refused.len(), 1, "{refreshes:#?}");
+    let expected_status = if conflict { 409 } else { 400 };
+    assert!(refreshes.iter().any(|r| r.status == Some(expected_status)));
+    // Ordered by time: nothing may arrive with a token after the provider answered
+    // that it refused that token.
+    for (refused_at, token) in &refused {
+        assert!(
+            !refreshes
+                .iter()
+                .any(|r| r.at_ms > *refused_at && &r.refresh_token_sha256 == token),
+            "a refused refresh token was sent again"
+        );
+    }
+    // The session is healthy and holds the newest refresh token.
+    let stored = Vault::new(state, FAST)
+        .load("work")
+        .unwrap()
+        .unwrap()
+        .session;
+    let newest = world
+        .idp
+        .issued(TokenKind::RefreshToken)
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(stored.refresh_token.unwrap().expose(), newest);
+    assert!(!stored.expired);
+    world.latchkey(["token"]).run().ok();
+}
+
+#[test]
+fn invalid_grant_after_a_foreign_rotation_is_recovered_with_one_retry() {
+    rotated_by_a_foreign_writer(false);
+}
+
+#[test]
+fn conflict_409_after_a_foreign_rotation_is_recovered_with_one_retry() {
+    rotated_by_a_foreign_writer(true);
+}
+
+#[test]
+fn a_provider_that_does_not_rotate_keeps_the_refresh_token() {
+    let world = World::new(FakeIdpConfig {
+        return_refresh_token_on_refresh: false,
+        ..FakeIdpConfig::default()
+    });
+    world.login();
+    for _ in 0..3 {
+        world.latchkey(["refresh"]).run().ok();
+    }
+    let c = world.idp.counters();
+    assert_eq!(c.refresh_successes, 3);
+    assert_eq!(world.idp.issued(TokenKind::RefreshToken).len(), 1);
+    world.latchkey(["token"]).run().ok();
+}
+
+#[test]
+fn refresh_reports_expiry_and_generation() {
+    let world = World::default_provider();
+    world.login();
+    let first = world.latchkey(["refresh", "--json"]).run();
+    let first = first.ok().json();
+    let second = world.latchkey(["refresh", "--json"]).run().json();
+    assert_eq!(first["profile"], "work");
+    assert!(first["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        second["generation"].as_u64().unwrap(),
+        first["generation"].as_u64().unwrap() + 1
+    );
+    let plain = world.latchkey(["refresh"]).run();
+    assert!(plain.ok().stdout.contains("expires in"), "{}", plain.stdout);
+}
+
+#[test]
+fn a_fresh_token_is_served_without_contacting_the_provider() {
+    let world = World::default_provider();
+    world.login();
+    let before = world.idp.counters();
+    for _ in 0..3 {
+        world.latchkey(["token"]).run().ok();
+    }
+    let after = world.idp.counters();
+    assert_eq!(
+        format!("{:?}", before.requests),
+        format!("{:?}", after.requests),
+        "no request at all for a fresh token"
+    );
+}
