@@ -2,6 +2,7 @@
 //! temporary LATCHKEY_HOME with a cleared environment.
 
 mod login;
+mod logs;
 mod profiles;
 mod refresh;
 mod token;

@@ -30,6 +30,50 @@ fn main() -> ExitCode {
         Err(e) => return render::clap_error(e, json_requested),
     };
     let json = cli.global.json;
+    init_logging();
+    // A panic is a bug: report it as the `internal` category (exit 1) in the shape the
+    // caller asked for, instead of Rust's exit 101 and a backtrace hint.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        // The payload is not shown: it could quote data the program was handling.
+        tracing::error!("latchkey panicked{at}");
+    }));
+    match std::panic::catch_unwind(move || run(cli, json)) {
+        Ok(code) => code,
+        Err(_) => render::error(
+            json,
+            &Error::Internal("latchkey hit a bug and stopped; please report it".into()),
+        ),
+    }
+}
+
+/// `LATCHKEY_LOG` (a tracing filter, e.g. `debug` or `latchkey_daemon=trace`) turns
+/// on logs on stderr; without it only warnings are shown.
+fn init_logging() {
+    let filter = std::env::var("LATCHKEY_LOG")
+        .ok()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    let installed = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+    if installed.is_err() {
+        // Only possible if something installed a subscriber first; logs go there.
+    }
+}
+
+fn run(cli: Cli, json: bool) -> ExitCode {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("LATCHKEY_TEST_PANIC").is_some() {
+        // Debug builds only: lets the tests prove a bug is reported as `internal`.
+        panic!("panic requested by LATCHKEY_TEST_PANIC");
+    }
     let result = cmd::Ctx::from_env(cli.global.profile).and_then(|ctx| match cli.command {
         Command::Profile(p) => cmd::profile::run(&ctx, p),
         Command::Status { all } => cmd::status::run(&ctx, all),
