@@ -7,7 +7,7 @@
 //! stay offline never build one) and the in-process single-flight slots.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use latchkey_proto::paths::{EnvInputs, Paths};
@@ -62,7 +62,9 @@ pub fn process_env() -> EnvInputs {
 #[derive(Debug)]
 pub struct Engine {
     paths: Paths,
-    config: Config,
+    /// Swappable, so a long-lived daemon picks up profiles added after it started.
+    /// A std RwLock: read for a clone of the `Arc`, never held across an await.
+    config: RwLock<Arc<Config>>,
     vault: Arc<Vault>,
     lock_timeout: Duration,
     http: OnceLock<Http>,
@@ -78,7 +80,7 @@ impl Engine {
         let vault = Arc::new(Vault::new(paths.state_dir.clone(), config.vault.kdf()));
         Engine {
             paths,
-            config,
+            config: RwLock::new(Arc::new(config)),
             vault,
             lock_timeout: vault::DEFAULT_LOCK_TIMEOUT,
             http: OnceLock::new(),
@@ -95,8 +97,21 @@ impl Engine {
         &self.paths
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the configuration (the daemon calls this when config.toml changed).
+    /// The vault's KDF parameters stay those the engine started with.
+    pub fn set_config(&self, config: Config) {
+        *self
+            .config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(config);
     }
 
     pub fn vault(&self) -> &Vault {
@@ -104,11 +119,12 @@ impl Engine {
     }
 
     /// The configuration of `profile`.
-    pub fn profile(&self, profile: &str) -> Result<&ProfileConfig, EngineError> {
-        self.config.profiles.get(profile).ok_or_else(|| {
+    pub fn profile(&self, profile: &str) -> Result<ProfileConfig, EngineError> {
+        let config = self.config();
+        config.profiles.get(profile).cloned().ok_or_else(|| {
             ConfigError::UnknownProfile {
                 name: profile.to_string(),
-                known: self.config.profile_names(),
+                known: config.profile_names(),
             }
             .into()
         })

@@ -13,6 +13,8 @@ pub mod engine;
 pub mod error;
 pub mod oauth;
 pub mod policy;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod session;
 pub mod vault;
 

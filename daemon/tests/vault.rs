@@ -38,6 +38,7 @@ fn session(token: &str) -> SessionRecord {
         }),
         groups: vec!["dev".into()],
         expired: false,
+        logged_in_at: None,
         token_endpoint: None,
         revocation_endpoint: None,
         userinfo_endpoint: None,

@@ -10,6 +10,7 @@
 //! environment. That keeps it usable from any consumer (the engine, the CLI, tools
 //! in other languages reading the OpenAPI file) and trivially testable.
 
+pub mod api;
 pub mod error;
 pub mod paths;
 pub mod profile;

@@ -103,6 +103,10 @@ pub struct SessionRecord {
     /// that status can say who must log in again, but no token is served from it.
     #[serde(default)]
     pub expired: bool,
+    /// Unix seconds of the login that started this session; refreshes keep it, so
+    /// a new login is told apart from a refresh.
+    #[serde(default)]
+    pub logged_in_at: Option<i64>,
     /// The endpoints found at login, so a refresh or logout needs no discovery.
     #[serde(default)]
     pub token_endpoint: Option<String>,

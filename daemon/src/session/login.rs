@@ -82,7 +82,7 @@ impl Engine {
         };
         let p = self.profile(profile)?;
         let http = self.http(profile)?;
-        let ep = discovery::endpoints(http, p).await.map_err(oauth)?;
+        let ep = discovery::endpoints(http, &p).await.map_err(oauth)?;
         let scope = p.scopes.join(" ");
         let mut extra: Vec<(&str, &str)> = Vec::new();
         if let Some(a) = &p.audience {
@@ -193,6 +193,7 @@ impl Engine {
             user: user.clone(),
             groups: groups.clone(),
             expired: false,
+            logged_in_at: Some(now),
             token_endpoint: Some(ep.token.to_string()),
             revocation_endpoint: ep.revocation.as_ref().map(ToString::to_string),
             userinfo_endpoint: ep.userinfo.as_ref().map(ToString::to_string),

@@ -77,7 +77,7 @@ impl Engine {
                 let p = self
                     .profile(profile)
                     .map_err(|e| OAuthError::Setup(e.to_string()))?;
-                discovery::endpoints(http, p)
+                discovery::endpoints(http, &p)
                     .await?
                     .revocation
                     .ok_or_else(|| {

@@ -158,7 +158,7 @@ impl Engine {
                 let p = self
                     .profile(profile)
                     .map_err(|e| OAuthError::Setup(e.to_string()))?;
-                discovery::endpoints(http, p).await?.token
+                discovery::endpoints(http, &p).await?.token
             }
         };
         let resource = self.profile(profile).ok().and_then(|p| p.resource.clone());

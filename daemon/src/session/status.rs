@@ -84,7 +84,7 @@ impl Engine {
             .and_then(|l| l.session.userinfo_endpoint);
         let url = match stored {
             Some(u) => crate::config::check_url(&u).map_err(|r| oauth(OAuthError::Setup(r)))?,
-            None => discovery::endpoints(http, p)
+            None => discovery::endpoints(http, &p)
                 .await
                 .map_err(oauth)?
                 .userinfo

@@ -64,6 +64,7 @@ fn plant(home: &Home, expires_in: i64) {
         user: None,
         groups: vec![],
         expired: false,
+        logged_in_at: None,
         token_endpoint: None,
         revocation_endpoint: None,
         userinfo_endpoint: None,

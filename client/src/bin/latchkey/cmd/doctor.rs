@@ -329,7 +329,7 @@ async fn online(engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
         Ok(h) => h,
         Err(e) => return checks.push(failed("discovery", &Error::from(e))),
     };
-    match latchkey_daemon::oauth::discovery::probe(http, p).await {
+    match latchkey_daemon::oauth::discovery::probe(http, &p).await {
         Ok(date) => {
             checks.push(check(
                 "discovery",

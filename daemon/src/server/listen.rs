@@ -1,0 +1,172 @@
+//! Getting a listening socket: the private runtime folder, the single-instance
+//! lock, stale-socket removal, and socket activation (systemd's LISTEN_FDS).
+//!
+//! Order matters (rbw's lesson): the instance lock is taken *before* a leftover
+//! socket file is removed, so a running daemon's socket is never unlinked by a
+//! second one. The lock file is `latchkeyd.lock` beside the socket; the kernel drops
+//! the lock when the daemon dies, even on kill -9, so a stale socket is recognised
+//! by a free lock.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::StorageError;
+use crate::vault::fs;
+
+/// How the daemon got its socket (`GET /v1/status`'s `activation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    SelfBound,
+    Systemd,
+}
+
+impl Activation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activation::SelfBound => "self",
+            Activation::Systemd => "systemd",
+        }
+    }
+}
+
+/// The held single-instance lock; released on drop (or by the kernel on death).
+#[derive(Debug)]
+pub struct InstanceLock {
+    _file: File,
+}
+
+/// The outcome of trying to become the daemon for a socket.
+#[derive(Debug)]
+pub enum Bound {
+    /// This process serves `listener`.
+    Serving {
+        listener: std::os::unix::net::UnixListener,
+        lock: InstanceLock,
+        activation: Activation,
+    },
+    /// Another daemon holds the lock.
+    AlreadyRunning { pid: Option<u32> },
+}
+
+/// The lock file of the daemon serving `socket`.
+pub fn lock_path(socket: &Path) -> PathBuf {
+    socket.with_file_name("latchkeyd.lock")
+}
+
+/// Makes the runtime folder private: created 0700, or an existing one of ours forced
+/// to 0700; another user's folder is refused.
+pub fn ensure_runtime_dir(dir: &Path) -> Result<(), StorageError> {
+    match fs::ensure_private_dir(dir) {
+        Ok(()) => {}
+        Err(StorageError::Insecure { .. }) if owned_by_us(dir) => {}
+        Err(e) => return Err(e),
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StorageError::io("set the mode of", dir, e))?;
+    }
+    fs::ensure_private_dir(dir)
+}
+
+fn owned_by_us(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir).is_ok_and(|m| {
+        m.is_dir() && !m.file_type().is_symlink() && Some(m.uid()) == fs::current_uid()
+    })
+}
+
+/// Takes the instance lock and binds `socket` (or adopts a socket-activated one).
+pub fn bind(socket: &Path) -> Result<Bound, StorageError> {
+    let dir = socket.parent().ok_or_else(|| StorageError::Insecure {
+        path: socket.to_path_buf(),
+        reason: "the socket path has no folder".into(),
+    })?;
+    ensure_runtime_dir(dir)?;
+    let lock_file = lock_path(socket);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_file)
+        .map_err(|e| StorageError::io("open", &lock_file, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut s = String::new();
+            let pid = file
+                .read_to_string(&mut s)
+                .ok()
+                .and_then(|_| s.trim().parse().ok());
+            return Ok(Bound::AlreadyRunning { pid });
+        }
+        Err(TryLockError::Error(e)) => return Err(StorageError::io("lock", &lock_file, e)),
+    }
+    file.set_len(0)
+        .and_then(|()| write!(file, "{}", std::process::id()))
+        .map_err(|e| StorageError::io("write", &lock_file, e))?;
+    let lock = InstanceLock { _file: file };
+
+    if let Some(listener) = activated_listener()? {
+        return Ok(Bound::Serving {
+            listener,
+            lock,
+            activation: Activation::Systemd,
+        });
+    }
+    // We hold the lock, so no live daemon owns a socket file here: it is stale.
+    match std::fs::remove_file(socket) {
+        Ok(()) => tracing::info!(socket = %socket.display(), "removed a stale socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StorageError::io("remove the stale socket", socket, e)),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(socket)
+        .map_err(|e| StorageError::io("listen on", socket, e))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StorageError::io("set the mode of", socket, e))?;
+    }
+    Ok(Bound::Serving {
+        listener,
+        lock,
+        activation: Activation::SelfBound,
+    })
+}
+
+/// systemd socket activation: LISTEN_PID is us and LISTEN_FDS is at least 1; the
+/// socket is fd 3 (SD_LISTEN_FDS_START).
+fn activated_listener() -> Result<Option<std::os::unix::net::UnixListener>, StorageError> {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    if !ours || count == 0 {
+        return Ok(None);
+    }
+    // Children must not inherit the activation (sd_listen_fds(unset_environment=1)).
+    // SAFETY (env): the daemon is still single-threaded here, before the runtime starts.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: systemd passed fd 3 to this process (LISTEN_PID matched) as a listening
+    // socket, and nothing else in the process has taken ownership of it.
+    #[allow(unsafe_code)]
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(3) };
+    // A socket-activated fd may be blocking; tokio needs it non-blocking.
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| StorageError::io("use the activated socket", "fd 3", e))?;
+    Ok(Some(listener))
+}

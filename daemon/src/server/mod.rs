@@ -1,0 +1,168 @@
+//! `latchkeyd`: the engine served on a Unix socket (SPEC §1, §5).
+//!
+//! [`run`] takes an already-bound listener, so tests can start the real server in
+//! process on a temporary socket. Per connection: the peer check (closed unanswered
+//! for another uid), a connection limit, hyper's HTTP/1.1 with bounded headers and a
+//! header-read timeout (slow or idle clients are dropped), and graceful shutdown.
+//!
+//! Shutdown has one source, the daemon's `CancellationToken`: signals, `POST
+//! /v1/shutdown` and `--idle-exit` cancel it; the accept loop stops, open
+//! connections finish their request, and the drain is bounded.
+
+pub mod harden;
+pub mod listen;
+pub mod login;
+pub mod peer;
+pub mod routes;
+pub mod state;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+pub use state::Daemon;
+
+use crate::session::refresh::Want;
+use crate::vault::unix_now;
+
+/// At most this many connections at once; more are closed at once. Generous, since
+/// idle ones are dropped after [`HEADER_TIMEOUT`].
+pub const MAX_CONNECTIONS: usize = 512;
+/// A client must send a whole request head within this time (also the idle limit of
+/// a kept-alive connection).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes of request head hyper buffers (a 200 KB header is refused).
+pub const MAX_HEAD: usize = 32 * 1024;
+/// How long shutdown waits for open requests.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves `daemon` on `listener` until the daemon's shutdown token is cancelled.
+pub async fn run(listener: UnixListener, daemon: Arc<Daemon>, idle_exit: Option<Duration>) {
+    let app = routes::router(daemon.clone());
+    let own_uid = crate::vault::fs::current_uid().unwrap_or(0);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let tracker = TaskTracker::new();
+    tracker.spawn(proactive_refresh(daemon.clone()));
+    if let Some(idle) = idle_exit {
+        tracker.spawn(idle_watch(daemon.clone(), slots.clone(), idle));
+    }
+    loop {
+        let accepted = tokio::select! {
+            () = daemon.shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(peer) = peer::verify(&stream, own_uid) else {
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!("too many connections; closing a new one");
+            continue;
+        };
+        let svc = app
+            .clone()
+            .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(peer);
+                req
+            });
+        let shutdown = daemon.shutdown.clone();
+        tracker.spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    match tokio::time::timeout(DRAIN, conn.as_mut()).await {
+                        Ok(r) => r,
+                        Err(_) => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    tracker.close();
+    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
+        tracing::warn!("some connections were still open after the drain time");
+    }
+}
+
+/// Refreshes sessions before callers need it (SPEC §6): when less than max(60 s,
+/// 20% of the lifetime) is left, never before half the lifetime, with jitter.
+async fn proactive_refresh(daemon: Arc<Daemon>) {
+    loop {
+        let jitter = crate::vault::crypto::random::<1>().map_or(0, |b| u64::from(b[0]) * 4);
+        tokio::select! {
+            () = daemon.shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(4_000 + jitter)) => {}
+        }
+        for profile in daemon.engine.config().profile_names() {
+            let Ok(Some(l)) = daemon.current(&profile) else {
+                continue;
+            };
+            let s = &l.session;
+            let (Some(expires_at), Some(_)) = (s.expires_at, &s.refresh_token) else {
+                continue;
+            };
+            if s.expired {
+                continue;
+            }
+            let lifetime = u64::try_from(expires_at - s.issued_at).unwrap_or(0);
+            let threshold = (lifetime / 5).max(60);
+            if crate::policy::is_fresh_enough(unix_now(), s.issued_at, Some(expires_at), threshold)
+            {
+                continue;
+            }
+            tracing::info!(profile, "refreshing ahead of expiry");
+            if let Err(e) = daemon
+                .refresh(&profile, Want::Fresh { min_ttl: threshold })
+                .await
+            {
+                tracing::warn!(profile, error = %e, "proactive refresh failed");
+            }
+        }
+    }
+}
+
+/// Cancels the daemon after `idle` without requests and with no open connection.
+async fn idle_watch(daemon: Arc<Daemon>, slots: Arc<Semaphore>, idle: Duration) {
+    loop {
+        tokio::select! {
+            () = daemon.shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        let last = daemon.last_activity.load(Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let quiet = Duration::from_millis(now.saturating_sub(last));
+        if quiet >= idle && slots.available_permits() == MAX_CONNECTIONS {
+            tracing::info!(idle_secs = idle.as_secs(), "idle: exiting");
+            daemon.shutdown.cancel();
+            return;
+        }
+    }
+}
