@@ -18,6 +18,16 @@ pub enum Error {
         message: String,
         hint: Option<String>,
     },
+    /// A typed error answered by the daemon: final, its category is authoritative.
+    #[error("{}", .0.message)]
+    Remote(latchkey_proto::error::ErrorBody),
+    /// A condition of the daemon itself (`latchkey daemon status` with none running).
+    #[error("{message}")]
+    Daemon {
+        category: Category,
+        message: String,
+        hint: Option<String>,
+    },
     /// A bug or an environment the program cannot run in.
     #[error("internal error: {0}")]
     Internal(String),
@@ -40,6 +50,8 @@ impl Error {
         match self {
             Error::Engine(e) => e.category(),
             Error::Usage { .. } => Category::Usage,
+            Error::Remote(b) => b.category,
+            Error::Daemon { category, .. } => *category,
             Error::Output(_) | Error::Internal(_) => Category::Internal,
         }
     }
@@ -49,6 +61,8 @@ impl Error {
         match self {
             Error::Engine(e) => e.hint(),
             Error::Usage { hint, .. } => hint.clone(),
+            Error::Remote(b) => b.hint.clone(),
+            Error::Daemon { hint, .. } => hint.clone(),
             Error::Output(_) | Error::Internal(_) => None,
         }
     }
@@ -57,6 +71,7 @@ impl Error {
     pub fn retryable(&self) -> bool {
         match self {
             Error::Engine(e) => e.retryable(),
+            Error::Remote(b) => b.retryable,
             _ => false,
         }
     }

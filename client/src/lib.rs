@@ -1,11 +1,434 @@
-//! The Latchkey client: the `latchkey` CLI's shared pieces and, with the daemon
-//! issue, `latchkey::Client` (socket first, embedded engine as fallback).
+//! The Latchkey client: `latchkey::Client`, used by the `latchkey` CLI and by tools
+//! that embed Latchkey.
 //!
-//! Today every command runs the embedded engine from `latchkey-daemon` in-process.
+//! Every call goes to the daemon first and falls back to the embedded engine (the
+//! same code the daemon runs) by an explicit table:
+//!
+//! | daemon                                   | client does                                  |
+//! |------------------------------------------|----------------------------------------------|
+//! | no socket / nobody listening             | autostart it (unless disabled), else embedded at once |
+//! | connected, no answer within 500 ms       | embedded, with a notice                      |
+//! | answers with another protocol version    | embedded, notice: `latchkey daemon restart`  |
+//! | answers (success or typed error)         | that answer is final: no fallback            |
+//!
+//! `LATCHKEY_NO_DAEMON=1` never contacts or starts a daemon; `LATCHKEY_NO_AUTOSTART=1`
+//! falls back instead of starting one.
 //!
 //! Architecture invariant: this crate never links the daemon's server stack (no
-//! axum); `cargo tree -p latchkey -e normal` proves it in CI.
+//! axum); `scripts/test` checks `cargo tree -p latchkey`.
 
 pub mod error;
+mod transport;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use latchkey_daemon::Engine;
+use latchkey_daemon::config::Config;
+use latchkey_proto::api;
+use latchkey_proto::error::ErrorDocument;
+use latchkey_proto::paths::Paths;
+use latchkey_proto::secret::Secret;
+use serde::de::DeserializeOwned;
 
 pub use error::Error;
+use transport::{Reach, call};
+
+/// How long the daemon may take to answer before the client falls back.
+pub const DAEMON_DEADLINE: Duration = Duration::from_millis(500);
+/// How long an autostarted daemon may take to answer its first health check.
+const AUTOSTART_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether and how the daemon is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Ask the daemon first; start it when missing if `autostart`.
+    DaemonFirst { autostart: bool },
+    /// Never contact a daemon (LATCHKEY_NO_DAEMON=1).
+    EmbeddedOnly,
+}
+
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Daemon,
+    Embedded,
+}
+
+/// An access token for a caller.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub access_token: Secret,
+    pub token_type: String,
+    /// RFC 3339.
+    pub expires_at: Option<String>,
+    pub generation: u64,
+    pub via: Via,
+}
+
+/// The client.
+#[derive(Debug)]
+pub struct Client {
+    paths: Paths,
+    mode: Mode,
+    deadline: Duration,
+    engine: OnceLock<Engine>,
+    notices: Mutex<Vec<String>>,
+}
+
+fn flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+impl Client {
+    /// A client configured from the environment (paths, LATCHKEY_NO_DAEMON,
+    /// LATCHKEY_NO_AUTOSTART).
+    pub fn from_env() -> Result<Client, Error> {
+        let env = latchkey_daemon::engine::process_env();
+        let paths = Paths::resolve(&env).map_err(latchkey_daemon::EngineError::from)?;
+        let mode = if flag("LATCHKEY_NO_DAEMON") {
+            Mode::EmbeddedOnly
+        } else {
+            Mode::DaemonFirst {
+                autostart: !flag("LATCHKEY_NO_AUTOSTART"),
+            }
+        };
+        Ok(Client::new(paths, mode))
+    }
+
+    /// A client over explicit paths.
+    pub fn new(paths: Paths, mode: Mode) -> Client {
+        Client {
+            paths,
+            mode,
+            deadline: DAEMON_DEADLINE,
+            engine: OnceLock::new(),
+            notices: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Sentences about fallbacks that happened (a hung or stale daemon), for the
+    /// CLI to show on stderr.
+    pub fn take_notices(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .notices
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    fn notice(&self, s: String) {
+        tracing::debug!("{s}");
+        self.notices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(s);
+    }
+
+    /// The embedded engine, built on first use (config read once).
+    pub fn engine(&self) -> Result<&Engine, Error> {
+        if let Some(e) = self.engine.get() {
+            return Ok(e);
+        }
+        let config = Config::load(&self.paths.config_file)?;
+        Ok(self
+            .engine
+            .get_or_init(|| Engine::new(self.paths.clone(), config)))
+    }
+
+    /// An access token fresh enough for `min_ttl` seconds.
+    pub async fn token(&self, profile: &str, min_ttl: u64) -> Result<Token, Error> {
+        let path = format!("/v1/profiles/{profile}/token?min_ttl={min_ttl}");
+        if let Some(answer) = self.daemon::<api::Token>("GET", &path, None).await {
+            let t = answer?;
+            return Ok(Token {
+                access_token: t.access_token,
+                token_type: t.token_type,
+                expires_at: t.expires_at,
+                generation: t.generation,
+                via: Via::Daemon,
+            });
+        }
+        let t = self.engine()?.token(profile, min_ttl).await?;
+        Ok(Token {
+            access_token: t.access_token,
+            token_type: t.token_type,
+            expires_at: t.expires_at.map(rfc3339),
+            generation: t.generation,
+            via: Via::Embedded,
+        })
+    }
+
+    /// Refreshes now (joining one in flight).
+    pub async fn refresh(&self, profile: &str) -> Result<api::Refreshed, Error> {
+        let path = format!("/v1/profiles/{profile}/refresh");
+        if let Some(answer) = self.daemon("POST", &path, None).await {
+            return answer;
+        }
+        let t = self.engine()?.refresh(profile).await?;
+        Ok(api::Refreshed {
+            profile: profile.to_string(),
+            expires_at: t.expires_at.map(rfc3339),
+            generation: t.generation,
+        })
+    }
+
+    /// Logs out, revoking at the provider unless `revoke` is false.
+    pub async fn logout(&self, profile: &str, revoke: bool) -> Result<api::LoggedOut, Error> {
+        let path = format!("/v1/profiles/{profile}/logout");
+        let body = serde_json::to_vec(&api::LogoutRequest { revoke }).ok();
+        if let Some(answer) = self.daemon("POST", &path, body).await {
+            return answer;
+        }
+        use latchkey_daemon::session::logout::LogoutOutcome;
+        let (outcome, detail) = match self.engine()?.logout(profile, revoke).await? {
+            LogoutOutcome::Revoked => (
+                "revoked",
+                "the provider revoked the session and the local copy was deleted".to_string(),
+            ),
+            LogoutOutcome::LocalOnly { reason } => ("local_only", reason),
+            LogoutOutcome::NotLoggedIn => (
+                "not_logged_in",
+                "there was no session to log out of".to_string(),
+            ),
+        };
+        Ok(api::LoggedOut {
+            outcome: outcome.into(),
+            detail,
+        })
+    }
+
+    /// A session's state (no tokens), from the daemon when one answers.
+    pub async fn session(&self, profile: &str) -> Result<(api::Session, Via), Error> {
+        let path = format!("/v1/profiles/{profile}/session");
+        if let Some(answer) = self.daemon("GET", &path, None).await {
+            return answer.map(|s| (s, Via::Daemon));
+        }
+        let st = self.engine()?.status(profile)?;
+        let now = latchkey_daemon::vault::unix_now();
+        Ok((
+            api::Session {
+                profile: st.profile,
+                logged_in: st.logged_in,
+                session_expired: st.session_expired,
+                user: st.user,
+                groups: st.groups,
+                scopes: st.scopes,
+                expires_at: st.expires_at.map(rfc3339),
+                expires_in_seconds: st.expires_at.map(|e| e - now),
+                has_refresh_token: st.has_refresh_token,
+                generation: st.generation,
+                storage: api::Storage {
+                    kind: "encrypted_file".into(),
+                    path: st.vault_path.display().to_string(),
+                },
+            },
+            Via::Embedded,
+        ))
+    }
+
+    /// The operator status of a running daemon; `Ok(None)` when none answers.
+    /// Never starts one.
+    pub async fn daemon_status(&self) -> Result<Option<api::DaemonStatus>, Error> {
+        if self.mode == Mode::EmbeddedOnly {
+            return Ok(None);
+        }
+        match call(&self.paths.socket, "GET", "/v1/status", None, self.deadline).await {
+            Reach::Answer(r) => decode(&r).map(Some),
+            Reach::Stale { theirs } => Err(Error::usage(
+                format!(
+                    "the daemon speaks protocol {theirs}, this client {}",
+                    latchkey_proto::PROTOCOL_VERSION
+                ),
+                Some("run `latchkey daemon restart`".into()),
+            )),
+            Reach::Dead(_) | Reach::Hung => Ok(None),
+        }
+    }
+
+    /// Asks a running daemon to stop; `Ok(false)` when none answered.
+    pub async fn daemon_shutdown(&self) -> Result<bool, Error> {
+        match call(
+            &self.paths.socket,
+            "POST",
+            "/v1/shutdown",
+            None,
+            self.deadline,
+        )
+        .await
+        {
+            Reach::Answer(_) | Reach::Stale { .. } => Ok(true),
+            Reach::Dead(_) | Reach::Hung => Ok(false),
+        }
+    }
+
+    /// Starts the daemon if none answers; `Ok(true)` when one answers afterwards.
+    pub async fn daemon_start(&self) -> Result<bool, Error> {
+        if matches!(
+            call(&self.paths.socket, "GET", "/v1/health", None, self.deadline).await,
+            Reach::Answer(_)
+        ) {
+            return Ok(true);
+        }
+        self.autostart().await
+    }
+
+    /// One request to the daemon by the fallback table. `None` means: fall back.
+    async fn daemon<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Option<Result<T, Error>> {
+        let Mode::DaemonFirst { autostart } = self.mode else {
+            return None;
+        };
+        let mut reach = call(
+            &self.paths.socket,
+            method,
+            path,
+            body.clone(),
+            self.deadline,
+        )
+        .await;
+        if matches!(reach, Reach::Dead(_)) && autostart {
+            match self.autostart().await {
+                Ok(true) => {
+                    reach = call(&self.paths.socket, method, path, body, self.deadline).await
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "the daemon could not be started"),
+            }
+        }
+        match reach {
+            Reach::Answer(r) => Some(decode(&r)),
+            Reach::Dead(reason) => {
+                tracing::debug!(%reason, "no daemon; using the embedded engine");
+                None
+            }
+            Reach::Hung => {
+                self.notice(format!(
+                    "the daemon at {} did not answer within {} ms; answered from the encrypted file",
+                    self.paths.socket.display(),
+                    self.deadline.as_millis()
+                ));
+                None
+            }
+            Reach::Stale { theirs } => {
+                self.notice(format!(
+                    "the daemon speaks protocol {theirs}, this client {}; answered from the encrypted file (run `latchkey daemon restart`)",
+                    latchkey_proto::PROTOCOL_VERSION
+                ));
+                None
+            }
+        }
+    }
+
+    /// Starts `latchkeyd` in the background, serialised by a lock so that many
+    /// processes starting at once spawn one daemon. `Ok(true)` once it answers.
+    async fn autostart(&self) -> Result<bool, Error> {
+        let run = self
+            .paths
+            .socket
+            .parent()
+            .map_or_else(|| self.paths.runtime_dir.clone(), Path::to_path_buf);
+        latchkey_daemon::vault::fs::ensure_private_dir(&run)
+            .map_err(latchkey_daemon::EngineError::from)?;
+        let lock_path = run.join("autostart.lock");
+        let guard = tokio::task::spawn_blocking(move || {
+            latchkey_daemon::vault::lock::acquire("autostart", &lock_path, AUTOSTART_WAIT)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("the autostart task failed: {e}")))?
+        .map_err(latchkey_daemon::EngineError::from)?;
+        // Whoever held the lock before us may have started it already.
+        if matches!(
+            call(&self.paths.socket, "GET", "/v1/health", None, self.deadline).await,
+            Reach::Answer(_)
+        ) {
+            return Ok(true);
+        }
+        let exe = daemon_exe();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(run.join("latchkeyd.log"));
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.env("LATCHKEY_SOCKET", &self.paths.socket)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(match log {
+                Ok(f) => std::process::Stdio::from(f),
+                Err(_) => std::process::Stdio::null(),
+            });
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            // Its own process group: a Ctrl-C meant for this command does not stop it.
+            cmd.process_group(0);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::Internal(format!("cannot start {}: {e}", exe.display())))?;
+        // Reap it if it exits while we still run (a second instance exits at once).
+        std::thread::spawn(move || {
+            let mut child = child;
+            if let Err(e) = child.wait() {
+                tracing::debug!(error = %e, "cannot wait for the daemon process");
+            }
+        });
+        let start = tokio::time::Instant::now();
+        while start.elapsed() < AUTOSTART_WAIT {
+            if matches!(
+                call(&self.paths.socket, "GET", "/v1/health", None, self.deadline).await,
+                Reach::Answer(_)
+            ) {
+                drop(guard);
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(guard);
+        Ok(false)
+    }
+}
+
+/// `latchkeyd` beside this executable when it is there (an install or a build
+/// folder), else from PATH.
+fn daemon_exe() -> PathBuf {
+    let name = format!("latchkeyd{}", std::env::consts::EXE_SUFFIX);
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(&name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn decode<T: DeserializeOwned>(r: &transport::Reply) -> Result<T, Error> {
+    if (200..300).contains(&r.status) {
+        return serde_json::from_slice(&r.body)
+            .map_err(|e| Error::Internal(format!("the daemon's answer is malformed: {e}")));
+    }
+    match serde_json::from_slice::<ErrorDocument>(&r.body) {
+        Ok(doc) => Err(Error::Remote(doc.error)),
+        Err(_) => Err(Error::Internal(format!(
+            "the daemon answered HTTP {} without an error document",
+            r.status
+        ))),
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}

@@ -161,7 +161,11 @@ impl EngineError {
 
     /// Whether trying again later may succeed without the person doing anything.
     pub fn retryable(&self) -> bool {
-        matches!(self, EngineError::Storage(StorageError::LockTimeout { .. }))
+        match self {
+            EngineError::Storage(StorageError::LockTimeout { .. }) => true,
+            EngineError::OAuth { error, .. } => error.retryable(),
+            _ => false,
+        }
     }
 
     /// The next step for the person, when there is one.
@@ -186,6 +190,15 @@ impl EngineError {
             EngineError::Storage(StorageError::UnsupportedVersion { .. }) => {
                 Some("upgrade Latchkey to a version that knows this vault format".into())
             }
+            EngineError::Storage(StorageError::BadKey { path, .. })
+            | EngineError::Config(ConfigError::Storage(StorageError::BadKey { path, .. })) => Some(format!(
+                "restore the machine key {}, or log in again to start a new session",
+                path.display()
+            )),
+            EngineError::Config(ConfigError::Parse { path, .. }) => Some(format!(
+                "fix {} (see the README for its format), or move it aside and add the profile again",
+                path.display()
+            )),
             EngineError::Storage(StorageError::Undecryptable { .. }) => Some(
                 "if the machine key was replaced, restore it; otherwise log in again".into(),
             ),

@@ -94,6 +94,9 @@ impl Home {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.path().join("user-home"))
             .env("LATCHKEY_HOME", self.path())
+            // Tests opt in to a daemon explicitly (and stop it): a daemon started by
+            // autostart would outlive the test.
+            .env("LATCHKEY_NO_AUTOSTART", "1")
             .stdin(Stdio::null());
         Cmd { cmd }
     }
@@ -109,6 +112,12 @@ impl Cmd {
     /// Adds an environment variable.
     pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Cmd {
         self.cmd.env(key, value);
+        self
+    }
+
+    /// Removes an environment variable the harness set (e.g. LATCHKEY_NO_AUTOSTART).
+    pub fn env_remove(mut self, key: &str) -> Cmd {
+        self.cmd.env_remove(key);
         self
     }
 

@@ -1,7 +1,10 @@
 //! Cross-process tests (SPEC §10, tier 2): the real `latchkey` binary in a
 //! temporary LATCHKEY_HOME with a cleared environment.
 
+mod categories;
+mod doctor;
 mod login;
+mod logout;
 mod logs;
 mod profiles;
 mod refresh;

@@ -57,6 +57,9 @@ pub enum Command {
     /// Manage provider profiles in config.toml.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Operate the latchkeyd daemon.
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
 }
 
 #[derive(Debug, Args)]
@@ -100,4 +103,16 @@ pub enum ProfileCommand {
     Remove { name: String },
     /// Show the default profile, or make NAME the default.
     Default { name: Option<String> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Show pid, version, uptime, sessions and counters (exit 1 when not running).
+    Status,
+    /// Start the daemon in the background if it is not running.
+    Start,
+    /// Ask the daemon to stop.
+    Stop,
+    /// Stop, then start the daemon.
+    Restart,
 }

@@ -61,6 +61,7 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false)
+        .without_time()
         .with_target(false)
         .try_init();
     if installed.is_err() {
@@ -74,15 +75,23 @@ fn run(cli: Cli, json: bool) -> ExitCode {
         // Debug builds only: lets the tests prove a bug is reported as `internal`.
         panic!("panic requested by LATCHKEY_TEST_PANIC");
     }
-    let result = cmd::Ctx::from_env(cli.global.profile).and_then(|ctx| match cli.command {
+    let ctx = match cmd::Ctx::from_env(cli.global.profile) {
+        Ok(c) => c,
+        Err(e) => return render::error(json, &e),
+    };
+    let result = match cli.command {
         Command::Profile(p) => cmd::profile::run(&ctx, p),
-        Command::Status { all } => cmd::status::run(&ctx, all),
+        Command::Status { all } => block_on(cmd::status::run(&ctx, all)),
+        Command::Daemon(d) => block_on(cmd::daemon::run(&ctx, d)),
         Command::Token { min_ttl } => block_on(cmd::token::token(&ctx, min_ttl)),
         Command::Refresh => block_on(cmd::token::refresh(&ctx)),
         Command::Login(args) => block_on(cmd::login::run(&ctx, json, &args)),
         Command::Logout { local } => block_on(cmd::logout::run(&ctx, local)),
         Command::Doctor { server } => block_on(cmd::doctor::run(&ctx, server)),
-    });
+    };
+    for notice in ctx.client.take_notices() {
+        render::notice(&notice);
+    }
     match result {
         Ok(out) => render::success(json, &out),
         Err(e) => render::error(json, &e),

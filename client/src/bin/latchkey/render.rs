@@ -63,6 +63,12 @@ pub fn progress(json: bool, text: &str, doc: &serde_json::Value) {
     }
 }
 
+/// A warning for people on stderr (a fallback that happened), never on stdout.
+#[allow(clippy::print_stderr, reason = "notices belong on stderr")]
+pub fn notice(text: &str) {
+    eprintln!("warning: {text}");
+}
+
 /// Prints an error and returns its exit code (SPEC §4).
 #[allow(clippy::print_stderr, reason = "this is the CLI's one error printer")]
 pub fn error(json: bool, err: &Error) -> ExitCode {

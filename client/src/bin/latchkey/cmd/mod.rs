@@ -1,6 +1,7 @@
 //! One module per command. Each returns an [`Output`](crate::render::Output) or an
 //! error; printing and exit codes are `render`'s business.
 
+pub mod daemon;
 pub mod doctor;
 pub mod login;
 pub mod logout;
@@ -12,21 +13,23 @@ use latchkey::Error;
 use latchkey_daemon::config::Config;
 use latchkey_proto::paths::Paths;
 
-/// What every command needs: the resolved paths and the global options.
+/// What every command needs: the client (paths, daemon mode, the embedded engine
+/// built on demand) and the global options.
 #[derive(Debug)]
 pub struct Ctx {
     pub paths: Paths,
     pub explicit_profile: Option<String>,
+    pub client: latchkey::Client,
 }
 
 impl Ctx {
     /// Resolves the paths from the process environment.
     pub fn from_env(explicit_profile: Option<String>) -> Result<Ctx, Error> {
-        let env = latchkey_daemon::engine::process_env();
-        let paths = Paths::resolve(&env).map_err(latchkey_daemon::EngineError::from)?;
+        let client = latchkey::Client::from_env()?;
         Ok(Ctx {
-            paths,
+            paths: client.paths().clone(),
             explicit_profile,
+            client,
         })
     }
 
@@ -35,14 +38,16 @@ impl Ctx {
         Ok(Config::load(&self.paths.config_file)?)
     }
 
-    /// The engine over this home and the profile this run is about.
-    pub fn engine(&self) -> Result<(latchkey_daemon::Engine, String), Error> {
-        let config = self.config()?;
-        let profile = self.profile(&config)?;
-        Ok((
-            latchkey_daemon::Engine::new(self.paths.clone(), config),
-            profile,
-        ))
+    /// The embedded engine and the profile this run is about.
+    pub fn engine(&self) -> Result<(&latchkey_daemon::Engine, String), Error> {
+        let engine = self.client.engine()?;
+        let profile = self.profile(&engine.config())?;
+        Ok((engine, profile))
+    }
+
+    /// The profile this run is about, without building an engine.
+    pub fn profile_name(&self) -> Result<String, Error> {
+        self.profile(&self.config()?)
     }
 
     /// The profile this run is about (SPEC §4 resolution order).

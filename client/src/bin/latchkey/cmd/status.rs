@@ -1,123 +1,132 @@
-//! `latchkey status [--all]`: offline, from the encrypted file.
+//! `latchkey status [--all]`: who, until when, where it is stored, and whether a
+//! daemon answered. From the daemon when one runs, else from the encrypted file.
 
-use latchkey::Error;
-use latchkey_daemon::session::status::SessionStatus;
-use latchkey_daemon::vault::unix_now;
+use latchkey::{Error, Via};
+use latchkey_proto::api;
 use serde_json::{Value, json};
 
 use super::Ctx;
-use crate::render::{Output, in_words, rfc3339};
+use super::token::seconds_until;
+use crate::render::{Output, in_words};
 
 /// How storage is described to people (SPEC §4).
 const STORAGE: &str = "encrypted file (scrypt, XChaCha20-Poly1305)";
 
-pub fn run(ctx: &Ctx, all: bool) -> Result<Output, Error> {
-    if all {
-        let config = ctx.config()?;
-        let engine = latchkey_daemon::Engine::new(ctx.paths.clone(), config.clone());
-        let mut text = String::new();
-        let mut docs = Vec::new();
-        if config.profiles.is_empty() {
-            text.push_str("No profiles yet. Add one with: latchkey profile add NAME --issuer URL --client-id ID\n");
-        }
-        for name in config.profile_names() {
-            let st = engine.status(&name)?;
-            text.push_str(&sentences(&st));
-            docs.push(document(&st));
-        }
-        return Ok(Output {
-            exit: 0,
-            text,
-            json: json!({ "profiles": docs }),
-        });
+pub async fn run(ctx: &Ctx, all: bool) -> Result<Output, Error> {
+    let names = if all {
+        ctx.config()?.profile_names()
+    } else {
+        vec![ctx.profile_name()?]
+    };
+    let mut sessions = Vec::new();
+    for name in &names {
+        sessions.push(ctx.client.session(name).await?);
     }
-    let (engine, profile) = ctx.engine()?;
-    let st = engine.status(&profile)?;
+    let daemon = match sessions.first() {
+        Some((_, Via::Daemon)) => ctx.client.daemon_status().await.ok().flatten(),
+        _ => None,
+    };
+    let mut text = String::new();
+    if names.is_empty() {
+        text.push_str("No profiles yet. Add one with: latchkey profile add NAME --issuer URL --client-id ID\n");
+    }
+    let mut docs = Vec::new();
+    for (s, _) in &sessions {
+        text.push_str(&sentences(s, daemon.as_ref()));
+        docs.push(document(s, daemon.as_ref()));
+    }
+    let json = if all {
+        json!({ "profiles": docs })
+    } else {
+        docs.pop().unwrap_or(Value::Null)
+    };
     Ok(Output {
         exit: 0,
-        text: sentences(&st),
-        json: document(&st),
+        text,
+        json,
     })
 }
 
-fn document(st: &SessionStatus) -> Value {
-    let now = unix_now();
+fn document(s: &api::Session, daemon: Option<&api::DaemonStatus>) -> Value {
     json!({
-        "profile": st.profile,
-        "logged_in": st.logged_in,
-        "session_expired": st.session_expired,
-        "user": st.user.as_ref().map(|u| json!({"sub": u.sub, "email": u.email, "name": u.name})),
-        "groups": st.groups,
-        "scopes": st.scopes,
-        "expires_at": st.expires_at.map(rfc3339),
-        "expires_in_seconds": st.expires_at.map(|e| e - now),
-        "has_refresh_token": st.has_refresh_token,
-        "generation": st.generation,
-        "storage": {"kind": "encrypted_file", "path": st.vault_path},
-        "daemon": {"running": false, "pid": Value::Null},
+        "profile": s.profile,
+        "logged_in": s.logged_in,
+        "session_expired": s.session_expired,
+        "user": s.user,
+        "groups": s.groups,
+        "scopes": s.scopes,
+        "expires_at": s.expires_at,
+        "expires_in_seconds": s.expires_at.as_deref().and_then(seconds_until),
+        "has_refresh_token": s.has_refresh_token,
+        "generation": s.generation,
+        "storage": s.storage,
+        "daemon": {"running": daemon.is_some(), "pid": daemon.map(|d| d.pid)},
     })
 }
 
-fn sentences(st: &SessionStatus) -> String {
-    let who = st.user.as_ref().map(|u| match (&u.name, &u.email) {
+fn sentences(s: &api::Session, daemon: Option<&api::DaemonStatus>) -> String {
+    let who = s.user.as_ref().map(|u| match (&u.name, &u.email) {
         (Some(n), Some(e)) => format!("{n} <{e}>"),
         (None, Some(e)) => e.clone(),
         (Some(n), None) => n.clone(),
         (None, None) => u.sub.clone(),
     });
     let mut out = String::new();
-    if st.session_expired {
+    if s.session_expired {
         out.push_str(&format!(
             "Profile {}: the session{} has expired; run `latchkey login --profile {}`.\n",
-            st.profile,
+            s.profile,
             who.map(|w| format!(" of {w}")).unwrap_or_default(),
-            st.profile
+            s.profile
         ));
-    } else if !st.logged_in {
+    } else if !s.logged_in {
         out.push_str(&format!(
             "Profile {}: not logged in; run `latchkey login --profile {}`.\n",
-            st.profile, st.profile
+            s.profile, s.profile
         ));
         return out;
     } else {
         out.push_str(&format!(
             "Profile {}: logged in{}.\n",
-            st.profile,
+            s.profile,
             who.map(|w| format!(" as {w}")).unwrap_or_default()
         ));
     }
-    if !st.groups.is_empty() {
-        out.push_str(&format!("  groups: {}\n", st.groups.join(", ")));
+    if !s.groups.is_empty() {
+        out.push_str(&format!("  groups: {}\n", s.groups.join(", ")));
     }
-    match st.expires_at {
-        Some(at) => {
-            let left = at - unix_now();
-            let refresh_note = if left <= 0 && st.has_refresh_token {
+    match (
+        &s.expires_at,
+        s.expires_at.as_deref().and_then(seconds_until),
+    ) {
+        (Some(at), Some(left)) => {
+            let refresh_note = if left <= 0 && s.has_refresh_token {
                 "; it will be refreshed on next use"
             } else {
                 ""
             };
-            out.push_str(&format!(
-                "  access token: {} ({}){refresh_note}\n",
-                if left > 0 {
-                    format!("expires {}", in_words(left))
-                } else {
-                    format!("expired {}", in_words(left))
-                },
-                rfc3339(at)
-            ));
+            let when = if left > 0 {
+                format!("expires {}", in_words(left))
+            } else {
+                format!("expired {}", in_words(left))
+            };
+            out.push_str(&format!("  access token: {when} ({at}){refresh_note}\n"));
         }
-        None => out.push_str("  access token: no stated expiry\n"),
+        _ => out.push_str("  access token: no stated expiry\n"),
     }
-    out.push_str(if st.has_refresh_token {
+    out.push_str(if s.has_refresh_token {
         "  refresh token: held\n"
     } else {
         "  refresh token: none\n"
     });
-    out.push_str(&format!(
-        "  storage: {STORAGE} at {}\n",
-        st.vault_path.display()
-    ));
-    out.push_str("  daemon: not running: answered from the encrypted file\n");
+    out.push_str(&format!("  storage: {STORAGE} at {}\n", s.storage.path));
+    match daemon {
+        Some(d) => out.push_str(&format!(
+            "  daemon: running, pid {}, up {}\n",
+            d.pid,
+            in_words(i64::try_from(d.uptime_seconds).unwrap_or(i64::MAX)).trim_start_matches("in ")
+        )),
+        None => out.push_str("  daemon: not running: answered from the encrypted file\n"),
+    }
     out
 }

@@ -1,15 +1,15 @@
 //! `latchkey token` (the only command that prints token material) and
-//! `latchkey refresh`.
+//! `latchkey refresh`. Both ask the daemon first.
 
 use latchkey::Error;
 use serde_json::json;
 
 use super::Ctx;
-use crate::render::{Output, in_words, rfc3339};
+use crate::render::{Output, in_words};
 
 pub async fn token(ctx: &Ctx, min_ttl: u64) -> Result<Output, Error> {
-    let (engine, profile) = ctx.engine()?;
-    let token = engine.token(&profile, min_ttl).await?;
+    let profile = ctx.profile_name()?;
+    let token = ctx.client.token(&profile, min_ttl).await?;
     // Declassification: this command exists to hand the token to its caller.
     let secret = token.access_token.expose();
     Ok(Output {
@@ -18,20 +18,17 @@ pub async fn token(ctx: &Ctx, min_ttl: u64) -> Result<Output, Error> {
         json: json!({
             "access_token": secret,
             "token_type": token.token_type,
-            "expires_at": token.expires_at.map(rfc3339),
+            "expires_at": token.expires_at,
             "profile": profile,
         }),
     })
 }
 
 pub async fn refresh(ctx: &Ctx) -> Result<Output, Error> {
-    let (engine, profile) = ctx.engine()?;
-    let token = engine.refresh(&profile).await?;
-    let when = match token.expires_at {
-        Some(at) => format!(
-            "expires {}",
-            in_words(at - latchkey_daemon::vault::unix_now())
-        ),
+    let profile = ctx.profile_name()?;
+    let r = ctx.client.refresh(&profile).await?;
+    let when = match r.expires_at.as_deref().and_then(seconds_until) {
+        Some(left) => format!("expires {}", in_words(left)),
         None => "has no stated expiry".to_string(),
     };
     Ok(Output {
@@ -39,8 +36,18 @@ pub async fn refresh(ctx: &Ctx) -> Result<Output, Error> {
         text: format!("Refreshed profile {profile}: the new access token {when}.\n"),
         json: json!({
             "profile": profile,
-            "expires_at": token.expires_at.map(rfc3339),
-            "generation": token.generation,
+            "expires_at": r.expires_at,
+            "generation": r.generation,
         }),
+    })
+}
+
+/// Seconds from now until an RFC 3339 time.
+pub fn seconds_until(at: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(at).ok()?;
+    let now = std::time::SystemTime::now();
+    Some(match t.duration_since(now) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
     })
 }

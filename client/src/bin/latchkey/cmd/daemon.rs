@@ -1,0 +1,139 @@
+//! `latchkey daemon status|start|stop|restart`, for operators.
+
+use std::time::Duration;
+
+use latchkey::Error;
+use latchkey_proto::error::Category;
+use serde_json::json;
+
+use super::Ctx;
+use crate::cli::DaemonCommand;
+use crate::render::{Output, in_words};
+
+pub async fn run(ctx: &Ctx, cmd: DaemonCommand) -> Result<Output, Error> {
+    let socket = ctx.paths.socket.display().to_string();
+    match cmd {
+        DaemonCommand::Status => match ctx.client.daemon_status().await? {
+            Some(st) => {
+                let mut text = format!(
+                    "latchkeyd {} (protocol {}) is running, pid {}, up {}\n  socket: {} ({})\n",
+                    st.version,
+                    st.protocol,
+                    st.pid,
+                    in_words(i64::try_from(st.uptime_seconds).unwrap_or(i64::MAX))
+                        .trim_start_matches("in "),
+                    st.socket,
+                    match st.activation.as_str() {
+                        "systemd" => "socket-activated by systemd",
+                        "launchd" => "socket-activated by launchd",
+                        _ => "bound by itself",
+                    }
+                );
+                for p in &st.profiles {
+                    text.push_str(&format!(
+                        "  profile {}: {}{}\n",
+                        p.name,
+                        if p.logged_in {
+                            "logged in"
+                        } else {
+                            "not logged in"
+                        },
+                        match (&p.expires_at, p.generation) {
+                            (Some(at), Some(g)) =>
+                                format!(", generation {g}, token expires at {at}"),
+                            _ => String::new(),
+                        }
+                    ));
+                }
+                let c = &st.counters;
+                text.push_str(&format!(
+                    "  requests {}, token requests {}, refreshes {} ok / {} failed, key derivations {}, vault reads {}, event subscribers {}\n",
+                    c.requests, c.token_requests, c.refreshes_ok, c.refreshes_failed, c.kdf_derivations, c.vault_reads, c.event_subscribers
+                ));
+                if let Some(l) = &st.last_refresh {
+                    text.push_str(&format!("  last refresh: {} ({})\n", l.at, l.outcome));
+                }
+                if let Some(rss) = st.rss_bytes {
+                    text.push_str(&format!(
+                        "  memory: {:.1} MiB resident\n",
+                        rss as f64 / 1048576.0
+                    ));
+                }
+                Ok(Output {
+                    exit: 0,
+                    text,
+                    json: serde_json::to_value(&st).map_err(|e| Error::Internal(e.to_string()))?,
+                })
+            }
+            None => Err(not_running(&socket)),
+        },
+        DaemonCommand::Start => {
+            if ctx.client.daemon_start().await? {
+                let pid = ctx.client.daemon_status().await?.map(|s| s.pid);
+                Ok(Output {
+                    exit: 0,
+                    text: format!(
+                        "latchkeyd is running{} on {socket}.\n",
+                        pid.map(|p| format!(", pid {p}")).unwrap_or_default()
+                    ),
+                    json: json!({"running": true, "pid": pid, "socket": socket}),
+                })
+            } else {
+                Err(Error::Internal(format!(
+                    "latchkeyd did not start answering on {socket}; see the log beside it (latchkeyd.log)"
+                )))
+            }
+        }
+        DaemonCommand::Stop => {
+            let stopped = stop(ctx).await?;
+            Ok(Output {
+                exit: 0,
+                text: if stopped {
+                    "latchkeyd stopped.\n".into()
+                } else {
+                    "latchkeyd was not running.\n".into()
+                },
+                json: json!({"stopped": stopped}),
+            })
+        }
+        DaemonCommand::Restart => {
+            stop(ctx).await?;
+            if !ctx.client.daemon_start().await? {
+                return Err(Error::Internal(format!(
+                    "latchkeyd did not come back on {socket}"
+                )));
+            }
+            let pid = ctx.client.daemon_status().await?.map(|s| s.pid);
+            Ok(Output {
+                exit: 0,
+                text: format!(
+                    "latchkeyd restarted{}.\n",
+                    pid.map(|p| format!(", pid {p}")).unwrap_or_default()
+                ),
+                json: json!({"running": true, "pid": pid}),
+            })
+        }
+    }
+}
+
+/// Asks the daemon to stop and waits until its socket no longer answers.
+async fn stop(ctx: &Ctx) -> Result<bool, Error> {
+    if !ctx.client.daemon_shutdown().await? {
+        return Ok(false);
+    }
+    for _ in 0..100 {
+        if ctx.client.daemon_status().await.ok().flatten().is_none() {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(Error::Internal("latchkeyd did not stop within 5 s".into()))
+}
+
+fn not_running(socket: &str) -> Error {
+    Error::Daemon {
+        category: Category::Internal,
+        message: format!("not running: no daemon answers on {socket}"),
+        hint: Some("start it with `latchkey daemon start`".into()),
+    }
+}
