@@ -63,6 +63,9 @@ fn failed(name: &'static str, e: &Error) -> Check {
 pub async fn run(ctx: &Ctx, server: bool) -> Result<Output, Error> {
     let mut checks = Vec::new();
     let config = offline(ctx, &mut checks);
+    if config.is_some() {
+        checks.push(daemon_check(ctx).await);
+    }
     if server && let Some((engine, profile)) = &config {
         online(engine, profile, &mut checks).await;
     }
@@ -147,13 +150,74 @@ fn offline(ctx: &Ctx, checks: &mut Vec<Check>) -> Option<(Engine, String)> {
     folders(ctx, checks);
     let engine = Engine::new(paths.clone(), Config::clone(&config));
     session_checks(&engine, &profile, checks);
-    checks.push(check(
-        "daemon",
-        Status::Ok,
-        "not running: commands are answered from the encrypted file by the embedded engine",
-        None,
-    ));
     Some((engine, profile))
+}
+
+/// Socket and daemon reachability, protocol and version skew. Never starts one.
+async fn daemon_check(ctx: &Ctx) -> Check {
+    let socket = &ctx.paths.socket;
+    if ctx.client.mode() == latchkey::Mode::EmbeddedOnly {
+        return check(
+            "daemon",
+            Status::Ok,
+            "not used (LATCHKEY_NO_DAEMON=1)",
+            None,
+        );
+    }
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::symlink_metadata(socket) {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let mode = meta.mode() & 0o777;
+        if !meta.file_type().is_socket()
+            || Some(meta.uid()) != fs::current_uid()
+            || mode & 0o077 != 0
+        {
+            return check(
+                "daemon",
+                Status::Fail,
+                format!(
+                    "{} is not a private socket of yours (mode {mode:04o})",
+                    socket.display()
+                ),
+                Some("stop any latchkeyd, remove the file, and run `latchkey daemon start`".into()),
+            );
+        }
+    }
+    match ctx.client.daemon_status().await {
+        Ok(Some(st)) if st.version != env!("CARGO_PKG_VERSION") => check(
+            "daemon",
+            Status::Warn,
+            format!(
+                "running, pid {}, but version {} while this CLI is {}",
+                st.pid,
+                st.version,
+                env!("CARGO_PKG_VERSION")
+            ),
+            Some("run `latchkey daemon restart` to run the installed version".into()),
+        ),
+        Ok(Some(st)) => check(
+            "daemon",
+            Status::Ok,
+            format!(
+                "running, pid {}, protocol {}, on {}",
+                st.pid, st.protocol, st.socket
+            ),
+            None,
+        ),
+        Ok(None) if socket.exists() => check(
+            "daemon",
+            Status::Warn,
+            format!("{} exists but no daemon answers in time", socket.display()),
+            Some("run `latchkey daemon restart`".into()),
+        ),
+        Ok(None) => check(
+            "daemon",
+            Status::Ok,
+            "not running: commands are answered from the encrypted file by the embedded engine",
+            None,
+        ),
+        Err(e) => check("daemon", Status::Warn, e.to_string(), e.hint()),
+    }
 }
 
 fn folders(ctx: &Ctx, checks: &mut Vec<Check>) {
