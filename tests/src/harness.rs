@@ -203,6 +203,8 @@ pub struct World {
     pub home: Home,
     pub idp: crate::fake_idp::FakeIdp,
     captured: std::sync::Mutex<Vec<(String, String)>>,
+    /// Daemons this world started; stopped (and their logs captured) on drop.
+    daemons: std::sync::Mutex<Vec<std::process::Child>>,
 }
 
 impl std::fmt::Debug for World {
@@ -230,6 +232,7 @@ impl World {
             home,
             idp,
             captured: std::sync::Mutex::new(Vec::new()),
+            daemons: std::sync::Mutex::new(Vec::new()),
         };
         world
             .latchkey([
@@ -327,6 +330,7 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
+        self.stop_daemons();
         if std::thread::panicking() {
             return;
         }
@@ -353,6 +357,12 @@ pub struct WorldCmd<'w> {
 }
 
 impl WorldCmd<'_> {
+    /// Removes an environment variable the harness set.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.cmd = self.cmd.env_remove(key);
+        self
+    }
+
     /// Adds an environment variable.
     pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Self {
         self.cmd = self.cmd.env(key, value);
@@ -377,6 +387,119 @@ impl WorldCmd<'_> {
 }
 
 impl World {
+    /// The daemon's socket in this home.
+    pub fn socket(&self) -> PathBuf {
+        self.home.path().join("run").join("latchkeyd.sock")
+    }
+
+    /// Starts `latchkeyd` in this home and waits until it answers. Its stderr (the
+    /// audit log) goes to a file that joins the leak check; it is stopped on drop.
+    pub fn start_daemon(&self) -> u32 {
+        let log_path = self
+            .home
+            .path()
+            .join(format!("latchkeyd-{}.log", self.daemon_count()));
+        let log = std::fs::File::create(&log_path).expect("the daemon log can be created");
+        let mut cmd = self
+            .home
+            .command(bin("latchkeyd"), Vec::<&str>::new())
+            .into_command();
+        cmd.stdout(Stdio::null()).stderr(log);
+        let child = cmd.spawn().expect("latchkeyd can be spawned");
+        let pid = child.id();
+        self.daemons
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(child);
+        self.wait_for_daemon();
+        pid
+    }
+
+    fn daemon_count(&self) -> usize {
+        self.daemons
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Waits (up to 10 s) until a daemon answers a health request on the socket.
+    pub fn wait_for_daemon(&self) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(10) {
+            if raw_request(
+                &self.socket(),
+                "GET /v1/health HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n",
+            )
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("latchkeyd did not answer within 10 s");
+    }
+
+    /// Sends a signal to a process with the `kill` command.
+    pub fn signal(pid: u32, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill can run");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// Stops every daemon this world started (SIGTERM, then SIGKILL after 5 s) and
+    /// captures their logs for the leak check.
+    pub fn stop_daemons(&self) {
+        let mut daemons = std::mem::take(
+            &mut *self
+                .daemons
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for child in &mut daemons {
+            if child.try_wait().ok().flatten().is_some() {
+                continue;
+            }
+            // A stopped (SIGSTOP) daemon must be continued to see SIGTERM.
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_secs(5) {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Ok(entries) = std::fs::read_dir(self.home.path()) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("latchkeyd-") && name.ends_with(".log") {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    self.captured
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((format!("daemon log {name}"), text));
+                }
+            }
+        }
+    }
+
+    /// Adds any captured text (an event stream, a raw answer) to the leak check.
+    pub fn capture_text(&self, label: &str, text: &str) {
+        self.captured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((label.to_string(), text.to_string()));
+    }
+
     /// Adds a finished run's output to the leak check.
     pub fn capture(&self, label: &str, run: &Run, stdout_may_hold_token: bool) {
         let mut c = self
@@ -388,4 +511,42 @@ impl World {
             c.push((format!("stdout of `latchkey {label}`"), run.stdout.clone()));
         }
     }
+}
+
+/// Sends raw bytes as one HTTP request over a Unix socket and reads the whole answer
+/// (the request should say `Connection: close`). `None` when the socket refuses, or
+/// the daemon closes without a byte. Times out after 10 s.
+pub fn raw_request(socket: &Path, request: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    s.write_all(request.as_bytes()).ok()?;
+    let mut out = Vec::new();
+    // A reset after a partial answer still returns what arrived.
+    let _ = s.read_to_end(&mut out);
+    if out.is_empty() {
+        None
+    } else {
+        Some(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// A JSON request over the socket with `Connection: close`: (status, body).
+pub fn api(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Option<(u16, serde_json::Value)> {
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: latchkeyd\r\nLatchkey-Protocol: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw_request(socket, &req)?;
+    let status: u16 = answer.get(9..12)?.parse().ok()?;
+    let (_, payload) = answer.split_once("\r\n\r\n")?;
+    let json = serde_json::from_str(payload).unwrap_or(serde_json::Value::Null);
+    Some((status, json))
 }

@@ -2,6 +2,7 @@
 //! temporary LATCHKEY_HOME with a cleared environment.
 
 mod categories;
+mod daemon;
 mod doctor;
 mod login;
 mod logout;

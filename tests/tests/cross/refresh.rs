@@ -20,7 +20,7 @@ const FAST: KdfParams = KdfParams::Scrypt {
 /// Logs in with access tokens living `ttl`, then waits until more than half of the
 /// lifetime has passed, so the next token request must refresh; later tokens live an
 /// hour so a slow machine cannot make a second refresh due.
-fn world_due_for_refresh(cfg: FakeIdpConfig, ttl: Duration) -> World {
+pub(crate) fn world_due_for_refresh(cfg: FakeIdpConfig, ttl: Duration) -> World {
     let world = World::new(FakeIdpConfig {
         access_token_ttl: ttl,
         ..cfg
