@@ -165,10 +165,11 @@ impl Engine {
 
     /// Loads the vault of `profile` and checks it belongs to the configured provider.
     pub(crate) fn load(&self, profile: &str) -> Result<Option<Loaded>, EngineError> {
+        // An unknown profile is a usage error before it is anything else.
+        let configured = self.profile(profile)?;
         let Some(loaded) = self.vault.load(profile)? else {
             return Ok(None);
         };
-        let configured = self.profile(profile)?;
         if loaded.session.issuer != configured.issuer
             || loaded.session.client_id != configured.client_id
         {

@@ -45,8 +45,22 @@ impl Ctx {
         Ok((engine, profile))
     }
 
-    /// The profile this run is about, without building an engine.
+    /// The profile this run is about, without building an engine. With `--profile`
+    /// or LATCHKEY_PROFILE the config is not even read (the hot path of
+    /// `latchkey token`); whoever answers (daemon or engine) checks the profile exists.
     pub fn profile_name(&self) -> Result<String, Error> {
+        let from_env = std::env::var("LATCHKEY_PROFILE")
+            .ok()
+            .filter(|s| !s.is_empty());
+        if let Some(name) = self.explicit_profile.clone().or(from_env) {
+            latchkey_proto::profile::validate_name(&name).map_err(|reason| {
+                Error::from(latchkey_daemon::ConfigError::ProfileName {
+                    name: name.clone(),
+                    reason,
+                })
+            })?;
+            return Ok(name);
+        }
         self.profile(&self.config()?)
     }
 
