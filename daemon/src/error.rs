@@ -104,6 +104,16 @@ pub enum EngineError {
         #[source]
         error: crate::oauth::OAuthError,
     },
+    /// The provider rotated the session but writing it failed. The new session is
+    /// carried so a long-lived caller (the daemon) can keep serving it and retry the
+    /// write; anyone else reports local_storage, and the vault is left as it was.
+    #[error("the refreshed session of profile {profile:?} could not be saved: {source}")]
+    Unsaved {
+        profile: String,
+        session: Box<latchkey_proto::vault::SessionRecord>,
+        #[source]
+        source: StorageError,
+    },
     /// A bug: an invariant did not hold. The message says which.
     #[error("internal error: {0}")]
     Internal(String),
@@ -148,9 +158,9 @@ impl EngineError {
     /// The one mapping from engine errors to SPEC §4 categories.
     pub fn category(&self) -> Category {
         match self {
-            EngineError::Config(ConfigError::Storage(_)) | EngineError::Storage(_) => {
-                Category::LocalStorage
-            }
+            EngineError::Config(ConfigError::Storage(_))
+            | EngineError::Storage(_)
+            | EngineError::Unsaved { .. } => Category::LocalStorage,
             EngineError::Config(_) | EngineError::Paths(_) => Category::Usage,
             EngineError::NotLoggedIn { .. } => Category::NotLoggedIn,
             EngineError::SessionExpired { .. } => Category::SessionExpired,
@@ -209,6 +219,9 @@ impl EngineError {
                 Some("another latchkey process holds the lock; try again".into())
             }
             EngineError::OAuth { profile, error } => oauth_hint(profile, error),
+            EngineError::Unsaved { .. } => Some(
+                "free disk space or fix the state folder's permissions; a running daemon keeps the session and retries".into(),
+            ),
             _ => None,
         }
     }

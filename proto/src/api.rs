@@ -28,6 +28,9 @@ pub struct ProfileState {
     pub generation: Option<u64>,
     /// RFC 3339.
     pub expires_at: Option<String>,
+    /// The daemon holds a refreshed session it could not write yet (it retries).
+    #[serde(default)]
+    pub unsaved: bool,
 }
 
 /// `GET /v1/profiles`.

@@ -119,7 +119,15 @@ async fn proactive_refresh(daemon: Arc<Daemon>) {
             () = daemon.shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(4_000 + jitter)) => {}
         }
+        for profile in daemon.unsaved_profiles() {
+            if let Err(e) = daemon.save_unsaved(&profile).await {
+                tracing::warn!(profile, error = %e, "still cannot save the refreshed session");
+            }
+        }
         for profile in daemon.engine.config().profile_names() {
+            if daemon.unsaved_profiles().contains(&profile) {
+                continue;
+            }
             let Ok(Some(l)) = daemon.current(&profile) else {
                 continue;
             };

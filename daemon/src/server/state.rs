@@ -66,6 +66,10 @@ pub struct Daemon {
     last_refresh: Mutex<Option<api::LastRefresh>>,
     pub(crate) events: broadcast::Sender<api::SessionEvent>,
     pub(crate) logins: Mutex<HashMap<String, Arc<PendingLogin>>>,
+    /// Sessions the provider rotated but the vault write refused (disk full, a
+    /// read-only folder). Served from here and written as soon as the disk allows:
+    /// the old refresh token in the file is already spent.
+    unsaved: Mutex<HashMap<String, latchkey_proto::vault::SessionRecord>>,
     pub(crate) started: Instant,
     pub(crate) started_at: i64,
     pub(crate) socket: PathBuf,
@@ -90,6 +94,7 @@ impl Daemon {
             last_refresh: Mutex::new(None),
             events,
             logins: Mutex::new(HashMap::new()),
+            unsaved: Mutex::new(HashMap::new()),
             started: Instant::now(),
             started_at: unix_now(),
             socket,
@@ -191,6 +196,15 @@ impl Daemon {
         min_ttl: u64,
     ) -> Result<(AccessToken, Served), EngineError> {
         self.counters.token_requests.fetch_add(1, Ordering::Relaxed);
+        let held = lock(&self.unsaved).get(profile).cloned();
+        if let Some(s) = held {
+            if policy::is_fresh_enough(unix_now(), s.issued_at, s.expires_at, min_ttl) {
+                return Ok((unsaved_token(&s), Served::FromMemory));
+            }
+            // Stale and unsaved: the vault's refresh token is spent, so the write
+            // must succeed before any further refresh.
+            self.save_unsaved(profile).await?;
+        }
         let loaded = self
             .current(profile)?
             .ok_or_else(|| EngineError::NotLoggedIn {
@@ -210,7 +224,19 @@ impl Daemon {
 
     /// Runs the engine's refresh transaction and keeps the books.
     pub async fn refresh(&self, profile: &str, want: Want) -> Result<AccessToken, EngineError> {
-        let result = self.engine.refresh_as(profile, want).await;
+        let result = match self.engine.refresh_as(profile, want).await {
+            Err(EngineError::Unsaved {
+                profile: p,
+                session,
+                source,
+            }) => {
+                tracing::error!(profile = %p, error = %source, "the refreshed session could not be saved; serving it from memory and retrying the write");
+                let token = unsaved_token(&session);
+                lock(&self.unsaved).insert(p, *session);
+                Ok(token)
+            }
+            other => other,
+        };
         let outcome = match &result {
             Ok(_) => {
                 self.counters.refreshes_ok.fetch_add(1, Ordering::Relaxed);
@@ -234,6 +260,47 @@ impl Daemon {
         result
     }
 
+    /// Tries to write the unsaved session of `profile`; `Ok` when there is none
+    /// left (written, or superseded by a newer login in the file).
+    pub async fn save_unsaved(&self, profile: &str) -> Result<(), EngineError> {
+        let Some(session) = lock(&self.unsaved).get(profile).cloned() else {
+            return Ok(());
+        };
+        let file_lock = self.engine.lock(profile).await?;
+        if let Ok(Some(on_disk)) = self.engine.vault().load(profile)
+            && on_disk.session.logged_in_at != session.logged_in_at
+        {
+            tracing::info!(profile, "a newer login replaced the unsaved session");
+            lock(&self.unsaved).remove(profile);
+            return Ok(());
+        }
+        match self.engine.vault().store(&file_lock, &session) {
+            Ok(stored) => {
+                lock(&self.unsaved).remove(profile);
+                tracing::info!(
+                    profile,
+                    generation = stored.generation,
+                    "the refreshed session is saved now"
+                );
+                drop(file_lock);
+                if let Err(e) = self.current(profile) {
+                    tracing::warn!(profile, error = %e, "cannot re-read the vault after saving");
+                }
+                Ok(())
+            }
+            Err(source) => Err(EngineError::Unsaved {
+                profile: profile.to_string(),
+                session: Box::new(session),
+                source,
+            }),
+        }
+    }
+
+    /// Profiles with a session waiting to be written.
+    pub(crate) fn unsaved_profiles(&self) -> Vec<String> {
+        lock(&self.unsaved).keys().cloned().collect()
+    }
+
     /// The state of every configured profile.
     pub fn profiles(&self) -> Vec<api::ProfileState> {
         let config = self.engine.config();
@@ -242,13 +309,17 @@ impl Daemon {
             .into_iter()
             .map(|name| {
                 let loaded = self.current(&name).ok().flatten();
+                let unsaved = lock(&self.unsaved).get(&name).cloned();
+                let expires_at = match &unsaved {
+                    Some(s) => s.expires_at,
+                    None => loaded.as_ref().and_then(|l| l.session.expires_at),
+                };
                 api::ProfileState {
-                    logged_in: loaded.as_ref().is_some_and(|l| !l.session.expired),
+                    unsaved: unsaved.is_some(),
+                    logged_in: unsaved.is_some()
+                        || loaded.as_ref().is_some_and(|l| !l.session.expired),
                     generation: loaded.as_ref().map(|l| l.generation),
-                    expires_at: loaded
-                        .as_ref()
-                        .and_then(|l| l.session.expires_at)
-                        .map(rfc3339),
+                    expires_at: expires_at.map(rfc3339),
                     name,
                 }
             })
@@ -288,6 +359,17 @@ impl Daemon {
             pid: std::process::id(),
             started_at: rfc3339(self.started_at),
         }
+    }
+}
+
+/// A token answered from an unsaved session (generation 0: the file's has not
+/// moved, and this session is in no file yet).
+fn unsaved_token(s: &latchkey_proto::vault::SessionRecord) -> AccessToken {
+    AccessToken {
+        access_token: s.access_token.clone(),
+        token_type: s.token_type.clone(),
+        expires_at: s.expires_at,
+        generation: 0,
     }
 }
 

@@ -174,12 +174,22 @@ impl Engine {
     }
 
     /// Writes the refreshed session under the lock and answers from what was written.
+    /// A failed write hands the rotated session back in [`EngineError::Unsaved`]:
+    /// the provider has already spent the old refresh token, so this session is the
+    /// only one that still works.
     fn persist(
         &self,
         lock: &ProfileLock,
         session: &SessionRecord,
     ) -> Result<AccessToken, EngineError> {
-        let stored = self.vault().store(lock, session)?;
+        let stored = self
+            .vault()
+            .store(lock, session)
+            .map_err(|source| EngineError::Unsaved {
+                profile: lock.profile().to_string(),
+                session: Box::new(session.clone()),
+                source,
+            })?;
         Ok(AccessToken {
             access_token: session.access_token.clone(),
             token_type: session.token_type.clone(),

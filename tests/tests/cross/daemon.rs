@@ -411,3 +411,142 @@ fn garbage_floods_and_huge_requests_do_not_stop_the_daemon() {
     drop(idle);
     assert_eq!(api(&sock, "GET", "/v1/health", None).unwrap().0, 200);
 }
+
+/// Makes a folder immutable with `chattr +i` (root ignores file modes) and undoes it
+/// on drop; `None` where the file system or the tool does not allow it.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: &std::path::Path) -> Option<Immutable> {
+        let ok = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        // In CI a missing chattr must fail the run, never skip the test.
+        assert!(
+            ok || std::env::var_os("CI").is_none(),
+            "CI=true but chattr +i does not work here"
+        );
+        ok.then(|| Immutable(path.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// SPEC §6: the provider rotated the refresh token but the write failed. The daemon
+/// keeps serving the rotated session from memory, shows it in status and doctor,
+/// and writes it once the disk allows; the spent token in the file is never sent.
+#[test]
+fn a_rotated_session_whose_write_fails_is_served_from_memory_and_saved_later() {
+    let world =
+        crate::refresh::world_due_for_refresh(FakeIdpConfig::default(), Duration::from_secs(2));
+    world.start_daemon();
+    let before = world.vault_bytes().unwrap();
+    let profiles = world.home.state_dir().join("profiles");
+    let Some(guard) = Immutable::set(&profiles) else {
+        println!("chattr +i is not available here; this test needs it to make the write fail");
+        return;
+    };
+    let run = world.latchkey(["token"]).run();
+    run.ok();
+    let newest = world
+        .idp
+        .issued(TokenKind::AccessToken)
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(run.stdout.trim_end(), newest, "the rotated token is served");
+    assert_eq!(
+        world.vault_bytes().unwrap(),
+        before,
+        "the write did not happen"
+    );
+    let st = status(&world);
+    assert_eq!(st["profiles"][0]["unsaved"], true, "{st}");
+    let plain = world.latchkey(["daemon", "status"]).run();
+    assert!(plain.ok().stdout.contains("NOT SAVED"), "{}", plain.stdout);
+    let doctor = world.latchkey(["doctor", "--json"]).run().json();
+    let daemon_check = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "daemon")
+        .unwrap()
+        .clone();
+    assert_eq!(daemon_check["status"], "warn", "{doctor}");
+    // Served again from memory: no second refresh.
+    let refreshes = world.idp.counters().token_requests.refresh_token;
+    assert_eq!(world.latchkey(["token"]).run().ok().stdout, run.stdout);
+    assert_eq!(world.idp.counters().token_requests.refresh_token, refreshes);
+
+    drop(guard);
+    let t0 = Instant::now();
+    while status(&world)["profiles"][0]["unsaved"] == true {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the daemon never saved the session"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stored = latchkey_daemon::vault::Vault::new(
+        world.home.state_dir(),
+        latchkey_proto::vault::KdfParams::Scrypt {
+            log_n: 10,
+            r: 8,
+            p: 1,
+        },
+    )
+    .load("work")
+    .unwrap()
+    .unwrap()
+    .session;
+    let newest_rt = world
+        .idp
+        .issued(TokenKind::RefreshToken)
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        stored.refresh_token.unwrap().expose(),
+        newest_rt,
+        "the rotated refresh token is on disk"
+    );
+    assert_eq!(stored.access_token.expose(), newest);
+    assert_eq!(
+        world.idp.counters().reuse_detections,
+        0,
+        "the spent token was never sent"
+    );
+}
+
+/// Without a daemon there is no memory to keep the session in: local_storage.
+#[test]
+fn a_failed_write_after_rotation_is_local_storage_without_a_daemon() {
+    let world =
+        crate::refresh::world_due_for_refresh(FakeIdpConfig::default(), Duration::from_secs(2));
+    let before = world.vault_bytes().unwrap();
+    let Some(_guard) = Immutable::set(&world.home.state_dir().join("profiles")) else {
+        println!("chattr +i is not available here");
+        return;
+    };
+    let err = world
+        .latchkey(["token", "--json"])
+        .run()
+        .json_error(8, "local_storage");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be saved"),
+        "{err}"
+    );
+    assert_eq!(world.vault_bytes().unwrap(), before);
+}

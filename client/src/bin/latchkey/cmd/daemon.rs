@@ -31,7 +31,7 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCommand) -> Result<Output, Error> {
                 );
                 for p in &st.profiles {
                     text.push_str(&format!(
-                        "  profile {}: {}{}\n",
+                        "  profile {}: {}{}{}\n",
                         p.name,
                         if p.logged_in {
                             "logged in"
@@ -42,6 +42,11 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCommand) -> Result<Output, Error> {
                             (Some(at), Some(g)) =>
                                 format!(", generation {g}, token expires at {at}"),
                             _ => String::new(),
+                        },
+                        if p.unsaved {
+                            "; a refreshed session is NOT SAVED yet (the daemon retries the write)"
+                        } else {
+                            ""
                         }
                     ));
                 }

@@ -195,6 +195,16 @@ async fn daemon_check(ctx: &Ctx) -> Check {
             ),
             Some("run `latchkey daemon restart` to run the installed version".into()),
         ),
+        Ok(Some(st)) if st.profiles.iter().any(|p| p.unsaved) => check(
+            "daemon",
+            Status::Warn,
+            format!(
+                "running, pid {}, holding refreshed sessions it could not save: {}",
+                st.pid,
+                st.profiles.iter().filter(|p| p.unsaved).map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            Some("free disk space or make the state folder writable; the daemon retries every few seconds".into()),
+        ),
         Ok(Some(st)) => check(
             "daemon",
             Status::Ok,
