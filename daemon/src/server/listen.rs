@@ -170,3 +170,36 @@ fn activated_listener() -> Result<Option<std::os::unix::net::UnixListener>, Stor
         .map_err(|e| StorageError::io("use the activated socket", "fd 3", e))?;
     Ok(Some(listener))
 }
+
+/// Tells systemd the daemon is ready (`Type=notify`): one `READY=1` datagram to
+/// $NOTIFY_SOCKET, which may be a path or an abstract name (`@...`). Does nothing
+/// without NOTIFY_SOCKET; a failure is logged, never fatal.
+pub fn notify_ready() {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let target = target.to_string_lossy().into_owned();
+    let sent = (|| -> std::io::Result<()> {
+        let sock = std::os::unix::net::UnixDatagram::unbound()?;
+        let msg = format!("READY=1\nMAINPID={}", std::process::id());
+        if let Some(name) = target.strip_prefix('@') {
+            #[cfg(target_os = "linux")]
+            {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+                sock.send_to_addr(msg.as_bytes(), &addr)?;
+            }
+            #[cfg(not(target_os = "linux"))]
+            return Err(std::io::Error::other(format!(
+                "abstract socket {name} on a non-Linux system"
+            )));
+        } else {
+            sock.send_to(msg.as_bytes(), &target)?;
+        }
+        Ok(())
+    })();
+    match sent {
+        Ok(()) => tracing::debug!("told systemd we are ready"),
+        Err(e) => tracing::warn!(error = %e, "cannot notify systemd of readiness"),
+    }
+}

@@ -550,3 +550,44 @@ fn a_failed_write_after_rotation_is_local_storage_without_a_daemon() {
     );
     assert_eq!(world.vault_bytes().unwrap(), before);
 }
+
+/// systemd `Type=notify`: READY=1 arrives only once the socket answers, and a
+/// SIGTERM right after it is a graceful stop (exit 0).
+#[test]
+fn readiness_is_announced_after_the_socket_is_bound() {
+    let world = World::default_provider();
+    let notify = world.home.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut cmd = world
+        .home
+        .command(
+            latchkey_tests::harness::bin("latchkeyd"),
+            Vec::<&str>::new(),
+        )
+        .into_command();
+    cmd.env("NOTIFY_SOCKET", &notify)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut buf = [0u8; 128];
+    let n = sock.recv(&mut buf).expect("READY=1 within 10 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.starts_with("READY=1"), "{msg}");
+    assert!(msg.contains(&format!("MAINPID={}", child.id())), "{msg}");
+    assert_eq!(
+        api(&world.socket(), "GET", "/v1/health", None).unwrap().0,
+        200,
+        "ready means serving"
+    );
+    World::signal(child.id(), "TERM");
+    assert!(
+        child.wait().unwrap().success(),
+        "SIGTERM is a graceful stop"
+    );
+    assert!(
+        !world.socket().exists(),
+        "a stopped daemon removes its socket"
+    );
+}

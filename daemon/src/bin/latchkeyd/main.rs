@@ -114,25 +114,26 @@ fn main() -> ExitCode {
             activation = activation.as_str(),
             "latchkeyd ready"
         );
+        // Signals are watched before readiness is announced, so a SIGTERM sent right
+        // after READY=1 is a graceful stop, not a kill.
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => return fail("cannot watch SIGTERM", &e),
+        };
+        let mut int = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+            Ok(s) => s,
+            Err(e) => return fail("cannot watch SIGINT", &e),
+        };
         let signals = daemon.shutdown.clone();
         tokio::spawn(async move {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot watch SIGTERM");
-                        return;
-                    }
-                };
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                r = tokio::signal::ctrl_c() => match r {
-                    Ok(()) => tracing::info!("SIGINT: shutting down"),
-                    Err(e) => tracing::warn!(error = %e, "cannot watch SIGINT"),
-                },
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
             }
             signals.cancel();
         });
+        // Readiness only after the socket is bound and the engine is built.
+        listen::notify_ready();
         let idle = args.idle_exit.filter(|s| *s > 0).map(Duration::from_secs);
         server::run(listener, daemon, idle).await;
         // Remove our socket so clients see "not running" at once, not a refusal.
