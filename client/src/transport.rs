@@ -50,6 +50,13 @@ pub async fn call(
     }
 }
 
+#[cfg(not(unix))]
+async fn exchange(_socket: &Path, _method: &str, _path: &str, _body: Option<Vec<u8>>) -> Reach {
+    // Named pipes are not implemented yet: every call uses the embedded engine.
+    Reach::Dead("no daemon transport on this platform yet".into())
+}
+
+#[cfg(unix)]
 async fn exchange(socket: &Path, method: &str, path: &str, body: Option<Vec<u8>>) -> Reach {
     let stream = match tokio::net::UnixStream::connect(socket).await {
         Ok(s) => s,

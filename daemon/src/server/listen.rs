@@ -86,11 +86,13 @@ pub fn bind(socket: &Path) -> Result<Bound, StorageError> {
     })?;
     ensure_runtime_dir(dir)?;
     let lock_file = lock_path(socket);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut file = opts
         .open(&lock_file)
         .map_err(|e| StorageError::io("open", &lock_file, e))?;
     match file.try_lock() {
@@ -117,7 +119,14 @@ pub fn bind(socket: &Path) -> Result<Bound, StorageError> {
             activation: Activation::Systemd,
         });
     }
-    // We hold the lock, so no live daemon owns a socket file here: it is stale.
+    // We hold the lock, so no live latchkeyd owns a socket file here. But a listener
+    // may still be there without one (a systemd socket unit whose service is
+    // stopped): replacing that would leave systemd on a socket nobody can reach.
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        tracing::info!(socket = %socket.display(), "something else listens on the socket (a systemd socket unit?); leaving it alone");
+        return Ok(Bound::AlreadyRunning { pid: None });
+    }
+    // Nobody listens: the file is stale.
     match std::fs::remove_file(socket) {
         Ok(()) => tracing::info!(socket = %socket.display(), "removed a stale socket"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -160,10 +169,26 @@ fn activated_listener() -> Result<Option<std::os::unix::net::UnixListener>, Stor
         std::env::remove_var("LISTEN_FDNAMES");
     }
     use std::os::fd::FromRawFd;
-    // SAFETY: systemd passed fd 3 to this process (LISTEN_PID matched) as a listening
-    // socket, and nothing else in the process has taken ownership of it.
+    // SAFETY: systemd passed fd 3 to this process (LISTEN_PID matched), and nothing
+    // else in the process has taken ownership of it. What kind of fd it is gets
+    // checked right below, before it is used.
     #[allow(unsafe_code)]
     let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(3) };
+    let bad = |reason: &str| StorageError::Insecure {
+        path: "fd 3 (LISTEN_FDS)".into(),
+        reason: reason.to_string(),
+    };
+    let is_unix = rustix::net::sockopt::socket_domain(&listener)
+        .is_ok_and(|d| d == rustix::net::AddressFamily::UNIX);
+    let is_stream = rustix::net::sockopt::socket_type(&listener)
+        .is_ok_and(|t| t == rustix::net::SocketType::STREAM);
+    let listening = rustix::net::sockopt::socket_acceptconn(&listener).unwrap_or(false);
+    if !(is_unix && is_stream && listening) {
+        return Err(bad("it is not a listening Unix stream socket"));
+    }
+    // sd_listen_fds() sets close-on-exec; so do we, so no child inherits it.
+    rustix::io::fcntl_setfd(&listener, rustix::io::FdFlags::CLOEXEC)
+        .map_err(|e| bad(&format!("cannot set close-on-exec: {e}")))?;
     // A socket-activated fd may be blocking; tokio needs it non-blocking.
     listener
         .set_nonblocking(true)

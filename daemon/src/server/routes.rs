@@ -117,6 +117,37 @@ async fn audit(
         ),
         _ => next.run(req).await,
     };
+    // Rejections made by the framework (bad query, bad or oversized body, wrong
+    // method) come as plain text: give them the one error shape of the API.
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status().is_client_error() && !is_json {
+        let status = response.status();
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                format!("the request body is larger than {MAX_BODY} bytes")
+            }
+            StatusCode::METHOD_NOT_ALLOWED => format!("{method} is not allowed on {endpoint}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "send the body as application/json".to_string(),
+            _ => format!(
+                "the request is not valid for {endpoint} (HTTP {})",
+                status.as_u16()
+            ),
+        };
+        let audit = response.extensions().get::<Audit>().cloned();
+        response = problem(
+            status,
+            ErrorBody {
+                category: Category::Usage,
+                message,
+                hint: Some("see docs/api.md".into()),
+                retryable: false,
+            },
+            audit.as_ref().and_then(|a| a.profile.as_deref()),
+        );
+    }
     response
         .headers_mut()
         .insert(PROTOCOL_HEADER, HeaderValue::from(PROTOCOL_VERSION));
@@ -209,6 +240,30 @@ async fn profiles(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Re
         None,
         "served",
     )
+}
+
+/// Parses an optional JSON body whatever its Content-Type says, so a client that
+/// forgot the header still gets what it asked for (`{"revoke": false}` included).
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the finished response"
+)]
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            ErrorBody {
+                category: Category::Usage,
+                message: format!("the request body is not valid: {e}"),
+                hint: Some("see docs/api.md".into()),
+                retryable: false,
+            },
+            None,
+        )
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -333,12 +388,15 @@ async fn logout(
     State(d): Shared,
     Extension(_): Extension<PeerVerified>,
     Path(profile): Path<String>,
-    body: Option<Json<api::LogoutRequest>>,
+    body: axum::body::Bytes,
 ) -> Response {
     if let Err(e) = d.sync_config() {
         return fail(&e, Some(&profile), None);
     }
-    let revoke = body.is_none_or(|Json(b)| b.revoke);
+    let revoke = match parse_body::<api::LogoutRequest>(&body) {
+        Ok(b) => b.is_none_or(|b| b.revoke),
+        Err(r) => return r,
+    };
     let result = d.engine.logout(&profile, revoke).await;
     d.invalidate(&profile);
     if let Err(e) = d.current(&profile) {
@@ -377,12 +435,15 @@ async fn login(
     State(d): Shared,
     Extension(_): Extension<PeerVerified>,
     Path(profile): Path<String>,
-    body: Option<Json<api::LoginRequest>>,
+    body: axum::body::Bytes,
 ) -> Response {
     if let Err(e) = d.sync_config() {
         return fail(&e, Some(&profile), None);
     }
-    let flow = body.map_or(api::LoginFlow::Device, |Json(b)| b.flow);
+    let flow = match parse_body::<api::LoginRequest>(&body) {
+        Ok(b) => b.map_or(api::LoginFlow::Device, |b| b.flow),
+        Err(r) => return r,
+    };
     match d.start_login(&profile, flow).await {
         Ok(l) => reply(l, Some(&profile), "login_started"),
         Err(e) => fail(&e, Some(&profile), None),
@@ -444,6 +505,12 @@ async fn events(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Resp
             }
         },
     );
+    // A comment first, so the response head goes out at once and a client with a
+    // header timeout sees the subscription is live.
+    let hello = futures_util::stream::once(async {
+        Ok::<_, Infallible>(Event::default().comment("subscribed"))
+    });
+    let stream = futures_util::StreamExt::chain(hello, stream);
     let mut r = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();

@@ -151,11 +151,11 @@ impl Daemon {
                 loaded: loaded.clone(),
             },
         );
-        self.announce_change(
-            profile,
-            previous.and_then(|s| s.loaded).as_ref(),
-            loaded.as_ref(),
-        );
+        // Only a change against an earlier view is news: the first read after start
+        // or after a config reload has nothing to compare with.
+        if let Some(previous) = previous {
+            self.announce_change(profile, previous.loaded.as_ref(), loaded.as_ref());
+        }
         Ok(loaded)
     }
 
@@ -182,6 +182,11 @@ impl Daemon {
         if self.events.send(event).is_err() {
             tracing::trace!("no event subscriber");
         }
+    }
+
+    /// Whether the cache holds a view of `profile` (even "no session").
+    pub(crate) fn has_view(&self, profile: &str) -> bool {
+        lock(&self.slots).contains_key(profile)
     }
 
     /// Forgets the cached view of `profile`, so the next request re-reads it.

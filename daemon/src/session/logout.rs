@@ -41,7 +41,7 @@ impl Engine {
                 reason: "the local vault could not be read, so nothing could be revoked".into(),
             },
             (Some(_), false) => LogoutOutcome::LocalOnly {
-                reason: "revocation was skipped (--local)".into(),
+                reason: "revocation was not requested".into(),
             },
             (Some(l), true) => match self.revoke_session(profile, &l.session).await {
                 Ok(()) => LogoutOutcome::Revoked,

@@ -194,7 +194,7 @@ fn local_flag_sends_nothing_and_leaves_the_grant_alive() {
     assert!(
         doc["detail"]
             .as_str()
-            .is_some_and(|d| d.contains("--local")),
+            .is_some_and(|d| d.contains("not requested")),
         "{doc}"
     );
     assert!(!vault_path(&world).exists(), "the vault is still there");
@@ -211,7 +211,7 @@ fn local_flag_sends_nothing_and_leaves_the_grant_alive() {
     assert_eq!(
         plain.stdout,
         "Logged out of work locally; the provider was not told: \
-         revocation was skipped (--local).\n"
+         revocation was not requested.\n"
     );
     assert!(!vault_path(&world).exists());
     let c = world.idp.counters();

@@ -1,6 +1,8 @@
 //! Cross-process tests (SPEC §10, tier 2): the real `latchkey` binary in a
 //! temporary LATCHKEY_HOME with a cleared environment.
 
+mod activation;
+mod api_docs;
 mod categories;
 mod daemon;
 mod doctor;

@@ -2,6 +2,7 @@
 //! per-user Latchkey daemon, in the foreground. Wiring only: the server lives in
 //! `latchkey_daemon::server`.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -81,7 +82,10 @@ fn main() -> ExitCode {
     };
     let (listener, _lock, activation) = match bound {
         listen::Bound::AlreadyRunning { pid } => {
-            let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            let who = pid.map_or_else(
+                || " (another listener holds the socket)".to_string(),
+                |p| format!(" (pid {p})"),
+            );
             eprintln!("latchkeyd: already running{who} on {}", socket.display());
             return ExitCode::SUCCESS;
         }
@@ -97,6 +101,15 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => return fail("cannot start the runtime", &e),
+    };
+    // An activated socket may live elsewhere than the computed path: report the real one.
+    let socket = match listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+    {
+        Some(actual) if activation == listen::Activation::Systemd => actual,
+        _ => socket,
     };
     let engine = Engine::new(paths, config);
     let daemon = Daemon::new(engine, socket.clone(), activation.as_str());

@@ -90,15 +90,21 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCommand) -> Result<Output, Error> {
             }
         }
         DaemonCommand::Stop => {
+            let activation = ctx
+                .client
+                .daemon_status()
+                .await?
+                .map(|s| s.activation)
+                .unwrap_or_default();
             let stopped = stop(ctx).await?;
             Ok(Output {
                 exit: 0,
                 text: if stopped {
-                    "latchkeyd stopped.\n".into()
+                    format!("latchkeyd stopped.{}\n", activation_note(&activation))
                 } else {
                     "latchkeyd was not running.\n".into()
                 },
-                json: json!({"stopped": stopped}),
+                json: json!({"stopped": stopped, "activation": activation}),
             })
         }
         DaemonCommand::Restart => {
@@ -121,18 +127,36 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCommand) -> Result<Output, Error> {
     }
 }
 
-/// Asks the daemon to stop and waits until its socket no longer answers.
+/// Asks the daemon to stop and waits until that process no longer answers. Under
+/// socket activation the service manager starts a new one on the next connection,
+/// so a different pid answering also means the old one stopped.
 async fn stop(ctx: &Ctx) -> Result<bool, Error> {
+    let Some(old) = ctx.client.daemon_status().await? else {
+        return Ok(false);
+    };
     if !ctx.client.daemon_shutdown().await? {
         return Ok(false);
     }
     for _ in 0..100 {
-        if ctx.client.daemon_status().await.ok().flatten().is_none() {
-            return Ok(true);
+        match ctx.client.daemon_status().await.ok().flatten() {
+            None => return Ok(true),
+            Some(now) if now.pid != old.pid => return Ok(true),
+            Some(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err(Error::Internal("latchkeyd did not stop within 5 s".into()))
+}
+
+/// What to say after stopping a daemon that a service manager may restart.
+fn activation_note(activation: &str) -> &'static str {
+    match activation {
+        "systemd" => {
+            " It is socket-activated: the next request starts it again; `systemctl --user stop latchkeyd.socket latchkeyd.service` stops it for good."
+        }
+        "launchd" => " launchd may start it again; `launchctl bootout` stops it for good.",
+        _ => "",
+    }
 }
 
 fn not_running(socket: &str) -> Error {
