@@ -591,3 +591,61 @@ fn readiness_is_announced_after_the_socket_is_bound() {
         "a stopped daemon removes its socket"
     );
 }
+
+/// SPEC §6: the daemon refreshes a session ahead of expiry by itself (less than
+/// max(60 s, 20%) left and more than half the lifetime gone), so token requests
+/// rarely wait; and a short-lived token never makes it refresh in a loop.
+#[test]
+fn the_daemon_refreshes_ahead_of_expiry_without_being_asked() {
+    let world = World::new(FakeIdpConfig {
+        access_token_ttl: Duration::from_secs(3),
+        ..FakeIdpConfig::default()
+    });
+    world.login();
+    world.start_daemon();
+    let first = world.latchkey(["token"]).run().ok().stdout.clone();
+    let asked = status(&world)["counters"]["token_requests"]
+        .as_u64()
+        .unwrap();
+    let t0 = Instant::now();
+    while world.idp.counters().refresh_successes == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no proactive refresh within 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = status(&world);
+    assert_eq!(
+        st["counters"]["token_requests"].as_u64().unwrap(),
+        asked,
+        "nobody asked for a token"
+    );
+    assert_eq!(st["last_refresh"]["outcome"], "ok", "{st}");
+    // The refresh was not earlier than half the 3 s lifetime.
+    let log = world.idp.request_log();
+    let refresh_at = log
+        .iter()
+        .find(|r| r.grant_type.as_deref() == Some("refresh_token"))
+        .unwrap()
+        .at_ms;
+    let login_at = log
+        .iter()
+        .find(|r| r.grant_type.as_deref() == Some("authorization_code"))
+        .unwrap()
+        .at_ms;
+    assert!(
+        refresh_at - login_at >= 1500,
+        "refreshed after {} ms",
+        refresh_at - login_at
+    );
+    // At most one refresh per lifetime: no loop.
+    std::thread::sleep(Duration::from_secs(3));
+    let n = world.idp.counters().refresh_successes;
+    assert!(n <= 3, "{n} refreshes in about 6 s of 3 s tokens");
+    assert_ne!(
+        world.latchkey(["token"]).run().ok().stdout,
+        first,
+        "a newer token is served"
+    );
+}
