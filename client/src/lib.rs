@@ -163,7 +163,7 @@ impl Client {
         Ok(Token {
             access_token: t.access_token,
             token_type: t.token_type,
-            expires_at: t.expires_at.map(rfc3339),
+            expires_at: t.expires_at.map(latchkey_daemon::convert::rfc3339),
             generation: t.generation,
             via: Via::Embedded,
         })
@@ -178,7 +178,7 @@ impl Client {
         let t = self.engine()?.refresh(profile).await?;
         Ok(api::Refreshed {
             profile: profile.to_string(),
-            expires_at: t.expires_at.map(rfc3339),
+            expires_at: t.expires_at.map(latchkey_daemon::convert::rfc3339),
             generation: t.generation,
         })
     }
@@ -190,22 +190,8 @@ impl Client {
         if let Some(answer) = self.daemon("POST", &path, body).await {
             return answer;
         }
-        use latchkey_daemon::session::logout::LogoutOutcome;
-        let (outcome, detail) = match self.engine()?.logout(profile, revoke).await? {
-            LogoutOutcome::Revoked => (
-                "revoked",
-                "the provider revoked the session and the local copy was deleted".to_string(),
-            ),
-            LogoutOutcome::LocalOnly { reason } => ("local_only", reason),
-            LogoutOutcome::NotLoggedIn => (
-                "not_logged_in",
-                "there was no session to log out of".to_string(),
-            ),
-        };
-        Ok(api::LoggedOut {
-            outcome: outcome.into(),
-            detail,
-        })
+        let outcome = self.engine()?.logout(profile, revoke).await?;
+        Ok(latchkey_daemon::convert::logged_out(outcome))
     }
 
     /// A session's state (no tokens), from the daemon when one answers.
@@ -215,26 +201,7 @@ impl Client {
             return answer.map(|s| (s, Via::Daemon));
         }
         let st = self.engine()?.status(profile)?;
-        let now = latchkey_daemon::vault::unix_now();
-        Ok((
-            api::Session {
-                profile: st.profile,
-                logged_in: st.logged_in,
-                session_expired: st.session_expired,
-                user: st.user,
-                groups: st.groups,
-                scopes: st.scopes,
-                expires_at: st.expires_at.map(rfc3339),
-                expires_in_seconds: st.expires_at.map(|e| e - now),
-                has_refresh_token: st.has_refresh_token,
-                generation: st.generation,
-                storage: api::Storage {
-                    kind: "encrypted_file".into(),
-                    path: st.vault_path.display().to_string(),
-                },
-            },
-            Via::Embedded,
-        ))
+        Ok((latchkey_daemon::convert::session(st), Via::Embedded))
     }
 
     /// The operator status of a running daemon; `Ok(None)` when none answers.
@@ -426,9 +393,4 @@ fn decode<T: DeserializeOwned>(r: &transport::Reply) -> Result<T, Error> {
             r.status
         ))),
     }
-}
-
-fn rfc3339(unix: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
 }

@@ -9,6 +9,7 @@
 //! server stack (no axum), so the client stays lean.
 
 pub mod config;
+pub mod convert;
 pub mod engine;
 pub mod error;
 pub mod oauth;

@@ -24,11 +24,10 @@ use latchkey_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 use serde::Deserialize;
 
 use super::peer::PeerVerified;
-use super::state::{Daemon, Served, rfc3339};
+use super::state::{Daemon, Served};
+use crate::convert::{self, rfc3339};
 use crate::error::EngineError;
-use crate::session::logout::LogoutOutcome;
 use crate::session::refresh::Want;
-use crate::vault::unix_now;
 
 /// The most a request body may weigh (SPEC §5: bounded bodies).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -317,26 +316,7 @@ async fn session(
         return fail(&e, Some(&profile), None);
     }
     match d.engine.status(&profile) {
-        Ok(st) => reply(
-            api::Session {
-                profile: st.profile.clone(),
-                logged_in: st.logged_in,
-                session_expired: st.session_expired,
-                user: st.user,
-                groups: st.groups,
-                scopes: st.scopes,
-                expires_at: st.expires_at.map(rfc3339),
-                expires_in_seconds: st.expires_at.map(|e| e - unix_now()),
-                has_refresh_token: st.has_refresh_token,
-                generation: st.generation,
-                storage: api::Storage {
-                    kind: "encrypted_file".into(),
-                    path: st.vault_path.display().to_string(),
-                },
-            },
-            Some(&profile),
-            "served",
-        ),
+        Ok(st) => reply(convert::session(st), Some(&profile), "served"),
         Err(e) => fail(&e, Some(&profile), None),
     }
 }
@@ -404,28 +384,16 @@ async fn logout(
     }
     match result {
         Ok(outcome) => {
-            let (name, detail) = match outcome {
-                LogoutOutcome::Revoked => (
-                    "revoked",
-                    "the provider revoked the session and the local copy was deleted".to_string(),
-                ),
-                LogoutOutcome::LocalOnly { reason } => ("local_only", reason),
-                LogoutOutcome::NotLoggedIn => (
-                    "not_logged_in",
-                    "there was no session to log out of".to_string(),
-                ),
+            let wire = convert::logged_out(outcome);
+            let name = match wire.outcome.as_str() {
+                "revoked" => "revoked",
+                "local_only" => "local_only",
+                _ => "not_logged_in",
             };
             if name != "not_logged_in" {
                 d.publish(&profile, "logout", None);
             }
-            reply(
-                api::LoggedOut {
-                    outcome: name.into(),
-                    detail,
-                },
-                Some(&profile),
-                name,
-            )
+            reply(wire, Some(&profile), name)
         }
         Err(e) => fail(&e, Some(&profile), None),
     }

@@ -17,6 +17,7 @@ use latchkey_proto::api;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::convert::rfc3339;
 use crate::engine::{AccessToken, Engine};
 use crate::error::EngineError;
 use crate::policy;
@@ -376,13 +377,6 @@ fn unsaved_token(s: &latchkey_proto::vault::SessionRecord) -> AccessToken {
         expires_at: s.expires_at,
         generation: 0,
     }
-}
-
-/// Formats Unix seconds as RFC 3339 UTC.
-pub fn rfc3339(unix: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn now_ms() -> u64 {

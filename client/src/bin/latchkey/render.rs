@@ -134,12 +134,7 @@ fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-/// Formats Unix seconds as RFC 3339 (UTC, whole seconds).
-pub fn rfc3339(unix: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
-}
+pub use latchkey_daemon::convert::rfc3339;
 
 /// A duration in words, relative to now: "in 59 min", "3 min ago", "in 2 h 5 min".
 pub fn in_words(seconds_from_now: i64) -> String {

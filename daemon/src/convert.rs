@@ -1,0 +1,84 @@
+//! Engine values to wire shapes (`latchkey_proto::api`), in one place.
+//!
+//! Engine types are not serializable on purpose; the daemon's routes and the
+//! client's embedded fallback both answer in the API's shapes, so both convert here
+//! and cannot drift apart.
+
+use latchkey_proto::api;
+
+use crate::session::logout::LogoutOutcome;
+use crate::session::status::SessionStatus;
+use crate::vault::unix_now;
+
+/// Unix seconds as RFC 3339 UTC (whole seconds), the API's time format.
+pub fn rfc3339(unix: i64) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// `GET /v1/profiles/{p}/session`.
+pub fn session(st: SessionStatus) -> api::Session {
+    api::Session {
+        expires_at: st.expires_at.map(rfc3339),
+        expires_in_seconds: st.expires_at.map(|e| e - unix_now()),
+        storage: api::Storage {
+            kind: "encrypted_file".into(),
+            path: st.vault_path.display().to_string(),
+        },
+        profile: st.profile,
+        logged_in: st.logged_in,
+        session_expired: st.session_expired,
+        user: st.user,
+        groups: st.groups,
+        scopes: st.scopes,
+        has_refresh_token: st.has_refresh_token,
+        generation: st.generation,
+    }
+}
+
+/// `POST /v1/profiles/{p}/logout`.
+pub fn logged_out(outcome: LogoutOutcome) -> api::LoggedOut {
+    let (outcome, detail) = match outcome {
+        LogoutOutcome::Revoked => (
+            "revoked",
+            "the provider revoked the session and the local copy was deleted".to_string(),
+        ),
+        LogoutOutcome::LocalOnly { reason } => ("local_only", reason),
+        LogoutOutcome::NotLoggedIn => (
+            "not_logged_in",
+            "there was no session to log out of".to_string(),
+        ),
+    };
+    api::LoggedOut {
+        outcome: outcome.into(),
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn logout_outcomes_have_their_wire_names() {
+        assert_eq!(logged_out(LogoutOutcome::Revoked).outcome, "revoked");
+        let local = logged_out(LogoutOutcome::LocalOnly {
+            reason: "down".into(),
+        });
+        assert_eq!(
+            (local.outcome.as_str(), local.detail.as_str()),
+            ("local_only", "down")
+        );
+        assert_eq!(
+            logged_out(LogoutOutcome::NotLoggedIn).outcome,
+            "not_logged_in"
+        );
+    }
+}
