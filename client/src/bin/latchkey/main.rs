@@ -53,17 +53,19 @@ fn main() -> ExitCode {
 /// `LATCHKEY_LOG` (a tracing filter, e.g. `debug` or `latchkey_daemon=trace`) turns
 /// on logs on stderr; without it only warnings are shown.
 fn init_logging() {
-    let filter = std::env::var("LATCHKEY_LOG")
-        .ok()
-        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
-    let installed = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .without_time()
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    // Without LATCHKEY_LOG a plain level filter: no directive parsing on the hot path.
+    let filter = std::env::var("LATCHKEY_LOG")
+        .ok()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok());
+    let installed = match filter {
+        Some(f) => builder.with_env_filter(f).try_init(),
+        None => builder.with_max_level(tracing::Level::WARN).try_init(),
+    };
     if installed.is_err() {
         // Only possible if something installed a subscriber first; logs go there.
     }
