@@ -17,11 +17,20 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use latchkey_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
-/// An answer from the daemon.
-#[derive(Debug)]
+/// An answer from the daemon. A token answer's body holds the token, so `Debug`
+/// shows only its size.
 pub struct Reply {
     pub status: u16,
     pub body: Bytes,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 /// How a request to the daemon went.

@@ -39,19 +39,16 @@ pub fn session(st: SessionStatus) -> api::Session {
 
 /// `POST /v1/profiles/{p}/logout`.
 pub fn logged_out(outcome: LogoutOutcome) -> api::LoggedOut {
-    let (outcome, detail) = match outcome {
-        LogoutOutcome::Revoked => (
-            "revoked",
-            "the provider revoked the session and the local copy was deleted".to_string(),
-        ),
-        LogoutOutcome::LocalOnly { reason } => ("local_only", reason),
-        LogoutOutcome::NotLoggedIn => (
-            "not_logged_in",
-            "there was no session to log out of".to_string(),
-        ),
+    let name = outcome.name().to_string();
+    let detail = match outcome {
+        LogoutOutcome::Revoked => {
+            "the provider revoked the session and the local copy was deleted".to_string()
+        }
+        LogoutOutcome::LocalOnly { reason } => reason,
+        LogoutOutcome::NotLoggedIn => "there was no session to log out of".to_string(),
     };
     api::LoggedOut {
-        outcome: outcome.into(),
+        outcome: name,
         detail,
     }
 }

@@ -322,6 +322,30 @@ impl World {
         run
     }
 
+    /// The `work` session as stored, decrypted with the machine key of this home.
+    pub fn stored_session(&self) -> latchkey_proto::vault::SessionRecord {
+        // The KDF parameters come from each file's header; these only matter for writes.
+        let kdf = latchkey_proto::vault::KdfParams::Scrypt {
+            log_n: 10,
+            r: 8,
+            p: 1,
+        };
+        latchkey_daemon::vault::Vault::new(self.home.state_dir(), kdf)
+            .load("work")
+            .expect("the vault opens")
+            .expect("a session is stored")
+            .session
+    }
+
+    /// The newest token of `kind` the provider issued.
+    pub fn newest(&self, kind: crate::fake_idp::TokenKind) -> String {
+        self.idp
+            .issued(kind)
+            .last()
+            .cloned()
+            .expect("the provider issued one")
+    }
+
     /// The `work` vault's bytes.
     pub fn vault_bytes(&self) -> Option<Vec<u8>> {
         std::fs::read(self.home.state_dir().join("profiles/work.vault")).ok()
@@ -549,4 +573,36 @@ pub fn api(
     let (_, payload) = answer.split_once("\r\n\r\n")?;
     let json = serde_json::from_str(payload).unwrap_or(serde_json::Value::Null);
     Some((status, json))
+}
+
+/// Makes a folder immutable with `chattr +i` (root ignores file modes, so this is how
+/// tests make a write fail) and clears it on drop, so the temporary home can be
+/// removed. `None` where the file system or the tool does not allow it; under CI
+/// that fails the run instead, since a skipped test proves nothing.
+#[derive(Debug)]
+pub struct Immutable(PathBuf);
+
+impl Immutable {
+    pub fn set(path: &Path) -> Option<Immutable> {
+        let ok = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ok || std::env::var_os("CI").is_none(),
+            "CI=true but chattr +i does not work here"
+        );
+        ok.then(|| Immutable(path.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        // Best effort: a failure shows up as a leftover temporary folder.
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .output();
+    }
 }

@@ -18,8 +18,7 @@ pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest answer read from a provider.
 const MAX_BODY: usize = 1024 * 1024;
 
-/// A provider's HTTP answer.
-#[derive(Debug)]
+/// A provider's HTTP answer. Its body can hold tokens, so `Debug` shows only its size.
 pub struct Answer {
     pub status: u16,
     pub body: Bytes,
@@ -27,6 +26,17 @@ pub struct Answer {
     pub date: Option<String>,
     endpoint: &'static str,
     host: String,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("endpoint", &self.endpoint)
+            .field("host", &self.host)
+            .field("status", &self.status)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 /// The RFC 6749 §5.2 error body.

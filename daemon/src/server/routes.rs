@@ -27,6 +27,7 @@ use super::peer::PeerVerified;
 use super::state::{Daemon, Served};
 use crate::convert::{self, rfc3339};
 use crate::error::EngineError;
+use crate::session::logout::LogoutOutcome;
 use crate::session::refresh::Want;
 
 /// The most a request body may weigh (SPEC §5: bounded bodies).
@@ -384,16 +385,11 @@ async fn logout(
     }
     match result {
         Ok(outcome) => {
-            let wire = convert::logged_out(outcome);
-            let name = match wire.outcome.as_str() {
-                "revoked" => "revoked",
-                "local_only" => "local_only",
-                _ => "not_logged_in",
-            };
-            if name != "not_logged_in" {
+            let name = outcome.name();
+            if !matches!(outcome, LogoutOutcome::NotLoggedIn) {
                 d.publish(&profile, "logout", None);
             }
-            reply(wire, Some(&profile), name)
+            reply(convert::logged_out(outcome), Some(&profile), name)
         }
         Err(e) => fail(&e, Some(&profile), None),
     }

@@ -17,6 +17,17 @@ pub enum LogoutOutcome {
     NotLoggedIn,
 }
 
+impl LogoutOutcome {
+    /// The wire name (`outcome` in the API and in `logout --json`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            LogoutOutcome::Revoked => "revoked",
+            LogoutOutcome::LocalOnly { .. } => "local_only",
+            LogoutOutcome::NotLoggedIn => "not_logged_in",
+        }
+    }
+}
+
 impl Engine {
     /// Logs `profile` out. A failure to delete the local session is the only error
     /// (local_storage); provider trouble only changes the outcome.

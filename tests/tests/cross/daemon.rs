@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use latchkey_tests::fake_idp::{DeviceApproval, FakeIdpConfig, TokenKind};
-use latchkey_tests::harness::{Run, World, api, raw_request};
+use latchkey_tests::harness::{Immutable, Run, World, api, raw_request};
 
 fn status(world: &World) -> serde_json::Value {
     let run = world.latchkey(["daemon", "status", "--json"]).run();
@@ -76,12 +76,7 @@ fn sixty_four_concurrent_processes_cause_one_refresh_through_the_daemon() {
         runs.iter().all(|r| r.stdout == runs[0].stdout),
         "one token printed by all"
     );
-    let newest = world
-        .idp
-        .issued(TokenKind::AccessToken)
-        .last()
-        .cloned()
-        .unwrap();
+    let newest = world.newest(TokenKind::AccessToken);
     assert_eq!(runs[0].stdout.trim_end(), newest);
     assert_eq!(world.idp.counters().grants_revoked, 0);
 }
@@ -412,35 +407,6 @@ fn garbage_floods_and_huge_requests_do_not_stop_the_daemon() {
     assert_eq!(api(&sock, "GET", "/v1/health", None).unwrap().0, 200);
 }
 
-/// Makes a folder immutable with `chattr +i` (root ignores file modes) and undoes it
-/// on drop; `None` where the file system or the tool does not allow it.
-struct Immutable(std::path::PathBuf);
-
-impl Immutable {
-    fn set(path: &std::path::Path) -> Option<Immutable> {
-        let ok = std::process::Command::new("chattr")
-            .arg("+i")
-            .arg(path)
-            .status()
-            .is_ok_and(|s| s.success());
-        // In CI a missing chattr must fail the run, never skip the test.
-        assert!(
-            ok || std::env::var_os("CI").is_none(),
-            "CI=true but chattr +i does not work here"
-        );
-        ok.then(|| Immutable(path.to_path_buf()))
-    }
-}
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("chattr")
-            .arg("-i")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// SPEC §6: the provider rotated the refresh token but the write failed. The daemon
 /// keeps serving the rotated session from memory, shows it in status and doctor,
 /// and writes it once the disk allows; the spent token in the file is never sent.
@@ -457,12 +423,7 @@ fn a_rotated_session_whose_write_fails_is_served_from_memory_and_saved_later() {
     };
     let run = world.latchkey(["token"]).run();
     run.ok();
-    let newest = world
-        .idp
-        .issued(TokenKind::AccessToken)
-        .last()
-        .cloned()
-        .unwrap();
+    let newest = world.newest(TokenKind::AccessToken);
     assert_eq!(run.stdout.trim_end(), newest, "the rotated token is served");
     assert_eq!(
         world.vault_bytes().unwrap(),
@@ -496,24 +457,8 @@ fn a_rotated_session_whose_write_fails_is_served_from_memory_and_saved_later() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let stored = latchkey_daemon::vault::Vault::new(
-        world.home.state_dir(),
-        latchkey_proto::vault::KdfParams::Scrypt {
-            log_n: 10,
-            r: 8,
-            p: 1,
-        },
-    )
-    .load("work")
-    .unwrap()
-    .unwrap()
-    .session;
-    let newest_rt = world
-        .idp
-        .issued(TokenKind::RefreshToken)
-        .last()
-        .cloned()
-        .unwrap();
+    let stored = world.stored_session();
+    let newest_rt = world.newest(TokenKind::RefreshToken);
     assert_eq!(
         stored.refresh_token.unwrap().expose(),
         newest_rt,

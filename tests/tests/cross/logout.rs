@@ -5,11 +5,11 @@
 //! deletion failure exits 8.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use latchkey_tests::fake_idp::http;
 use latchkey_tests::fake_idp::{FakeIdp, FakeIdpConfig, TokenKind, fingerprint};
-use latchkey_tests::harness::{CLIENT_ID, World};
+use latchkey_tests::harness::{CLIENT_ID, Immutable, World};
 use latchkey_tests::leak::assert_no_leaks;
 
 fn block_on<F: Future>(f: F) -> F::Output {
@@ -273,31 +273,6 @@ fn a_vault_that_cannot_be_deleted_exits_8() {
         "{plain:#?}"
     );
     assert!(path.join("keep").exists(), "the folder was emptied");
-}
-
-/// Clears the immutable attribute again, so the temporary home can be removed.
-struct Immutable(PathBuf);
-
-impl Immutable {
-    /// `chattr +i`; `None` when the file system or the tool does not allow it.
-    fn set(path: &Path) -> Option<Immutable> {
-        let ok = std::process::Command::new("chattr")
-            .arg("+i")
-            .arg(path)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then(|| Immutable(path.to_path_buf()))
-    }
-}
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        // Best effort: a failure here shows up as a leftover temporary folder.
-        let _ = std::process::Command::new("chattr")
-            .arg("-i")
-            .arg(&self.0)
-            .output();
-    }
 }
 
 #[test]

@@ -66,12 +66,7 @@ fn sixteen_concurrent_processes_at_expiry_cause_one_refresh() {
         runs.iter().all(|r| &r.stdout == first),
         "all print the same token"
     );
-    let newest = world
-        .idp
-        .issued(TokenKind::AccessToken)
-        .last()
-        .cloned()
-        .unwrap();
+    let newest = world.newest(TokenKind::AccessToken);
     assert_eq!(first.trim_end(), newest, "the token is the refreshed one");
 }
 
@@ -87,13 +82,7 @@ fn rotated_by_a_foreign_writer(conflict: bool) {
     });
     world.login();
     let state = world.home.state_dir();
-    let rt1 = Vault::new(state.clone(), FAST)
-        .load("work")
-        .unwrap()
-        .unwrap()
-        .session
-        .refresh_token
-        .unwrap();
+    let rt1 = world.stored_session().refresh_token.unwrap();
 
     world
         .idp
@@ -192,17 +181,8 @@ fn rotated_by_a_foreign_writer(conflict: bool) {
         );
     }
     // The session is healthy and holds the newest refresh token.
-    let stored = Vault::new(state, FAST)
-        .load("work")
-        .unwrap()
-        .unwrap()
-        .session;
-    let newest = world
-        .idp
-        .issued(TokenKind::RefreshToken)
-        .last()
-        .cloned()
-        .unwrap();
+    let stored = world.stored_session();
+    let newest = world.newest(TokenKind::RefreshToken);
     assert_eq!(stored.refresh_token.unwrap().expose(), newest);
     assert!(!stored.expired);
     world.latchkey(["token"]).run().ok();
