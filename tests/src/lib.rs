@@ -5,7 +5,11 @@
 //! - [`harness`]: runs the real `latchkey` binaries hermetically (temporary
 //!   `LATCHKEY_HOME`, the caller's LATCHKEY_*, XDG_* and BROWSER cleared).
 //! - [`leak`]: asserts that no token the provider issued appears in captured output.
+//! - [`oidc_provider`]: the real `oidc-provider` npm package, for the interop tier.
+//! - [`peers`]: oidc-agent and gh, set up for the benchmark against peers.
 
 pub mod fake_idp;
 pub mod harness;
 pub mod leak;
+pub mod oidc_provider;
+pub mod peers;

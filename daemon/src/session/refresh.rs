@@ -15,6 +15,8 @@
 //! is never sent again. On a transport or 5xx failure a still-valid access token is
 //! served.
 
+use std::time::Instant;
+
 use latchkey_proto::error::Category;
 use latchkey_proto::vault::SessionRecord;
 
@@ -108,11 +110,24 @@ impl Engine {
                 _ => {}
             }
         }
+        // From here until the fsync inside `persist`, the provider has spent the old
+        // refresh token and only this process holds the new one: the one window in
+        // which a crash loses the session (SPEC §9). It is logged so that it can be
+        // measured.
+        let answered = Instant::now();
         match attempt {
             Ok(tokens) => {
                 let fresh = self.load_usable(profile)?.session;
                 let updated = apply(fresh, tokens);
-                self.persist(&lock, &updated)
+                let written = self.persist(&lock, &updated)?;
+                let window_us = u64::try_from(answered.elapsed().as_micros()).unwrap_or(u64::MAX);
+                tracing::info!(
+                    profile,
+                    generation = written.generation,
+                    window_us,
+                    "refreshed; the new session is on disk (window_us: provider answer to fsync)"
+                );
+                Ok(written)
             }
             Err(e) if e.is_invalid_grant() => {
                 let mut dead = self.load_usable(profile)?.session;
