@@ -12,6 +12,8 @@ pub mod config;
 pub mod convert;
 pub mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod oauth;
 pub mod policy;
 #[cfg(feature = "server")]

@@ -1,0 +1,328 @@
+//! Target `api_request`: the daemon's socket API, through the real axum router.
+//!
+//! One fixture per process: a temporary `LATCHKEY_HOME` whose profile `work` holds a
+//! stored session (fast KDF) and whose profile `spare` has none, every provider URL
+//! pointing at a closed loopback port (so refresh, login and revocation fail fast
+//! and deterministically), a [`Daemon`] over it, and `routes::router`. The peer
+//! value every handler demands comes from the real peer check on a socketpair.
+//!
+//! Input layout, readable like an HTTP request so seeds are easy to write:
+//! `[flags]<target>\n<name>: <value>\n...\n\n<body>`. The low three bits of
+//! `flags` pick the method; bit 3 repeats the body past the 64 KiB limit. Bytes the
+//! URI grammar refuses are percent-encoded, so decoding of paths and queries
+//! (profile names, `min_ttl`, `wait`) sees arbitrary bytes.
+//!
+//! Checked for every request: no panic, no hang; the `Latchkey-Protocol: 1` header;
+//! every non-2xx answer (but HEAD's) is the JSON error document; every 2xx body is
+//! JSON (the event stream is only checked for its status); the refresh token never
+//! appears in an answer, and the access token only in a 2xx `GET …/token`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, Method, Request, Uri, header};
+use http_body_util::BodyExt;
+use latchkey_daemon::Engine;
+use latchkey_daemon::config::Config;
+use latchkey_daemon::server::peer::{self, PeerVerified};
+use latchkey_daemon::server::{Daemon, routes};
+use latchkey_proto::error::ErrorDocument;
+use latchkey_proto::paths::{EnvInputs, Paths};
+use latchkey_proto::secret::Secret;
+use latchkey_proto::vault::{SessionRecord, UserInfo};
+use latchkey_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
+use tower::ServiceExt;
+
+const ACCESS_TOKEN: &str = "fuzz-access-token-4f1dc0de";
+const REFRESH_TOKEN: &str = "fuzz-refresh-token-9c2ebeef";
+/// Nothing listens on port 1: connections are refused at once.
+const PROVIDER: &str = "http://127.0.0.1:1";
+/// A request that takes longer than this (the route deadline is 40 s) is a hang.
+const HANG: Duration = Duration::from_secs(45);
+
+struct Fixture {
+    _home: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    paths: Paths,
+    config: Config,
+    vault_file: PathBuf,
+    vault_bytes: Vec<u8>,
+    peer: PeerVerified,
+    _pair: (tokio::net::UnixStream, tokio::net::UnixStream),
+    daemon: Arc<Daemon>,
+    app: axum::Router,
+}
+
+fn fixture() -> &'static Mutex<Fixture> {
+    static FIXTURE: OnceLock<Mutex<Fixture>> = OnceLock::new();
+    FIXTURE.get_or_init(|| Mutex::new(Fixture::new()))
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("the fixture file can be written");
+    f.write_all(bytes).expect("the fixture file can be written");
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let home = tempfile::Builder::new()
+            .prefix("latchkey-fuzz-")
+            .tempdir()
+            .expect("a temporary home");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (a, b) = runtime
+            .block_on(async { tokio::net::UnixStream::pair() })
+            .expect("a socketpair");
+        let uid = a.peer_cred().expect("own credentials").uid();
+        let peer = peer::verify_unix(&a, uid).expect("the peer check passes for our own uid");
+        let env = EnvInputs {
+            latchkey_home: Some(home.path().to_path_buf()),
+            latchkey_socket: None,
+            xdg_config_home: None,
+            xdg_state_home: None,
+            xdg_runtime_dir: None,
+            home: None,
+            temp_dir: std::env::temp_dir(),
+            uid,
+        };
+        let paths = Paths::resolve(&env).expect("paths under the temporary home");
+        let config_text = format!(
+            "default_profile = \"work\"\n\n[vault]\nscrypt_log_n = 10\n\n\
+             [profiles.work]\nissuer = \"{PROVIDER}\"\nclient_id = \"fuzz\"\n\
+             token_endpoint = \"{PROVIDER}/token\"\n\
+             authorization_endpoint = \"{PROVIDER}/authorize\"\n\
+             device_authorization_endpoint = \"{PROVIDER}/device\"\n\
+             revocation_endpoint = \"{PROVIDER}/revoke\"\n\
+             userinfo_endpoint = \"{PROVIDER}/userinfo\"\n\n\
+             [profiles.spare]\nissuer = \"{PROVIDER}\"\nclient_id = \"fuzz\"\n"
+        );
+        write_private(&paths.config_file, config_text.as_bytes());
+        let config = Config::load(&paths.config_file).expect("the fixture config loads");
+        let engine = Engine::new(paths.clone(), config.clone());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs() as i64;
+        let session = SessionRecord {
+            issuer: PROVIDER.into(),
+            client_id: "fuzz".into(),
+            access_token: Secret::new(ACCESS_TOKEN),
+            token_type: "Bearer".into(),
+            expires_at: Some(now + 3600),
+            issued_at: now,
+            refresh_token: Some(Secret::new(REFRESH_TOKEN)),
+            id_token: None,
+            scopes: vec!["openid".into()],
+            user: Some(UserInfo {
+                sub: "fuzz-user".into(),
+                email: Some("fuzz@example.invalid".into()),
+                name: None,
+            }),
+            groups: vec!["fuzzers".into()],
+            expired: false,
+            logged_in_at: Some(now),
+            token_endpoint: Some(format!("{PROVIDER}/token")),
+            revocation_endpoint: Some(format!("{PROVIDER}/revoke")),
+            userinfo_endpoint: Some(format!("{PROVIDER}/userinfo")),
+        };
+        let vault = engine.vault();
+        let lock = vault
+            .lock("work", Duration::from_secs(10))
+            .expect("the fixture profile locks");
+        vault
+            .store(&lock, &session)
+            .expect("the fixture session is stored");
+        drop(lock);
+        let vault_file = vault.path("work").expect("a vault path");
+        let vault_bytes = std::fs::read(&vault_file).expect("the stored vault reads back");
+        let daemon = Daemon::new(engine, paths.socket.clone(), "fuzz");
+        let app = routes::router(daemon.clone());
+        Fixture {
+            _home: home,
+            runtime,
+            paths,
+            config,
+            vault_file,
+            vault_bytes,
+            peer,
+            _pair: (a, b),
+            daemon,
+            app,
+        }
+    }
+
+    /// Undoes what a request may have changed: a logout deletes the vault, a
+    /// shutdown request cancels the daemon.
+    fn reset(&mut self) {
+        if std::fs::read(&self.vault_file).ok().as_deref() != Some(&self.vault_bytes[..]) {
+            write_private(&self.vault_file, &self.vault_bytes);
+        }
+        if self.daemon.shutdown.is_cancelled() {
+            let engine = Engine::new(self.paths.clone(), self.config.clone());
+            self.daemon = Daemon::new(engine, self.paths.socket.clone(), "fuzz");
+            self.app = routes::router(self.daemon.clone());
+        }
+    }
+}
+
+/// Percent-encodes what the URI grammar refuses, so any bytes make a request target.
+fn target(bytes: &[u8]) -> Option<Uri> {
+    let mut s = String::with_capacity(bytes.len() + 1);
+    if bytes.first() != Some(&b'/') {
+        s.push('/');
+    }
+    for &b in bytes {
+        if b.is_ascii_graphic() && !b"\"#<>\\^`{|}".contains(&b) {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s.parse().ok()
+}
+
+fn request(data: &[u8]) -> Option<Request<Body>> {
+    let (&flags, rest) = data.split_first()?;
+    let method = match flags & 7 {
+        0 => Method::GET,
+        1 => Method::POST,
+        2 => Method::PUT,
+        3 => Method::DELETE,
+        4 => Method::HEAD,
+        5 => Method::OPTIONS,
+        6 => Method::PATCH,
+        _ => Method::from_bytes(b"FUZZ").ok()?,
+    };
+    let (head, body) = match rest.windows(2).position(|w| w == b"\n\n") {
+        Some(i) => (&rest[..i], &rest[i + 2..]),
+        None => (rest, &[][..]),
+    };
+    let mut lines = head.split(|&b| b == b'\n');
+    let uri = target(lines.next()?)?;
+    let mut req = Request::builder().method(method).uri(uri);
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(line[..colon].trim_ascii()),
+            HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+        ) else {
+            continue;
+        };
+        // Framing is hyper's business on the real socket; here the body is whole.
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        req = req.header(name, value);
+    }
+    let mut body = body.to_vec();
+    if flags & 8 != 0 {
+        let unit = if body.is_empty() {
+            vec![b' ']
+        } else {
+            body.clone()
+        };
+        while body.len() <= routes::MAX_BODY {
+            body.extend_from_slice(&unit);
+        }
+    }
+    req.body(Body::from(body)).ok()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+pub fn run(data: &[u8]) {
+    let Some(mut req) = request(data) else {
+        return;
+    };
+    let mut fx = fixture().lock().unwrap_or_else(|p| p.into_inner());
+    fx.reset();
+    req.extensions_mut().insert(fx.peer);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let app = fx.app.clone();
+    let response = fx
+        .runtime
+        .block_on(async { tokio::time::timeout(HANG, app.oneshot(req)).await })
+        .unwrap_or_else(|_| panic!("{method} {path} hung"))
+        .unwrap_or_else(|e| match e {});
+    let status = response.status();
+    assert_eq!(
+        response
+            .headers()
+            .get(PROTOCOL_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        Some(PROTOCOL_VERSION.to_string().as_str()),
+        "{method} {path} -> {status} lacks the protocol header"
+    );
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
+    if content_type.starts_with(b"text/event-stream") {
+        // An endless stream: its status is all there is to check.
+        assert!(
+            status.is_success(),
+            "{method} {path} -> {status} as a stream"
+        );
+        return;
+    }
+    let body = fx
+        .runtime
+        .block_on(async { tokio::time::timeout(HANG, response.into_body().collect()).await })
+        .unwrap_or_else(|_| panic!("{method} {path}: the body hung"))
+        .expect("an in-memory body cannot fail")
+        .to_bytes();
+    if std::env::var_os("LATCHKEY_FUZZ_TRACE").is_some() {
+        eprintln!("{method} {path} -> {status} {}", String::from_utf8_lossy(&body));
+    }
+    assert!(
+        !contains(&body, REFRESH_TOKEN),
+        "{method} {path} -> {status} shows the refresh token"
+    );
+    if contains(&body, ACCESS_TOKEN) {
+        assert!(
+            status.is_success() && method == Method::GET && path.ends_with("/token"),
+            "{method} {path} -> {status} shows the access token"
+        );
+    }
+    if method == Method::HEAD {
+        return;
+    }
+    if status.is_success() {
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {
+            panic!("{method} {path} -> {status}: the body is not JSON ({e})");
+        }
+    } else {
+        assert!(
+            content_type.starts_with(b"application/json"),
+            "{method} {path} -> {status}: content type {:?}",
+            String::from_utf8_lossy(&content_type)
+        );
+        if let Err(e) = serde_json::from_slice::<ErrorDocument>(&body) {
+            panic!(
+                "{method} {path} -> {status}: not the error document ({e}): {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+}
