@@ -606,3 +606,180 @@ impl Drop for Immutable {
             .output();
     }
 }
+
+impl World {
+    /// The `work` vault's path.
+    pub fn vault_path(&self) -> PathBuf {
+        self.home.state_dir().join("profiles/work.vault")
+    }
+
+    /// The `work` vault decrypted with this home's machine key, without panicking:
+    /// `Err` with the engine's message when it does not decrypt, `Ok(None)` when there
+    /// is no vault. For checks that must report, not abort (the soak).
+    pub fn try_load_vault(&self) -> Result<Option<latchkey_daemon::vault::Loaded>, String> {
+        load_vault(&self.home.state_dir())
+    }
+
+    /// Everything the daemons of this world wrote to their logs so far.
+    pub fn daemon_logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.home.path()) {
+            let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            names.sort();
+            for p in names {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                if name.is_some_and(|n| n.starts_with("latchkeyd-") && n.ends_with(".log")) {
+                    out.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The `work` vault under `state_dir`, decrypted by the engine's own vault code with
+/// the machine key stored there (the KDF parameters come from the file's header).
+pub fn load_vault(state_dir: &Path) -> Result<Option<latchkey_daemon::vault::Loaded>, String> {
+    let kdf = latchkey_proto::vault::KdfParams::Scrypt {
+        log_n: 10,
+        r: 8,
+        p: 1,
+    };
+    latchkey_daemon::vault::Vault::new(state_dir.to_path_buf(), kdf)
+        .load("work")
+        .map_err(|e| e.to_string())
+}
+
+/// One "refreshed; the new session is on disk" line of the engine's log (SPEC §9):
+/// the generation written and the microseconds from the provider's answer to the
+/// fsync of the new vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshWindow {
+    pub generation: u64,
+    pub window_us: u64,
+}
+
+/// Every refresh window logged in `log` (a daemon log, or the stderr of a process run
+/// with `LATCHKEY_LOG=info`), in order. Reads the `generation=N` and `window_us=N`
+/// fields of the text format, with or without ANSI colours.
+pub fn refresh_windows(log: &str) -> Vec<RefreshWindow> {
+    fn field(line: &str, name: &str) -> Option<u64> {
+        let at = line.find(&format!("{name}="))? + name.len() + 1;
+        let digits: String = line[at..]
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    }
+    let plain = strip_ansi(log);
+    plain
+        .lines()
+        .filter(|l| l.contains("the new session is on disk"))
+        .filter_map(|l| {
+            Some(RefreshWindow {
+                generation: field(l, "generation")?,
+                window_us: field(l, "window_us")?,
+            })
+        })
+        .collect()
+}
+
+/// `text` without ANSI escape sequences (`ESC [ ... letter`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A mount made for a test: a small tmpfs (a disk that fills up) or a read-only bind
+/// mount (a state folder that cannot be written). The machines run as root, where
+/// file modes stop nothing, so a mount is how a write is made to fail. Unmounted on
+/// drop, also when the test panics.
+///
+/// `None` where mounting is not allowed (no root, a container without the
+/// capability); under CI=true that fails instead, since a skipped test proves nothing.
+#[derive(Debug)]
+pub struct Mount(PathBuf);
+
+impl Mount {
+    fn sh(args: &[&str]) -> Result<(), String> {
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .map_err(|e| format!("{}: {e}", args[0]))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    fn unavailable(why: String) -> Option<Mount> {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI=true but mounting does not work here: {why}"
+        );
+        println!("notice: skipped, mounting is not available here ({why})");
+        None
+    }
+
+    /// Mounts a tmpfs of `size_bytes` (rounded up to pages) with mode 0700 on `dir`,
+    /// which must exist.
+    pub fn tmpfs(dir: &Path, size_bytes: u64) -> Option<Mount> {
+        let opts = format!("size={size_bytes},mode=0700");
+        let target = dir.to_string_lossy().into_owned();
+        match Self::sh(&["mount", "-t", "tmpfs", "-o", &opts, "tmpfs", &target]) {
+            Ok(()) => Some(Mount(dir.to_path_buf())),
+            Err(e) => Self::unavailable(e),
+        }
+    }
+
+    /// Bind-mounts `dir` onto itself read-only.
+    pub fn read_only(dir: &Path) -> Option<Mount> {
+        let target = dir.to_string_lossy().into_owned();
+        if let Err(e) = Self::sh(&["mount", "--bind", &target, &target]) {
+            return Self::unavailable(e);
+        }
+        let guard = Mount(dir.to_path_buf());
+        match Self::sh(&["mount", "-o", "remount,bind,ro", &target]) {
+            Ok(()) => Some(guard),
+            Err(e) => {
+                drop(guard);
+                Self::unavailable(e)
+            }
+        }
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let target = self.0.to_string_lossy().into_owned();
+        // A process still using the mount (a daemon being stopped) makes a plain
+        // umount fail; the lazy one detaches it anyway.
+        if Self::sh(&["umount", &target]).is_err() {
+            let _ = Self::sh(&["umount", "-l", &target]);
+        }
+    }
+}
