@@ -205,10 +205,6 @@ provider.on('grant.revoked', (ctx) => {
 provider.on('refresh_token.consumed', () => {
   counters.refresh_tokens_consumed += 1;
 });
-provider.on('revocation.success', () => {
-  counters.revocations += 1;
-  event('revocation.success');
-});
 provider.on('revocation.error', (_ctx, err) => event('revocation.error', { error: String(err?.error ?? 'unknown') }));
 provider.on('userinfo.error', (_ctx, err) => event('userinfo.error', { error: String(err?.error ?? 'unknown') }));
 provider.on('server_error', (_ctx, err) => {
@@ -246,7 +242,11 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/device/auth' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
     ctx.body = { ...ctx.body, interval: deviceInterval };
   }
-  // The package emits no success events for these two; count answered requests.
+  // The package emits no success events for these; count answered requests.
+  if (ctx.path === '/token/revocation' && ctx.status === 200) {
+    counters.revocations += 1;
+    event('revocation.answered');
+  }
   if (ctx.path === '/me' && ctx.status === 200) {
     counters.userinfo += 1;
   }

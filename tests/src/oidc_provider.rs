@@ -265,6 +265,23 @@ impl OidcProvider {
         r.json()
     }
 
+    /// Presents `refresh_token` at the token endpoint as Latchkey's client would: what
+    /// a replay by a thief (or a buggy double refresh) looks like to the provider.
+    pub fn redeem_refresh_token(&self, refresh_token: &str) -> Response {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", refresh_token)
+            .append_pair("client_id", CLIENT_ID)
+            .finish();
+        request(
+            "POST",
+            &format!("{}/token", self.issuer),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &body,
+        )
+        .expect("the provider answers")
+    }
+
     /// Whether introspection calls `token` active.
     pub fn is_active(&self, token: &str) -> bool {
         self.introspect(token)["active"] == serde_json::Value::Bool(true)

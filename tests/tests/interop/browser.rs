@@ -8,33 +8,18 @@ use latchkey_tests::oidc_provider::ProviderOptions;
 use crate::device::events;
 use crate::world::Interop;
 
-fn browser_login(with_daemon: bool) {
-    let Some(world) = Interop::new(ProviderOptions::default(), true) else {
-        return;
-    };
-    let (browser, report) = world.browser(0);
-    let mut cmd = world
-        .latchkey(["login", "--json", "--timeout", "180"])
-        .env("LATCHKEY_BROWSER", &browser);
-    if with_daemon {
-        world.start_daemon();
-    } else {
-        cmd = cmd.env("LATCHKEY_NO_DAEMON", "1");
-    }
-    let run = cmd.run();
-    let report = world.browser_report(&report);
-    run.ok();
+/// Checks the authorize URL Latchkey made and that the browser really ended on the
+/// listener it names.
+fn assert_went_to_the_listener(world: &Interop, authorize_url: &str, report: &serde_json::Value) {
     assert_eq!(report["ok"], true, "{report}");
-    let ev = events(&run.stdout);
-    assert_eq!(ev[0]["event"], "authorize_url", "{ev:?}");
-    let url = url::Url::parse(ev[0]["url"].as_str().unwrap()).unwrap();
+    let url = url::Url::parse(authorize_url).unwrap();
     assert!(url.as_str().starts_with(world.idp.issuer()));
     let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
     assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["response_type"], "code");
     let redirect = url::Url::parse(&q["redirect_uri"]).unwrap();
     assert_eq!(redirect.host_str(), Some("127.0.0.1"));
     assert_eq!(redirect.path(), "/callback");
-    // The browser really ended on Latchkey's listener, on the port it chose.
     assert_eq!(
         report["final_origin"],
         format!("http://127.0.0.1:{}", redirect.port().unwrap()),
@@ -50,18 +35,18 @@ fn browser_login(with_daemon: bool) {
             .contains("terminal"),
         "the callback page sends the person back to the terminal: {report}"
     );
-    let last = ev.last().unwrap();
-    assert_eq!(last["event"], "logged_in", "{ev:?}");
-    assert_eq!(last["user"]["sub"], "interop-user");
+}
 
+/// The session works afterwards: status, a token the provider accepts.
+fn assert_logged_in(world: &Interop, with_daemon: bool) {
     let c = world.idp.counters();
     assert_eq!(c["grants"]["authorization_code"], 1, "{c}");
     let st = world.latchkey(["status", "--json"]).run();
     let st = st.ok().json();
     assert_eq!(st["logged_in"], true, "{st}");
     assert_eq!(st["has_refresh_token"], true, "{st}");
+    assert_eq!(st["user"]["sub"], "interop-user", "{st}");
     assert_eq!(st["daemon"]["running"], with_daemon, "{st}");
-
     let token = world.latchkey(["token"]).run();
     token.ok();
     let token = token.stdout.trim_end();
@@ -71,10 +56,41 @@ fn browser_login(with_daemon: bool) {
 
 #[test]
 fn browser_login_with_headless_chromium_embedded() {
-    browser_login(false);
+    let Some(world) = Interop::new(ProviderOptions::default(), true) else {
+        return;
+    };
+    world.without_daemon();
+    let (browser, report) = world.browser(0);
+    let run = world
+        .latchkey(["login", "--json", "--timeout", "180"])
+        .env("LATCHKEY_BROWSER", &browser)
+        .run();
+    let report = world.browser_report(&report);
+    run.ok();
+    let ev = events(&run.stdout);
+    assert_eq!(ev[0]["event"], "authorize_url", "{ev:?}");
+    assert_went_to_the_listener(&world, ev[0]["url"].as_str().unwrap(), &report);
+    let last = ev.last().unwrap();
+    assert_eq!(last["event"], "logged_in", "{ev:?}");
+    assert_eq!(last["user"]["sub"], "interop-user");
+    assert_logged_in(&world, false);
 }
 
+/// The daemon runs the loopback listener: a login started on the socket (as an
+/// editor plugin does), the browser sent to the URL it answered.
 #[test]
-fn browser_login_with_headless_chromium_through_the_daemon() {
-    browser_login(true);
+fn browser_login_with_headless_chromium_run_by_the_daemon() {
+    let Some(world) = Interop::new(ProviderOptions::default(), true) else {
+        return;
+    };
+    world.start_daemon();
+    let mut report = serde_json::Value::Null;
+    let (started, done) = world.socket_login("browser", |s| {
+        let url = s["authorize_url"].as_str().expect("an authorize_url");
+        report = world.run_browser(0, url);
+    });
+    assert_eq!(done["state"], "logged_in", "{done}");
+    assert_eq!(done["user"]["sub"], "interop-user", "{done}");
+    assert_went_to_the_listener(&world, started["authorize_url"].as_str().unwrap(), &report);
+    assert_logged_in(&world, true);
 }

@@ -19,6 +19,8 @@ fn device_login(with_daemon: bool) {
     };
     if with_daemon {
         world.start_daemon();
+    } else {
+        world.without_daemon();
     }
     let (run, pages) = world.device_login();
     run.ok();
@@ -88,7 +90,37 @@ fn device_login_approved_on_the_providers_pages_embedded() {
     device_login(false);
 }
 
+/// `latchkey login` runs the login in its own process; a running daemon serves the
+/// new session at once.
 #[test]
-fn device_login_approved_on_the_providers_pages_through_the_daemon() {
+fn device_login_approved_on_the_providers_pages_with_a_daemon_running() {
     device_login(true);
+}
+
+/// The daemon runs the device flow: a login started on the socket, approved on the
+/// provider's pages, its outcome long-polled.
+#[test]
+fn device_login_run_by_the_daemon() {
+    let Some(world) = Interop::new(ProviderOptions::default(), false) else {
+        return;
+    };
+    world.start_daemon();
+    let (started, done) = world.socket_login("device", |s| {
+        let uri = s["verification_uri_complete"]
+            .as_str()
+            .expect("a device login");
+        world
+            .idp
+            .approve_device(uri)
+            .expect("the approval goes through");
+    });
+    assert_eq!(started["flow"], "device", "{started}");
+    assert_eq!(done["state"], "logged_in", "{done}");
+    assert_eq!(done["user"]["email"], "interop@example.test", "{done}");
+    let st = world.latchkey(["daemon", "status", "--json"]).run();
+    let st = st.ok().json();
+    assert_eq!(st["profiles"][0]["logged_in"], true, "{st}");
+    let token = world.latchkey(["token"]).run();
+    token.ok();
+    assert!(world.idp.is_active(token.stdout.trim_end()));
 }

@@ -9,3 +9,6 @@ mod world;
 
 mod browser;
 mod device;
+mod leaks;
+mod logout;
+mod refresh;

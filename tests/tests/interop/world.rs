@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use latchkey_tests::harness::{Cmd, Home, Run, bin, raw_request};
+use latchkey_tests::harness::{Cmd, Home, Run, api, bin, raw_request};
 use latchkey_tests::oidc_provider::{self, CLIENT_ID, OidcProvider, ProviderOptions};
 
 #[derive(Debug)]
@@ -20,6 +20,10 @@ pub struct Interop {
     pub idp: OidcProvider,
     captured: Mutex<Vec<(String, String)>>,
     daemons: Mutex<Vec<Child>>,
+    /// Every `latchkey` command gets LATCHKEY_NO_DAEMON=1 (the embedded engine).
+    no_daemon: std::sync::atomic::AtomicBool,
+    /// Extra environment for every `latchkey` and `latchkeyd` this world runs.
+    extra_env: Mutex<Vec<(String, String)>>,
 }
 
 impl Interop {
@@ -34,6 +38,8 @@ impl Interop {
             idp: OidcProvider::start(opts),
             captured: Mutex::new(Vec::new()),
             daemons: Mutex::new(Vec::new()),
+            no_daemon: std::sync::atomic::AtomicBool::new(false),
+            extra_env: Mutex::new(Vec::new()),
         };
         world
             .latchkey([
@@ -55,6 +61,27 @@ impl Interop {
         Some(world)
     }
 
+    /// From now on every `latchkey` command runs the embedded engine only.
+    pub fn without_daemon(&self) {
+        self.no_daemon
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Adds `key=value` to the environment of every later `latchkey` and `latchkeyd`.
+    pub fn set_env(&self, key: &str, value: &str) {
+        self.extra_env
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((key.to_string(), value.to_string()));
+    }
+
+    fn extra_env(&self) -> Vec<(String, String)> {
+        self.extra_env
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// A `latchkey` command whose output joins the leak check.
     pub fn latchkey<I, S>(&self, args: I) -> ICmd<'_>
     where
@@ -69,8 +96,15 @@ impl Interop {
             .collect::<Vec<_>>()
             .join(" ");
         let is_token = args.first().is_some_and(|a| a == "token");
+        let mut cmd = self.home.latchkey(args);
+        if self.no_daemon.load(std::sync::atomic::Ordering::Relaxed) {
+            cmd = cmd.env("LATCHKEY_NO_DAEMON", "1");
+        }
+        for (k, v) in self.extra_env() {
+            cmd = cmd.env(&k, v);
+        }
         ICmd {
-            cmd: self.home.latchkey(args),
+            cmd,
             world: self,
             label,
             stdout_may_hold_token: is_token,
@@ -215,10 +249,11 @@ impl Interop {
             .path()
             .join(format!("latchkeyd-{}.log", daemons.len()));
         let log = std::fs::File::create(&log_path).expect("the daemon log can be created");
-        let mut cmd = self
-            .home
-            .command(bin("latchkeyd"), Vec::<&str>::new())
-            .into_command();
+        let mut cmd = self.home.command(bin("latchkeyd"), Vec::<&str>::new());
+        for (k, v) in self.extra_env() {
+            cmd = cmd.env(&k, v);
+        }
+        let mut cmd = cmd.into_command();
         cmd.stdout(Stdio::null()).stderr(log);
         let child = cmd.spawn().expect("latchkeyd can be spawned");
         let pid = child.id();
@@ -237,6 +272,60 @@ impl Interop {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("latchkeyd did not answer within 30 s");
+    }
+
+    /// A login run by the daemon, as an editor plugin starts it: `POST
+    /// /v1/profiles/work/login` with `flow`, then `approve` gets the answer (the
+    /// device code or the authorize URL of the daemon's own loopback listener), then
+    /// `GET /v1/logins/{id}?wait=5` until the login is no longer pending (at most 5
+    /// minutes, the login's own limit). Returns (the first answer, the last).
+    pub fn socket_login(
+        &self,
+        flow: &str,
+        approve: impl FnOnce(&serde_json::Value),
+    ) -> (serde_json::Value, serde_json::Value) {
+        let body = serde_json::json!({ "flow": flow }).to_string();
+        let (status, started) = api(
+            &self.socket(),
+            "POST",
+            "/v1/profiles/work/login",
+            Some(&body),
+        )
+        .expect("the daemon answers");
+        self.capture_text("POST /v1/profiles/work/login", &started.to_string());
+        assert!((200..300).contains(&status), "{status} {started}");
+        assert_eq!(started["state"], "pending", "{started}");
+        approve(&started);
+        let id = started["id"].as_str().expect("a login id");
+        let deadline = Instant::now() + Duration::from_secs(330);
+        loop {
+            let (status, now) = api(
+                &self.socket(),
+                "GET",
+                &format!("/v1/logins/{id}?wait=5"),
+                None,
+            )
+            .expect("the daemon answers");
+            self.capture_text("GET /v1/logins/ID", &now.to_string());
+            assert_eq!(status, 200, "{now}");
+            if now["state"] != "pending" {
+                return (started, now);
+            }
+            assert!(Instant::now() < deadline, "the login never ended: {now}");
+        }
+    }
+
+    /// Runs the browser driver on `url` and waits for it, returning its report.
+    pub fn run_browser(&self, n: usize, url: &str) -> serde_json::Value {
+        let (script, report) = self.browser(n);
+        let status = std::process::Command::new(&script)
+            .arg(url)
+            .stdin(Stdio::null())
+            .status()
+            .expect("the browser script runs");
+        let r = self.browser_report(&report);
+        assert!(status.success(), "the browser driver failed: {r}");
+        r
     }
 
     /// Stops the daemons (SIGTERM, SIGKILL after 10 s) and captures their logs.
