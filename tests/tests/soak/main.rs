@@ -13,6 +13,7 @@
 //! Where mounting is not allowed the storage tests say so and pass, except under
 //! CI=true, where they fail.
 
+mod cancel;
 mod folders;
 mod provider;
 mod socket;
