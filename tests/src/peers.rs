@@ -164,21 +164,12 @@ impl OidcAgent {
     }
 
     /// `program` with this agent's environment: the temporary home, its config folder
-    /// and its socket; the caller's agent variables removed; no stdin.
+    /// and its socket, and otherwise only `PATH` (as the harness runs `latchkey`).
     pub fn command(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        for var in [
-            "OIDC_SOCK",
-            "OIDCD_PID",
-            "OIDC_CONFIG_DIR",
-            "OIDC_ENCRYPTION_PW",
-        ] {
-            c.env_remove(var);
-        }
+        let mut c = clean(program);
         c.env("HOME", self.dir.path())
             .env("OIDC_CONFIG_DIR", self.dir.path().join("oidc-agent"))
-            .env("OIDC_SOCK", &self.socket)
-            .stdin(Stdio::null());
+            .env("OIDC_SOCK", &self.socket);
         c
     }
 
@@ -251,6 +242,17 @@ fn parent(pid: u32) -> Option<u32> {
         .ok()
 }
 
+/// `program` with an empty environment but `PATH`, and no stdin: what the harness gives
+/// `latchkey`, so every contestant starts from the same environment.
+pub fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear().stdin(Stdio::null());
+    if let Some(path) = std::env::var_os("PATH") {
+        c.env("PATH", path);
+    }
+    c
+}
+
 /// Resident and proportional set size of a process in KiB (`/proc/PID/smaps_rollup`):
 /// RSS counts shared library pages in full for every process, PSS splits them.
 pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
@@ -287,25 +289,15 @@ impl Gh {
         Ok(Gh { dir })
     }
 
-    /// `gh auth token`, reading the file: every variable that would short-circuit it is
-    /// removed, and the update notifier is off.
+    /// `gh auth token`, reading the file: the environment holds only `PATH` and gh's own
+    /// settings, so no `GH_TOKEN` or `GITHUB_TOKEN` of the caller's short-circuits it.
     pub fn token(&self) -> Command {
-        let mut c = Command::new("gh");
-        for var in [
-            "GH_TOKEN",
-            "GITHUB_TOKEN",
-            "GH_ENTERPRISE_TOKEN",
-            "GITHUB_ENTERPRISE_TOKEN",
-            "GH_HOST",
-        ] {
-            c.env_remove(var);
-        }
+        let mut c = clean("gh");
         c.args(["auth", "token"])
             .env("GH_CONFIG_DIR", self.dir.path())
             .env("HOME", self.dir.path())
             .env("GH_NO_UPDATE_NOTIFIER", "1")
-            .env("GH_PROMPT_DISABLED", "1")
-            .stdin(Stdio::null());
+            .env("GH_PROMPT_DISABLED", "1");
         c
     }
 
@@ -400,13 +392,7 @@ mod tests {
             return;
         }
         let gh = Gh::new("gho_latchkeyBenchFileToken01").expect("gh config");
-        let c = gh.token();
-        // Set in the caller's environment, GH_TOKEN would win over the file.
-        assert!(
-            c.get_envs().any(|(k, v)| k == "GH_TOKEN" && v.is_none()),
-            "gh auth token runs without GH_TOKEN"
-        );
-        assert_eq!(stdout(c), "gho_latchkeyBenchFileToken01");
+        assert_eq!(stdout(gh.token()), "gho_latchkeyBenchFileToken01");
         assert!(gh.config_dir().join("hosts.yml").exists());
     }
 }

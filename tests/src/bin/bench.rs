@@ -1,60 +1,385 @@
-//! Latchkey's benchmarks (SPEC §8): figures printed side by side from one run, as
-//! ratios against baselines measured in the same run. Nothing here asserts a time.
+//! Latchkey's benchmarks against its peers (SPEC §8): figures printed side by side from
+//! one run, as medians and ratios against a floor measured in the same run. Nothing here
+//! asserts a time; it does check that each contestant did the work it is timed for (a
+//! token the provider issued, a refresh the provider counted, a file rewritten).
 //!
-//! `cargo build --release --workspace --bins && target/release/bench [--short]`
-//! (or `scripts/bench`). It starts an in-process fake provider, a temporary home, a
-//! real `latchkeyd`, and measures:
-//! - `latchkey token` through the warm daemon against `floor get` (one HTTP request
-//!   over a Unix socket to a trivial server) and against the daemon-less path;
+//! `scripts/bench-deps && scripts/bench [--short] [--write docs/benchmarks.md]`
+//! (`scripts/bench` builds the release binaries and runs `target/release/bench`).
+//! It starts an in-process fake provider that rotates refresh tokens, a temporary home, a
+//! real `latchkeyd`, oidc-agent and gh (see `latchkey_tests::peers`), and measures:
+//! - `latchkey token` through the warm daemon, `floor get` (one HTTP request over a Unix
+//!   socket to a trivial server), `oidc-token` and `gh auth token`, interleaved round by
+//!   round so that noise lands on all of them alike; the daemon-less path beside them;
 //! - key derivations for 100 sequential token calls with and without the daemon;
-//! - `latchkey refresh` through the daemon against a provider that rotates;
-//! - in-process `latchkey::Client` throughput and p99 with 8 tasks;
-//! - daemon start-up time and idle resident memory.
+//! - `latchkey refresh` through the daemon against `oidc-token -f`, interleaved, both
+//!   against the same provider, each rotating the refresh token and rewriting its file;
+//! - in-process `latchkey::Client` throughput and p99 with 8 tasks on 2 workers;
+//! - daemon start-up time, and idle memory beside oidc-agent's.
+//!
+//! With `--write PATH` it also writes the Markdown report (machine, versions, the
+//! command, the table, each target met or missed and by how much) to PATH.
+//! With CI=true a missing peer fails the run instead of leaving its rows out.
 
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use latchkey::{Client, Mode};
 use latchkey_proto::paths::{EnvInputs, Paths};
-use latchkey_tests::fake_idp::FakeIdpConfig;
-use latchkey_tests::harness::{World, bin, raw_request};
+use latchkey_tests::fake_idp::{FakeIdpConfig, TokenKind, http};
+use latchkey_tests::harness::{CLIENT_ID, World, bin, raw_request, refresh_windows};
+use latchkey_tests::peers::{self, Gh, OidcAgent};
 
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+/// The SPEC §8 budgets the figures are held against.
+const TOKEN_RATIO_TARGET: f64 = 1.3;
+const REFRESH_TARGET_MS: f64 = 10.0;
+const RSS_TARGET_MIB: f64 = 8.0;
+const CLIENT_RATE_TARGET: f64 = 20_000.0;
+const CLIENT_P99_TARGET_MS: f64 = 2.0;
+const STARTUP_TARGET_MS: f64 = 50.0;
+
+/// The command that reproduces the report, as the report shows it.
+const REPRODUCE: &str = "scripts/bench-deps && scripts/bench --write docs/benchmarks.md";
+
+/// The hand-written part of the report, above the generated figures.
+const PREAMBLE: &str = "\
+This file is generated: it is one run's output of the benchmark binary \
+(`tests/src/bin/bench.rs`), preamble included. Edit the template there, not here.
+
+What is measured (SPEC §8), all in one run on the machine below:
+
+- **Token**: `latchkey token` through a warm `latchkeyd`, against the *floor* (`floor get`, \
+  a minimal Rust program doing one HTTP/1.1 request over a Unix socket to a trivial \
+  server), `oidc-token` (oidc-agent) and `gh auth token`. The four are run round-robin, \
+  one of each per round with the starting one rotating, so machine noise lands on all of \
+  them alike. Each figure is the median wall time of the whole process, spawn to exit, \
+  with stdout and stderr captured and an environment holding only `PATH` (and the \
+  contestant's own settings). Ratios are to the floor.
+- **Refresh**: `latchkey refresh` through the daemon against `oidc-token -f`, interleaved. \
+  Both talk to the same local provider, which rotates the refresh token on every refresh. \
+  The benchmark checks after every timed run that the provider counted exactly one \
+  refresh and that the contestant rewrote its file (Latchkey's vault, oidc-agent's \
+  encrypted account file).
+- **Provider**: Latchkey's in-process fake provider (`tests/src/fake_idp/`) on \
+  `127.0.0.1`, with refresh-token rotation and reuse detection on: one provider, one \
+  public client, three grants (Latchkey's browser login, oidc-agent's account and the \
+  benchmark's own round-trip probe). oidc-agent takes its plain-http loopback issuer as it \
+  is (no TLS terminator). Its account is made non-interactively with \
+  `oidc-gen --client-id --client-secret=<dummy> --rt-env --pw-env --prompt=none` from a \
+  refresh token the benchmark gets by a device login at the provider, and it runs under a \
+  temporary `HOME`/`OIDC_CONFIG_DIR` on its own socket (`OIDC_SOCK`). gh reads a plain \
+  `oauth_token` from `hosts.yml` in a temporary `GH_CONFIG_DIR` (no keyring, no \
+  `GH_TOKEN`). See `tests/src/peers.rs`.
+- **Key derivations**: the daemon's counter (`latchkey daemon status --json`, \
+  `counters.kdf_derivations`) over N sequential `latchkey token` calls; without the \
+  daemon, the `derived a vault key` debug events of the processes' own logs. The vault \
+  uses the default scrypt cost (log_n 15), not the tests' fast one.
+- **Memory**: resident (RSS) and proportional (PSS: shared pages split among their \
+  users) set sizes from `/proc/PID/smaps_rollup`, of `latchkeyd` with one profile and of \
+  oidc-agent with one account (its two processes added up), idle after start-up and a \
+  first token, and again after the whole run.
+- **Breakdowns**: `floor start` (a process that only starts), `latchkey --version` (the \
+  `latchkey` binary's start-up without any work), one refresh at the provider from inside \
+  the benchmark process, the daemon's own log of each refresh (the time from the \
+  provider's answer to the fsync of the new vault, SPEC §9), and an atomic fsync'd write \
+  of a small file (write, fsync, rename, fsync of the folder) on the vault's file system: \
+  they explain where the time of the headline figures goes.
+
+Timing is never asserted (CI machines are noisy); CI runs `scripts/bench --short`, which \
+prints the same table from fewer runs.";
+
+fn median(v: &[Duration]) -> Duration {
+    percentile(v, 0.5)
 }
 
-fn percentile(v: &mut [Duration], p: f64) -> Duration {
+fn percentile(v: &[Duration], p: f64) -> Duration {
+    let mut v = v.to_vec();
     v.sort();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i]
+    v.get(i).copied().unwrap_or_default()
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Runs a command to completion and returns its wall time; panics on failure, since a
-/// failed run would make the figure meaningless.
-fn timed(mut cmd: std::process::Command) -> Duration {
+/// Runs a command to completion, output captured, and returns its wall time and stdout;
+/// panics on failure, since a failed run would make the figure meaningless.
+fn timed(mut cmd: Command) -> (Duration, String) {
     let t0 = Instant::now();
     let out = cmd.output().expect("the command runs");
     let took = t0.elapsed();
     assert!(
         out.status.success(),
         "{:?} failed: {}",
-        cmd,
+        cmd.get_program(),
         String::from_utf8_lossy(&out.stderr)
     );
-    took
+    (took, String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn main() {
-    let short = std::env::args().any(|a| a == "--short");
-    let n = if short { 30 } else { 300 };
+/// One contestant of an interleaved measurement.
+struct Contestant<'a> {
+    name: &'static str,
+    make: Box<dyn Fn() -> Command + 'a>,
+    samples: Vec<Duration>,
+    /// What one run printed, kept to check it answered with a token the provider issued.
+    last_output: String,
+}
+
+impl<'a> Contestant<'a> {
+    fn new(name: &'static str, make: impl Fn() -> Command + 'a) -> Self {
+        Contestant {
+            name,
+            make: Box::new(make),
+            samples: Vec::new(),
+            last_output: String::new(),
+        }
+    }
+}
+
+/// `rounds` rounds, one run of each contestant per round, the starting one rotating.
+fn interleave(contestants: &mut [Contestant<'_>], rounds: usize, warmup: usize) {
+    let k = contestants.len();
+    for round in 0..(warmup + rounds) {
+        for j in 0..k {
+            let c = &mut contestants[(round + j) % k];
+            let (took, out) = timed((c.make)());
+            if round >= warmup {
+                c.samples.push(took);
+            }
+            c.last_output = out;
+        }
+    }
+}
+
+/// Runs a closure `n` times and returns each run's duration.
+fn repeat(n: usize, mut f: impl FnMut() -> Duration) -> Vec<Duration> {
+    (0..n).map(|_| f()).collect()
+}
+
+/// An atomic, durable write of a small file, as a vault write must be at least.
+fn fsynced_write(dir: &Path) -> Duration {
+    let t0 = Instant::now();
+    let tmp = dir.join("bench-write.tmp");
+    let dst = dir.join("bench-write.dat");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&tmp).expect("temporary file");
+        f.write_all(&[0x5a; 600]).expect("write");
+        f.sync_all().expect("fsync");
+    }
+    std::fs::rename(&tmp, &dst).expect("rename");
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .expect("fsync of the folder");
+    t0.elapsed()
+}
+
+/// Refreshes at the provider from inside this process, `n` times, rotating each time:
+/// the provider's share of a refresh, without any process or file.
+fn provider_round_trips(issuer: &str, n: usize) -> Vec<Duration> {
+    let mut rt = peers::device_login(issuer, CLIENT_ID, "openid offline_access")
+        .expect("a device login for the round-trip probe");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let url = format!("{issuer}/token");
+    repeat(n, || {
+        runtime.block_on(async {
+            let t0 = Instant::now();
+            let answer = http::post_form(
+                &url,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", CLIENT_ID),
+                    ("refresh_token", &rt),
+                ],
+            )
+            .await
+            .expect("refresh at the provider");
+            let took = t0.elapsed();
+            let body = answer.json().expect("a JSON answer");
+            rt = body["refresh_token"]
+                .as_str()
+                .expect("a rotated refresh token")
+                .to_owned();
+            took
+        })
+    })
+}
+
+/// Memory of a set of processes in MiB: (RSS, PSS), summed.
+fn memory_mib(pids: &[u32]) -> Option<(f64, f64)> {
+    let mut total = (0.0, 0.0);
+    for pid in pids {
+        let (rss, pss) = peers::memory_kib(*pid)?;
+        total.0 += rss as f64 / 1024.0;
+        total.1 += pss as f64 / 1024.0;
+    }
+    Some(total)
+}
+
+fn command_line(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    })
+}
+
+fn first_field(file: &str, key: &str) -> Option<String> {
+    std::fs::read_to_string(file).ok()?.lines().find_map(|l| {
+        let (k, v) = l.split_once([':', '='])?;
+        (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// The type and device of the mount holding `path` (the longest mount point above it).
+fn file_system(path: &Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (dev, at, kind) = (f.next()?, f.next()?, f.next()?);
+            path.starts_with(at)
+                .then(|| (at.len(), format!("{kind} ({dev} on {at})")))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or_else(|| "unknown".into(), |(_, d)| d)
+}
+
+fn size(path: &Path) -> String {
+    std::fs::metadata(path).map_or_else(
+        |_| "unknown".into(),
+        |m| format!("{:.1} MiB", m.len() as f64 / 1024.0 / 1024.0),
+    )
+}
+
+/// The machine and the versions, as `(label, value)` lines for the report.
+fn environment(oidc: &Option<String>, gh: &Option<String>) -> Vec<(&'static str, String)> {
+    let unknown = || "unknown".to_string();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = repo.to_string_lossy();
+    let commit = command_line("git", &["-C", &repo, "rev-parse", "--short=12", "HEAD"]);
+    let dirty = Command::new("git")
+        .args(["-C", &repo, "status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .is_some_and(|o| !o.stdout.is_empty());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let mem = first_field("/proc/meminfo", "MemTotal")
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or_else(unknown, |kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0));
+    vec![
+        (
+            "date",
+            command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(unknown),
+        ),
+        (
+            "CPU",
+            first_field("/proc/cpuinfo", "model name").unwrap_or_else(unknown),
+        ),
+        ("cores (nproc)", cores.to_string()),
+        ("memory", mem),
+        (
+            "kernel",
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| unknown(), |s| s.trim().to_owned()),
+        ),
+        (
+            "OS",
+            first_field("/etc/os-release", "PRETTY_NAME").unwrap_or_else(unknown),
+        ),
+        (
+            "temporary folder's file system",
+            file_system(&std::env::temp_dir()),
+        ),
+        (
+            "binary sizes",
+            format!(
+                "`latchkey` {}, `latchkeyd` {}, `floor` {}",
+                size(&bin("latchkey")),
+                size(&bin("latchkeyd")),
+                size(&bin("floor"))
+            ),
+        ),
+        (
+            "rustc",
+            command_line("rustc", &["--version"]).unwrap_or_else(unknown),
+        ),
+        (
+            "latchkey",
+            format!(
+                "{} at commit {}{} (release build)",
+                command_line(&bin("latchkey").to_string_lossy(), &["--version"])
+                    .unwrap_or_else(unknown),
+                commit.unwrap_or_else(unknown),
+                if dirty {
+                    " with uncommitted changes in the tree"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        (
+            "oidc-agent",
+            oidc.clone().unwrap_or_else(|| "not installed".into()),
+        ),
+        ("gh", gh.clone().unwrap_or_else(|| "not installed".into())),
+    ]
+}
+
+/// A target of SPEC §8 and how this run fared against it.
+struct Verdict {
+    target: String,
+    figure: String,
+    met: bool,
+    /// For a miss: by how much, and where the time or memory goes.
+    why: String,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let short = args.iter().any(|a| a == "--short");
+    let write_to = args
+        .iter()
+        .position(|a| a == "--write")
+        .map(|i| PathBuf::from(args.get(i + 1).expect("--write needs a path")));
+    let in_ci = std::env::var("CI").as_deref() == Ok("true");
+
+    let rounds = if short { 30 } else { 300 };
     let kdf_runs = if short { 10 } else { 100 };
-    println!(
-        "Latchkey benchmarks ({} run; release binaries from {})",
+    let lk_refreshes = if short { 12 } else { 60 };
+    let oidc_refreshes = if short { 3 } else { 20 };
+    let probes = if short { 10 } else { 50 };
+
+    let oidc_version = peers::version("oidc-agent")
+        .filter(|_| peers::version("oidc-gen").is_some() && peers::version("oidc-token").is_some());
+    let gh_version = peers::version("gh");
+    if in_ci && (oidc_version.is_none() || gh_version.is_none()) {
+        eprintln!("bench: oidc-agent or gh is missing (CI=true): run scripts/bench-deps");
+        return ExitCode::FAILURE;
+    }
+    let run_line = format!(
+        "{} run: {rounds} interleaved rounds for the token figures, {lk_refreshes} Latchkey \
+         and {oidc_refreshes} oidc-agent refreshes, {kdf_runs} calls per key-derivation count",
         if short { "short" } else { "full" },
+    );
+    println!("Latchkey benchmarks against peers (SPEC §8)");
+    println!(
+        "{run_line}; release binaries from {}",
         bin("latchkey").display()
     );
 
@@ -69,21 +394,41 @@ fn main() {
     world.login();
 
     // Daemon start-up: spawn to first answered health request.
-    let mut startups = Vec::new();
-    for _ in 0..5 {
+    let startups = repeat(5, || {
         let t0 = Instant::now();
         world.start_daemon();
-        startups.push(t0.elapsed());
+        let took = t0.elapsed();
         world.stop_daemons();
-    }
+        took
+    });
     let daemon_pid = world.start_daemon();
-    for _ in 0..20 {
-        world.latchkey(["token"]).run().ok();
-    }
+    world.latchkey(["token"]).run().ok();
+    std::thread::sleep(Duration::from_millis(300));
+    let daemon_idle = memory_mib(&[daemon_pid]);
+
+    // The peers, against the same provider.
+    let agent = oidc_version.as_ref().map(|_| {
+        let rt = peers::device_login(
+            &world.idp.issuer(),
+            CLIENT_ID,
+            "openid profile email offline_access",
+        )
+        .expect("a device login for oidc-agent");
+        let agent =
+            OidcAgent::start(&world.idp.issuer(), CLIENT_ID, &rt).expect("oidc-agent starts");
+        timed(agent.token());
+        agent
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let agent_idle = agent.as_ref().and_then(|a| memory_mib(a.pids()));
+    const GH_TOKEN: &str = "gho_latchkeyBenchNotARealToken000000";
+    let gh = gh_version
+        .as_ref()
+        .map(|_| Gh::new(GH_TOKEN).expect("gh config"));
 
     // The floor: a trivial server and a minimal client.
     let floor_sock = world.home.path().join("floor.sock");
-    let mut floor_server = std::process::Command::new(bin("floor"))
+    let mut floor_server = Command::new(bin("floor"))
         .arg("serve")
         .arg(&floor_sock)
         .spawn()
@@ -91,37 +436,69 @@ fn main() {
     while raw_request(&floor_sock, "GET / HTTP/1.1\r\nHost: l\r\n\r\n").is_none() {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let floor_cmd = || {
-        let mut c = std::process::Command::new(bin("floor"));
-        c.arg("get").arg(&floor_sock);
-        c
-    };
-    let lk_cmd = |extra: &[(&str, &str)]| {
+    let lk = |args: &[&str], extra: &[(&str, &str)]| {
         let mut c = world
             .home
-            .command(bin("latchkey"), ["token"])
+            .command(bin("latchkey"), args.iter().copied())
             .into_command();
         for (k, v) in extra {
             c.env(k, v);
         }
         c
     };
-    let mut floor_t = Vec::new();
-    let mut token_t = Vec::new();
-    for _ in 0..n {
-        floor_t.push(timed(floor_cmd()));
-        token_t.push(timed(lk_cmd(&[])));
+
+    let mut token_round = vec![
+        Contestant::new("floor", || {
+            let mut c = peers::clean(bin("floor"));
+            c.arg("get").arg(&floor_sock);
+            c
+        }),
+        Contestant::new("latchkey", || lk(&["token"], &[])),
+        Contestant::new("floor start", || {
+            let mut c = peers::clean(bin("floor"));
+            c.arg("start");
+            c
+        }),
+        Contestant::new("latchkey --version", || lk(&["--version"], &[])),
+    ];
+    if let Some(agent) = &agent {
+        token_round.push(Contestant::new("oidc-token", || agent.token()));
     }
-    let mut embedded_t = Vec::new();
-    for _ in 0..(n / 10).max(5) {
-        embedded_t.push(timed(lk_cmd(&[("LATCHKEY_NO_DAEMON", "1")])));
+    if let Some(gh) = &gh {
+        token_round.push(Contestant::new("gh", || gh.token()));
     }
+    interleave(&mut token_round, rounds, 10);
+    let issued_access = world.idp.issued(TokenKind::AccessToken);
+    for c in &token_round {
+        match c.name {
+            "latchkey" | "oidc-token" => assert!(
+                issued_access.contains(&c.last_output),
+                "{} answered with a token the provider issued",
+                c.name
+            ),
+            "gh" => assert_eq!(c.last_output, GH_TOKEN, "gh read its file"),
+            _ => {}
+        }
+    }
+    let med = |name: &str| {
+        token_round
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| median(&c.samples))
+    };
+    let floor_med = med("floor").expect("floor measured");
+    let token_med = med("latchkey").expect("latchkey measured");
+    let start_med = med("floor start").expect("floor start measured");
+    let version_med = med("latchkey --version").expect("latchkey --version measured");
+    let oidc_med = med("oidc-token");
+    let gh_med = med("gh");
+    let embedded_t = repeat((rounds / 10).max(5), || {
+        timed(lk(&["token"], &[("LATCHKEY_NO_DAEMON", "1")])).0
+    });
+    let embedded_med = median(&embedded_t);
     // The floor server has served its purpose; it may already be gone.
     drop(floor_server.kill());
     drop(floor_server.wait());
-    let floor_med = median(&mut floor_t);
-    let token_med = median(&mut token_t);
-    let embedded_med = median(&mut embedded_t);
 
     // Key derivations over sequential token calls.
     let kdf = |w: &World| -> u64 {
@@ -144,21 +521,46 @@ fn main() {
         without_daemon += run.stderr.matches("derived a vault key").count();
     }
 
-    // Forced refresh through the daemon, with a rotating provider.
-    let mut refresh_t = Vec::new();
-    for _ in 0..(n / 6).max(10) {
-        let mut c = world
-            .home
-            .command(bin("latchkey"), ["refresh"])
-            .into_command();
-        c.stdout(std::process::Stdio::null());
-        refresh_t.push(timed(c));
+    // Forced refreshes, interleaved: each rotates at the provider and rewrites a file.
+    let mut lk_refresh_t = Vec::new();
+    let mut oidc_refresh_t = Vec::new();
+    let refreshes = || world.idp.counters().refresh_successes;
+    for i in 0..lk_refreshes {
+        let (vault, count) = (world.vault_bytes(), refreshes());
+        let mut c = lk(&["refresh"], &[]);
+        c.stdout(Stdio::null());
+        lk_refresh_t.push(timed(c).0);
+        assert_eq!(refreshes(), count + 1, "latchkey refresh refreshed once");
+        assert_ne!(world.vault_bytes(), vault, "the vault was rewritten");
+        // Spread the slower oidc-agent runs evenly among Latchkey's.
+        let due = (i + 1) * oidc_refreshes / lk_refreshes - i * oidc_refreshes / lk_refreshes;
+        if let (Some(agent), 1) = (&agent, due) {
+            let (file, count) = (std::fs::read(agent.account_file()).ok(), refreshes());
+            oidc_refresh_t.push(timed(agent.force_refresh()).0);
+            assert_eq!(refreshes(), count + 1, "oidc-token -f refreshed once");
+            assert_ne!(
+                std::fs::read(agent.account_file()).ok(),
+                file,
+                "oidc-agent rewrote its account file"
+            );
+        }
     }
-    let refresh_med = median(&mut refresh_t);
-    let mut refresh_floor = Vec::new();
-    for _ in 0..(n / 6).max(10) {
-        refresh_floor.push(timed(floor_cmd_noop()));
-    }
+    let refresh_med = median(&lk_refresh_t);
+    // The daemon logs, per refresh, the time from the provider's answer to the fsync of
+    // the new vault (SPEC §9); the last ones are the timed refreshes.
+    let windows: Vec<Duration> = refresh_windows(&world.daemon_logs())
+        .iter()
+        .rev()
+        .take(lk_refresh_t.len())
+        .map(|w| Duration::from_micros(w.window_us))
+        .collect();
+    let window_med = (windows.len() == lk_refresh_t.len()).then(|| median(&windows));
+    let oidc_refresh_med = (!oidc_refresh_t.is_empty()).then(|| median(&oidc_refresh_t));
+    // Beside the vault (same file system), not among the daemon's files.
+    let probe_dir = world.home.state_dir().join("bench-fsync-probe");
+    std::fs::create_dir_all(&probe_dir).expect("probe folder");
+    let write_med = median(&repeat(probes, || fsynced_write(&probe_dir)));
+    let provider_med = median(&provider_round_trips(&world.idp.issuer(), probes));
 
     // In-process Client: 8 tasks on a 2-worker runtime.
     let env = EnvInputs {
@@ -174,7 +576,7 @@ fn main() {
         .build()
         .expect("runtime");
     let window = Duration::from_secs(if short { 1 } else { 3 });
-    let mut latencies: Vec<Duration> = runtime.block_on(async {
+    let latencies: Vec<Duration> = runtime.block_on(async {
         let stop = Instant::now() + window;
         let mut tasks = Vec::new();
         for _ in 0..8 {
@@ -197,61 +599,334 @@ fn main() {
     });
     let calls = latencies.len();
     let per_sec = calls as f64 / window.as_secs_f64();
-    let p99 = percentile(&mut latencies, 0.99);
-    let p50 = percentile(&mut latencies, 0.50);
+    let p99 = percentile(&latencies, 0.99);
+    let p50 = percentile(&latencies, 0.50);
 
-    let rss = std::fs::read_to_string(format!("/proc/{daemon_pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(str::to_string)
+    let daemon_after = memory_mib(&[daemon_pid]);
+    let agent_after = agent.as_ref().and_then(|a| memory_mib(a.pids()));
+    let startup = median(&startups);
+
+    // The table.
+    let ratio = |d: Duration| ms(d) / ms(floor_med);
+    let mut rows: Vec<[String; 3]> = Vec::new();
+    let mut row = |a: String, b: String, c: String| rows.push([a, b, c]);
+    row(
+        "`floor get` (the floor: one HTTP request over a Unix socket)".into(),
+        format!("{:.2} ms", ms(floor_med)),
+        "1.00x".into(),
+    );
+    row(
+        "**`latchkey token`**, warm daemon".into(),
+        format!("**{:.2} ms**", ms(token_med)),
+        format!("**{:.2}x**", ratio(token_med)),
+    );
+    match oidc_med {
+        Some(d) => row(
+            "`oidc-token bench` (oidc-agent, cached token)".into(),
+            format!("{:.2} ms", ms(d)),
+            format!("{:.2}x", ratio(d)),
+        ),
+        None => row("`oidc-token`".into(), "not installed".into(), String::new()),
+    }
+    match gh_med {
+        Some(d) => row(
+            "`gh auth token` (hosts.yml)".into(),
+            format!("{:.2} ms", ms(d)),
+            format!("{:.2}x", ratio(d)),
+        ),
+        None => row(
+            "`gh auth token`".into(),
+            "not installed".into(),
+            String::new(),
+        ),
+    }
+    row(
+        "`latchkey token`, `LATCHKEY_NO_DAEMON=1` (derives the vault key)".into(),
+        format!("{:.2} ms", ms(embedded_med)),
+        format!("{:.1}x", ratio(embedded_med)),
+    );
+    row(
+        "breakdown: `floor start` (a process that only starts)".into(),
+        format!("{:.2} ms", ms(start_med)),
+        format!("{:.2}x", ratio(start_med)),
+    );
+    row(
+        "breakdown: `latchkey --version` (the binary's start-up, no work)".into(),
+        format!("{:.2} ms", ms(version_med)),
+        format!("{:.2}x", ratio(version_med)),
+    );
+    row(
+        format!("key derivations over {kdf_runs} sequential `latchkey token` calls"),
+        format!("{with_daemon} with the daemon"),
+        format!("{without_daemon} with `LATCHKEY_NO_DAEMON=1`"),
+    );
+    row(
+        "**`latchkey refresh`** through the daemon (rotates, vault fsync'd)".into(),
+        format!("**{:.2} ms**", ms(refresh_med)),
+        format!("{} runs", lk_refresh_t.len()),
+    );
+    match oidc_refresh_med {
+        Some(d) => row(
+            "`oidc-token -f bench` (rotates, account file rewritten)".into(),
+            format!("{:.1} ms", ms(d)),
+            format!(
+                "{} runs; {:.0}x Latchkey's",
+                oidc_refresh_t.len(),
+                ms(d) / ms(refresh_med)
+            ),
+        ),
+        None => row(
+            "`oidc-token -f`".into(),
+            "not installed".into(),
+            String::new(),
+        ),
+    }
+    row(
+        "breakdown: the daemon's provider answer to vault fsync, from its log".into(),
+        window_med.map_or("not logged".into(), |d| format!("{:.2} ms", ms(d))),
+        format!("median of the {} timed refreshes", windows.len()),
+    );
+    row(
+        "breakdown: one refresh at the provider, in-process HTTP".into(),
+        format!("{:.2} ms", ms(provider_med)),
+        format!("median of {probes}"),
+    );
+    row(
+        "breakdown: atomic fsync'd write of a 600-byte file, vault's file system".into(),
+        format!("{:.2} ms", ms(write_med)),
+        format!("median of {probes}"),
+    );
+    row(
+        "in-process `Client::token`, 8 tasks, 2 workers".into(),
+        format!("{per_sec:.0} calls/s"),
+        format!("p50 {:.3} ms, p99 {:.3} ms", ms(p50), ms(p99)),
+    );
+    let mem = |m: Option<(f64, f64)>| {
+        m.map_or("n/a".into(), |(rss, pss)| {
+            format!("{rss:.1} MiB RSS, {pss:.1} MiB PSS")
         })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0);
-    let startup = median(&mut startups);
+    };
+    row(
+        "`latchkeyd` memory, one profile: idle after start / after the run".into(),
+        mem(daemon_idle),
+        mem(daemon_after),
+    );
+    row(
+        "oidc-agent memory, one account (2 processes): idle / after the run".into(),
+        mem(agent_idle),
+        mem(agent_after),
+    );
+    row(
+        "`latchkeyd` start-up to first answer, median of 5".into(),
+        format!("{:.1} ms", ms(startup)),
+        String::new(),
+    );
+    let mut table = String::from("| measure | median | against the floor, or beside |\n");
+    table.push_str("| --- | --- | --- |\n");
+    for [a, b, c] in &rows {
+        let _ = writeln!(table, "| {a} | {b} | {c} |");
+    }
+
+    // The targets.
+    let mut verdicts = Vec::new();
+    let token_ratio = ratio(token_med);
+    let peer_ratios: Vec<(&str, f64)> = [("oidc-token", oidc_med), ("gh auth token", gh_med)]
+        .into_iter()
+        .filter_map(|(n, d)| Some((n, ratio(d?))))
+        .collect();
+    let below_peers = peer_ratios.iter().all(|(_, r)| token_ratio < *r);
+    let budget = ms(floor_med) * TOKEN_RATIO_TARGET;
+    let start_gap = ms(version_med) - ms(start_med);
+    let work_lk = ms(token_med) - ms(version_med);
+    let work_floor = ms(floor_med) - ms(start_med);
+    let token_met = token_ratio <= TOKEN_RATIO_TARGET;
+    verdicts.push(Verdict {
+        target: format!(
+            "`latchkey token` at most {TOKEN_RATIO_TARGET}x the floor, and below oidc-token's and gh's ratios"
+        ),
+        figure: format!(
+            "{token_ratio:.2}x; oidc-token {}, gh {}",
+            oidc_med.map_or("n/a".into(), |d| format!("{:.2}x", ratio(d))),
+            gh_med.map_or("n/a".into(), |d| format!("{:.2}x", ratio(d))),
+        ),
+        met: token_met && below_peers && peer_ratios.len() == 2,
+        why: {
+            let mut w = String::new();
+            if !token_met {
+                let _ = write!(
+                    w,
+                    "Misses the ratio by {:.2}x: {:.2} ms against a budget of {budget:.2} ms \
+                     ({:.2} ms over). ",
+                    token_ratio - TOKEN_RATIO_TARGET,
+                    ms(token_med),
+                    ms(token_med) - budget
+                );
+            }
+            if !below_peers {
+                let _ = write!(w, "Not below every peer's ratio. ");
+            }
+            if peer_ratios.len() < 2 {
+                let _ = write!(w, "A peer was not installed, so it was not compared. ");
+            }
+            if !token_met {
+                let _ = write!(
+                    w,
+                    "Where the time goes: the `latchkey` binary takes {start_gap:.2} ms longer \
+                     than the floor's to start and exit doing nothing (`latchkey --version` \
+                     {:.2} ms against `floor start` {:.2} ms; the binaries are {} and {}), \
+                     which is {:.0}% of the gap to the floor; beyond its start-up, the token \
+                     request itself takes {work_lk:.2} ms against the floor's {work_floor:.2} ms.",
+                    ms(version_med),
+                    ms(start_med),
+                    size(&bin("latchkey")),
+                    size(&bin("floor")),
+                    100.0 * start_gap / (ms(token_med) - ms(floor_med)).max(f64::EPSILON),
+                );
+            }
+            w
+        },
+    });
+    let refresh_met = ms(refresh_med) <= REFRESH_TARGET_MS;
+    let window_ms = window_med.map_or(f64::NAN, ms);
+    let parts = ms(version_med) + ms(provider_med) + window_ms;
+    verdicts.push(Verdict {
+        target: format!(
+            "`latchkey refresh` through the daemon at most {REFRESH_TARGET_MS} ms, the new session durably written"
+        ),
+        figure: format!(
+            "{:.2} ms (oidc-token -f {}); every run checked: one refresh at the provider, vault rewritten",
+            ms(refresh_med),
+            oidc_refresh_med.map_or("n/a".into(), |d| format!("{:.0} ms", ms(d)))
+        ),
+        met: refresh_met,
+        why: if refresh_met {
+            String::new()
+        } else {
+            format!(
+                "Misses by {:.2} ms ({:.0}%). Where the time goes: the `latchkey` process's \
+                 start-up ({:.2} ms, `latchkey --version`), the provider's answer ({:.2} ms, \
+                 measured from inside this process) and the daemon's time from that answer \
+                 to the fsync of the new vault ({window_ms:.2} ms, from its log: re-reading \
+                 the session, encrypting it, the atomic write with two fsyncs; an atomic \
+                 fsync'd write of a small file alone takes {:.2} ms on this file system) add \
+                 up to {parts:.2} ms; the other {:.2} ms are the socket round trip, the \
+                 refresh lock and the command's own work.",
+                ms(refresh_med) - REFRESH_TARGET_MS,
+                100.0 * (ms(refresh_med) - REFRESH_TARGET_MS) / REFRESH_TARGET_MS,
+                ms(version_med),
+                ms(provider_med),
+                ms(write_med),
+                ms(refresh_med) - parts
+            )
+        },
+    });
+    let rate_met = per_sec >= CLIENT_RATE_TARGET && ms(p99) <= CLIENT_P99_TARGET_MS;
+    verdicts.push(Verdict {
+        target: format!(
+            "in-process `Client`: at least {CLIENT_RATE_TARGET:.0} calls/s with 8 tasks, p99 at most {CLIENT_P99_TARGET_MS} ms"
+        ),
+        figure: format!("{per_sec:.0} calls/s, p99 {:.3} ms", ms(p99)),
+        met: rate_met,
+        why: if rate_met {
+            String::new()
+        } else {
+            format!(
+                "Misses: {:.0}% of the rate{}. Each call is a round trip to `latchkeyd` over \
+                 its socket, so the daemon's per-request cost bounds it; on 2 cores the \
+                 client's 2 workers and the daemon share the CPU. Not broken down further \
+                 in this run.",
+                100.0 * per_sec / CLIENT_RATE_TARGET,
+                if ms(p99) > CLIENT_P99_TARGET_MS {
+                    format!(", p99 {:.1}x the budget", ms(p99) / CLIENT_P99_TARGET_MS)
+                } else {
+                    String::new()
+                }
+            )
+        },
+    });
+    verdicts.push(Verdict {
+        target: "key derivations: at most 1 over 100 sequential token calls with a warm daemon"
+            .into(),
+        figure: format!("{with_daemon} over {kdf_runs} with the daemon, {without_daemon} without"),
+        met: with_daemon <= 1,
+        why: if with_daemon <= 1 {
+            String::new()
+        } else {
+            format!("Misses: {with_daemon} derivations.")
+        },
+    });
+    let rss = daemon_idle.map_or(f64::NAN, |m| m.0);
+    let rss_met = rss <= RSS_TARGET_MIB;
+    verdicts.push(Verdict {
+        target: format!("`latchkeyd` idle RSS at most {RSS_TARGET_MIB} MiB with one profile"),
+        figure: format!("{} (oidc-agent {})", mem(daemon_idle), mem(agent_idle)),
+        met: rss_met,
+        why: if rss_met {
+            String::new()
+        } else {
+            format!(
+                "Misses by {:.1} MiB. RSS counts every shared library page the daemon maps \
+                 in full; its proportional share (PSS) is {:.1} MiB.",
+                rss - RSS_TARGET_MIB,
+                daemon_idle.map_or(f64::NAN, |m| m.1)
+            )
+        },
+    });
+    let startup_met = ms(startup) <= STARTUP_TARGET_MS;
+    verdicts.push(Verdict {
+        target: format!("`latchkeyd` ready within {STARTUP_TARGET_MS} ms of start"),
+        figure: format!("{:.1} ms", ms(startup)),
+        met: startup_met,
+        why: if startup_met {
+            String::new()
+        } else {
+            format!("Misses by {:.1} ms.", ms(startup) - STARTUP_TARGET_MS)
+        },
+    });
+    let mut targets = String::new();
+    for v in &verdicts {
+        let _ = writeln!(
+            targets,
+            "- {}: **{}** ({}).{}",
+            v.target,
+            if v.met { "met" } else { "missed" },
+            v.figure,
+            if v.why.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", v.why.trim_end())
+            }
+        );
+    }
 
     println!();
-    println!("| measure | figure | against | target (SPEC §8) |");
-    println!("| --- | --- | --- | --- |");
-    println!(
-        "| `latchkey token`, warm daemon, median | {:.2} ms | floor {:.2} ms: **{:.2}x** | at most 1.3x the floor |",
-        ms(token_med),
-        ms(floor_med),
-        ms(token_med) / ms(floor_med)
-    );
-    println!(
-        "| `latchkey token`, LATCHKEY_NO_DAEMON=1, median | {:.2} ms | {:.1}x the floor | (the cost the daemon removes) |",
-        ms(embedded_med),
-        ms(embedded_med) / ms(floor_med)
-    );
-    println!(
-        "| key derivations over {kdf_runs} sequential token calls | {with_daemon} with the daemon | {without_daemon} without | at most 1 with the daemon |"
-    );
-    println!(
-        "| `latchkey refresh` through the daemon (rotating provider, fsync'd write), median | {:.2} ms | process floor {:.2} ms | at most 10 ms |",
-        ms(refresh_med),
-        ms(median(&mut refresh_floor))
-    );
-    println!(
-        "| in-process `Client::token`, 8 tasks, 2 workers | {per_sec:.0} calls/s | p50 {:.3} ms, p99 {:.3} ms | at least 20,000/s, p99 at most 2 ms |",
-        ms(p50),
-        ms(p99)
-    );
-    println!("| daemon idle RSS (one profile) | {rss:.1} MiB | | at most 8 MiB |");
-    println!(
-        "| daemon start-up to first answer, median of 5 | {:.1} ms | | within 50 ms |",
-        ms(startup)
-    );
+    print!("{table}");
     println!();
-    println!("{n} interleaved runs for the token medians; {calls} in-process calls.");
-}
+    println!("Targets (SPEC §8):");
+    print!("{targets}");
+    println!("{calls} in-process calls.");
 
-/// A process that does nothing, for the process-start cost under the refresh figure.
-fn floor_cmd_noop() -> std::process::Command {
-    std::process::Command::new("true")
+    if let Some(path) = write_to {
+        let mut doc = String::from("# Benchmarks against peers (SPEC §8)\n\n");
+        doc.push_str(PREAMBLE);
+        let _ = write!(
+            doc,
+            "\n\nReproduce (on a Debian machine with Rust; `scripts/bench-deps` installs \
+             oidc-agent and gh from Debian's packages):\n\n```\n{REPRODUCE}\n```\n\n\
+             ## Machine and versions\n\n"
+        );
+        for (k, v) in environment(&oidc_version, &gh_version) {
+            let _ = writeln!(doc, "- {k}: {v}");
+        }
+        let _ = write!(
+            doc,
+            "\n## Results\n\n{run_line}; {calls} in-process `Client` calls. Medians of \
+             whole-process wall time unless the row says otherwise.\n\n{table}\n\
+             ## Targets (SPEC §8)\n\n{targets}"
+        );
+        std::fs::write(&path, doc).expect("the report can be written");
+        println!("wrote {}", path.display());
+    }
+
+    ExitCode::SUCCESS
 }
