@@ -2,7 +2,8 @@
 //! forced refreshes against a provider that rotates refresh tokens and detects reuse,
 //! with provider faults mixed in. Prints a report; nothing here asserts a time.
 //!
-//! `scripts/soak [--short]` builds the binaries and runs this. Each kill iteration:
+//! `scripts/soak [--short] [--duration SECS] [--seed N] [--kinds embedded,daemon,client]`
+//! builds the binaries and runs this. Each kill iteration:
 //! 1. reads the vault (generation G, refresh token R) and clears the provider's log;
 //! 2. starts a forced refresh and, after a delay drawn uniformly from [0, the typical
 //!    refresh duration measured first], kills with SIGKILL one of:
@@ -11,7 +12,8 @@
 //!      from here: the `latchkey` client would fall back and refresh again by itself,
 //!      which would hide whose kill lost what);
 //!    - `client`: a `latchkey refresh` run talking to a live daemon (the daemon is not
-//!      killed, so it must finish or abandon the refresh cleanly);
+//!      killed, so it must finish the refresh: a session lost here was dropped by a
+//!      live process, which SPEC §9 does not allow);
 //! 3. waits on the profile's file lock (any refresh still running in a daemon ends
 //!    first), then decrypts the vault in-process with the engine's vault code and with
 //!    `latchkey status --json`: it must always decrypt;
@@ -55,6 +57,9 @@ struct Args {
     /// Seed of the random delays and choices (printed; default: random).
     #[arg(long)]
     seed: Option<u64>,
+    /// Which processes to kill: any of embedded, daemon, client.
+    #[arg(long, value_delimiter = ',', default_value = "embedded,daemon,client")]
+    kinds: Vec<String>,
 }
 
 /// splitmix64: enough randomness for delays and choices, reproducible from the seed.
@@ -104,6 +109,10 @@ enum Kind {
 
 impl Kind {
     const ALL: [Kind; 3] = [Kind::Embedded, Kind::Daemon, Kind::Client];
+
+    fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -167,6 +176,8 @@ struct Tally {
     /// In-window kills whose session still worked afterwards (not a failure; it would
     /// mean the provider's reuse detection did not fire).
     kept_in_window: usize,
+    /// Sessions lost where SPEC §9 allows no loss.
+    lost_outside: usize,
     faults: usize,
     fault_failures: Vec<String>,
     failures: Vec<String>,
@@ -390,12 +401,21 @@ impl Soak {
                 Class::InWindow { offset_ms } if kind != Kind::Client => {
                     self.tally.losses.push((kind, delay, offset_ms));
                 }
-                _ => self.tally.failures.push(format!(
-                    "a session was lost outside the window: {} kill at +{delay:?}, {class:?}, generation {} -> {}",
-                    kind.name(),
-                    before.generation,
-                    after.generation
-                )),
+                Class::InWindow { .. } => {
+                    self.tally.lost_outside += 1;
+                    self.tally.failures.push(format!(
+                        "a live daemon dropped a refresh the provider had answered when its caller was killed at +{delay:?}: the session was lost without a crash (docs/soak.md)"
+                    ));
+                }
+                _ => {
+                    self.tally.lost_outside += 1;
+                    self.tally.failures.push(format!(
+                        "a session was lost outside the window: {} kill at +{delay:?}, {class:?}, generation {} -> {}",
+                        kind.name(),
+                        before.generation,
+                        after.generation
+                    ));
+                }
             }
         } else if matches!(class, Class::InWindow { .. }) {
             self.tally.kept_in_window += 1;
@@ -493,6 +513,16 @@ fn fmt_ms(us: u64) -> String {
 
 fn main() {
     let args = Args::parse();
+    let kinds: Vec<Kind> = args
+        .kinds
+        .iter()
+        .map(|k| {
+            Kind::parse(k).unwrap_or_else(|| {
+                eprintln!("--kinds: {k:?} is not one of embedded, daemon, client");
+                std::process::exit(2)
+            })
+        })
+        .collect();
     let duration = Duration::from_secs(args.duration.unwrap_or(if args.short { 40 } else { 600 }));
     let seed = args.seed.unwrap_or_else(|| {
         let mut b = [0u8; 8];
@@ -500,8 +530,13 @@ fn main() {
         u64::from_le_bytes(b)
     });
     println!(
-        "Latchkey fault soak (SPEC §9): {} s of kills, seed {seed}, binaries from {}",
+        "Latchkey fault soak (SPEC §9): {} s of kills ({}), seed {seed}, binaries from {}",
         duration.as_secs(),
+        kinds
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", "),
         bin("latchkey")
             .parent()
             .map(PathBuf::from)
@@ -547,7 +582,7 @@ fn main() {
             soak.fault_iteration();
             continue;
         }
-        let kind = Kind::ALL[soak.rng.below(3)];
+        let kind = kinds[soak.rng.below(kinds.len())];
         let delay = soak.rng.upto(typical[kind as usize]);
         soak.kill_iteration(kind, delay);
     }
@@ -596,10 +631,10 @@ fn main() {
         "sessions lost                  {}/{} kills, all in the window: {}",
         t.lost.iter().sum::<usize>(),
         t.kills.iter().sum::<usize>(),
-        if t.failures.iter().any(|f| f.contains("outside the window")) {
-            "NO"
+        if t.lost_outside == 0 {
+            "yes".to_string()
         } else {
-            "yes"
+            format!("NO ({} outside it)", t.lost_outside)
         }
     );
     for (kind, delay, offset) in &t.losses {
@@ -637,12 +672,16 @@ fn main() {
             None => println!("window ({name:<8}) n=0"),
         }
     }
-    if let Some((_, p99, max)) = stats(&mut all_windows) {
+    if let Some((p50, p99, max)) = stats(&mut all_windows) {
         println!(
-            "window kept to milliseconds    {} (p99 {}, max {}; the fsync floor here {})",
+            "window kept to milliseconds    {} (p99 {}, max {}; yes means p99 under 10 ms)",
             if p99 < 10_000 { "yes" } else { "no" },
             fmt_ms(p99),
             fmt_ms(max),
+        );
+        println!(
+            "window against the fsync floor median {:.1}x one atomic fsync'd write ({})",
+            p50 as f64 / floor_us.max(1) as f64,
             fmt_ms(floor_us)
         );
     }
