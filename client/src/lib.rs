@@ -33,7 +33,7 @@ use latchkey_proto::secret::Secret;
 use serde::de::DeserializeOwned;
 
 pub use error::Error;
-use transport::{Reach, call};
+use transport::{Reach, Transport};
 
 /// How long the daemon may take to answer before the client falls back.
 pub const DAEMON_DEADLINE: Duration = Duration::from_millis(500);
@@ -75,6 +75,7 @@ pub struct Client {
     deadline: Duration,
     engine: OnceLock<Engine>,
     notices: Mutex<Vec<String>>,
+    transport: Transport,
 }
 
 fn flag(name: &str) -> bool {
@@ -100,11 +101,12 @@ impl Client {
     /// A client over explicit paths.
     pub fn new(paths: Paths, mode: Mode) -> Client {
         Client {
-            paths,
             mode,
             deadline: DAEMON_DEADLINE,
             engine: OnceLock::new(),
             notices: Mutex::new(Vec::new()),
+            transport: Transport::new(paths.socket.clone()),
+            paths,
         }
     }
 
@@ -210,7 +212,11 @@ impl Client {
         if self.mode == Mode::EmbeddedOnly {
             return Ok(None);
         }
-        match call(&self.paths.socket, "GET", "/v1/status", None, self.deadline).await {
+        match self
+            .transport
+            .call("GET", "/v1/status", None, self.deadline)
+            .await
+        {
             Reach::Answer(r) => decode(&r).map(Some),
             Reach::Stale { theirs } => Err(Error::usage(
                 format!(
@@ -225,24 +231,51 @@ impl Client {
 
     /// Asks a running daemon to stop; `Ok(false)` when none answered.
     pub async fn daemon_shutdown(&self) -> Result<bool, Error> {
-        match call(
-            &self.paths.socket,
-            "POST",
-            "/v1/shutdown",
-            None,
-            self.deadline,
-        )
-        .await
+        match self
+            .transport
+            .call("POST", "/v1/shutdown", None, self.deadline)
+            .await
         {
             Reach::Answer(_) | Reach::Stale { .. } => Ok(true),
             Reach::Dead(_) | Reach::Hung => Ok(false),
         }
     }
 
+    /// Waits up to `wait` for the daemon process to be gone, not merely silent: the
+    /// kernel releases its instance lock (`latchkeyd.lock` beside the socket) only
+    /// when it exits. `true` once the lock is free or absent. Where there is no lock
+    /// file (Windows) there is nothing more to wait for.
+    pub async fn wait_for_daemon_exit(&self, wait: Duration) -> bool {
+        let lock = self.paths.socket.with_file_name("latchkeyd.lock");
+        let start = tokio::time::Instant::now();
+        loop {
+            let free = match std::fs::File::open(&lock) {
+                Ok(f) => match f.try_lock() {
+                    Ok(()) => true,
+                    Err(std::fs::TryLockError::WouldBlock) => false,
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        tracing::debug!(error = %e, "cannot test the daemon's instance lock");
+                        true
+                    }
+                },
+                Err(_) => true,
+            };
+            if free {
+                return true;
+            }
+            if start.elapsed() >= wait {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Starts the daemon if none answers; `Ok(true)` when one answers afterwards.
     pub async fn daemon_start(&self) -> Result<bool, Error> {
         if matches!(
-            call(&self.paths.socket, "GET", "/v1/health", None, self.deadline).await,
+            self.transport
+                .call("GET", "/v1/health", None, self.deadline)
+                .await,
             Reach::Answer(_)
         ) {
             return Ok(true);
@@ -260,19 +293,13 @@ impl Client {
         let Mode::DaemonFirst { autostart } = self.mode else {
             return None;
         };
-        let mut reach = call(
-            &self.paths.socket,
-            method,
-            path,
-            body.clone(),
-            self.deadline,
-        )
-        .await;
+        let mut reach = self
+            .transport
+            .call(method, path, body.clone(), self.deadline)
+            .await;
         if matches!(reach, Reach::Dead(_)) && autostart {
             match self.autostart().await {
-                Ok(true) => {
-                    reach = call(&self.paths.socket, method, path, body, self.deadline).await
-                }
+                Ok(true) => reach = self.transport.call(method, path, body, self.deadline).await,
                 Ok(false) => {}
                 Err(e) => tracing::debug!(error = %e, "the daemon could not be started"),
             }
@@ -320,7 +347,9 @@ impl Client {
         .map_err(latchkey_daemon::EngineError::from)?;
         // Whoever held the lock before us may have started it already.
         if matches!(
-            call(&self.paths.socket, "GET", "/v1/health", None, self.deadline).await,
+            self.transport
+                .call("GET", "/v1/health", None, self.deadline)
+                .await,
             Reach::Answer(_)
         ) {
             return Ok(true);
@@ -357,7 +386,9 @@ impl Client {
         let start = tokio::time::Instant::now();
         while start.elapsed() < AUTOSTART_WAIT {
             if matches!(
-                call(&self.paths.socket, "GET", "/v1/health", None, self.deadline).await,
+                self.transport
+                    .call("GET", "/v1/health", None, self.deadline)
+                    .await,
                 Reach::Answer(_)
             ) {
                 drop(guard);

@@ -1,5 +1,5 @@
-//! One HTTP/1.1 request to the daemon over its Unix socket, classified for the
-//! fallback table (SPEC §4, STYLE example 13).
+//! HTTP/1.1 requests to the daemon over its local socket (a Unix socket; a named
+//! pipe on Windows), classified for the fallback table (SPEC §4, STYLE example 13).
 //!
 //! - `Dead`: no socket, or nobody listening (ENOENT, ECONNREFUSED): fall back at once.
 //! - `Hung`: connected but no answer within the deadline (a stopped or wedged
@@ -7,13 +7,21 @@
 //! - `Stale`: the daemon answered with another protocol version: fall back, and
 //!   suggest `latchkey daemon restart`.
 //! - `Answer`: a typed answer, success or error, which is final.
+//!
+//! Connections are kept alive and reused (a small idle pool), so an embedding
+//! program pays the connect and handshake once, not per call. A pooled connection
+//! can die at any time (the daemon drops idle ones after 10 s, or restarted): a
+//! request that hyper hands back unsent is retried on a fresh connection, so reuse
+//! never turns into a spurious fallback.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use latchkey_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
@@ -44,85 +52,171 @@ pub enum Reach {
 
 /// The most a daemon answer may weigh.
 const MAX_REPLY: usize = 1024 * 1024;
+/// Idle connections kept for reuse; more concurrent callers open their own.
+const MAX_IDLE: usize = 16;
 
-/// Sends one request and waits at most `deadline` for the whole answer.
-pub async fn call(
-    socket: &Path,
-    method: &str,
-    path: &str,
-    body: Option<Vec<u8>>,
-    deadline: Duration,
-) -> Reach {
-    match tokio::time::timeout(deadline, exchange(socket, method, path, body)).await {
-        Ok(r) => r,
-        Err(_) => Reach::Hung,
+type Sender = SendRequest<Full<Bytes>>;
+
+/// The way to one daemon socket, with its idle connections.
+pub struct Transport {
+    socket: PathBuf,
+    idle: Mutex<Vec<Sender>>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
     }
 }
 
-#[cfg(not(unix))]
-async fn exchange(_socket: &Path, _method: &str, _path: &str, _body: Option<Vec<u8>>) -> Reach {
-    // Named pipes are not implemented yet: every call uses the embedded engine.
-    Reach::Dead("no daemon transport on this platform yet".into())
+impl Transport {
+    pub fn new(socket: PathBuf) -> Transport {
+        Transport {
+            socket,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends one request and waits at most `deadline` for the whole answer.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        deadline: Duration,
+    ) -> Reach {
+        match tokio::time::timeout(deadline, self.exchange(method, path, body)).await {
+            Ok(r) => r,
+            Err(_) => Reach::Hung,
+        }
+    }
+
+    fn take_idle(&self) -> Option<Sender> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+    }
+
+    fn put_idle(&self, sender: Sender) {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+
+    async fn exchange(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reach {
+        let mut request = match build(method, path, body) {
+            Ok(r) => r,
+            Err(e) => return Reach::Dead(format!("cannot build the request: {e}")),
+        };
+        while let Some(mut sender) = self.take_idle() {
+            if sender.ready().await.is_err() {
+                continue; // closed while idle
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return self.finish(sender, response).await,
+                Err(mut e) => match e.take_message() {
+                    // Never sent: the connection died under us; try the next one.
+                    Some(unsent) => request = unsent,
+                    None => return Reach::Dead(e.into_error().to_string()),
+                },
+            }
+        }
+        let stream = match connect(&self.socket).await {
+            Ok(s) => s,
+            Err(e) => return Reach::Dead(e.to_string()),
+        };
+        let (mut sender, conn) =
+            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+                Ok(x) => x,
+                Err(e) => return Reach::Dead(e.to_string()),
+            };
+        // The driver ends when the connection closes or the runtime stops; its errors
+        // surface through the sender.
+        drop(tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "the daemon connection ended");
+            }
+        }));
+        match sender.send_request(request).await {
+            Ok(response) => self.finish(sender, response).await,
+            Err(e) => Reach::Dead(e.to_string()),
+        }
+    }
+
+    /// Reads an answer and returns a healthy connection to the pool.
+    async fn finish(
+        &self,
+        sender: Sender,
+        response: hyper::Response<hyper::body::Incoming>,
+    ) -> Reach {
+        let theirs = response
+            .headers()
+            .get(PROTOCOL_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
+        if theirs != PROTOCOL_VERSION.to_string() {
+            return Reach::Stale { theirs };
+        }
+        let status = response.status().as_u16();
+        let limited = http_body_util::Limited::new(response.into_body(), MAX_REPLY);
+        let body = match limited.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return Reach::Dead(format!("the answer broke off: {e}")),
+        };
+        if !sender.is_closed() {
+            self.put_idle(sender);
+        }
+        Reach::Answer(Reply { status, body })
+    }
 }
 
-#[cfg(unix)]
-async fn exchange(socket: &Path, method: &str, path: &str, body: Option<Vec<u8>>) -> Reach {
-    let stream = match tokio::net::UnixStream::connect(socket).await {
-        Ok(s) => s,
-        Err(e) => return Reach::Dead(e.to_string()),
+fn build(
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> hyper::http::Result<Request<Full<Bytes>>> {
+    let content_type = if body.is_some() {
+        "application/json"
+    } else {
+        "text/plain"
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
-        Ok(x) => x,
-        Err(e) => return Reach::Dead(e.to_string()),
-    };
-    // The connection driver ends with the request; its own error shows up below.
-    let driver = tokio::spawn(conn);
-    let has_body = body.is_some();
-    let request = Request::builder()
+    Request::builder()
         .method(method)
         .uri(path)
         .header(hyper::header::HOST, "latchkeyd")
         .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
-        .header(
-            hyper::header::CONTENT_TYPE,
-            if has_body {
-                "application/json"
-            } else {
-                "text/plain"
-            },
-        )
-        .body(Full::new(Bytes::from(body.unwrap_or_default())));
-    let request = match request {
-        Ok(r) => r,
-        Err(e) => return Reach::Dead(format!("cannot build the request: {e}")),
-    };
-    let response = match sender.send_request(request).await {
-        Ok(r) => r,
-        Err(e) => {
-            driver.abort();
-            return Reach::Dead(e.to_string());
-        }
-    };
-    let theirs = response
-        .headers()
-        .get(PROTOCOL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none")
-        .to_string();
-    if theirs != PROTOCOL_VERSION.to_string() {
-        driver.abort();
-        return Reach::Stale { theirs };
-    }
-    let status = response.status().as_u16();
-    let limited = http_body_util::Limited::new(response.into_body(), MAX_REPLY);
-    let body = match limited.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            driver.abort();
-            return Reach::Dead(format!("the answer broke off: {e}"));
-        }
-    };
-    driver.abort();
-    Reach::Answer(Reply { status, body })
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+}
+
+#[cfg(unix)]
+async fn connect(socket: &Path) -> std::io::Result<tokio::net::UnixStream> {
+    tokio::net::UnixStream::connect(socket).await
+}
+
+/// Windows: the daemon listens on a named pipe whose name is derived from the
+/// socket path (`latchkey_proto::paths::pipe_name`). Unverified: nothing here builds
+/// or runs on Windows in CI (see packaging/README.md).
+#[cfg(windows)]
+async fn connect(socket: &Path) -> std::io::Result<interprocess::local_socket::tokio::Stream> {
+    use interprocess::local_socket::traits::tokio::Stream as _;
+    use interprocess::local_socket::{GenericFilePath, ToFsName};
+    let name = latchkey_proto::paths::pipe_name(socket);
+    let name = name.as_str().to_fs_name::<GenericFilePath>()?;
+    interprocess::local_socket::tokio::Stream::connect(name).await
+}
+
+#[cfg(not(any(unix, windows)))]
+async fn connect(_socket: &Path) -> std::io::Result<tokio::net::TcpStream> {
+    Err(std::io::Error::other(
+        "no daemon transport on this platform",
+    ))
 }

@@ -169,9 +169,38 @@ impl Paths {
     }
 }
 
+/// The Windows named pipe that stands for `socket`: `\\.\pipe\latchkey-` and a
+/// 64-bit FNV-1a hash of the socket path in hex. Windows has no socket files in a
+/// private folder, so the path the rest of Latchkey reasons about (LATCHKEY_HOME,
+/// LATCHKEY_SOCKET) is mapped to one pipe name per path: two homes never share a
+/// daemon, and the client and the daemon agree without configuration. The pipe's
+/// access list, not its name, keeps other users out (daemon/src/server/listen.rs).
+pub fn pipe_name(socket: &Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in socket.to_string_lossy().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!(r"\\.\pipe\latchkey-{hash:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipe_names_are_stable_and_distinct_per_socket() {
+        let a = pipe_name(Path::new("/home/a/run/latchkeyd.sock"));
+        assert!(a.starts_with(r"\\.\pipe\latchkey-"), "{a}");
+        assert_eq!(a.len(), r"\\.\pipe\latchkey-".len() + 16);
+        assert_eq!(a, pipe_name(Path::new("/home/a/run/latchkeyd.sock")));
+        assert_ne!(a, pipe_name(Path::new("/home/b/run/latchkeyd.sock")));
+        // FNV-1a of the empty string is the offset basis.
+        assert_eq!(
+            pipe_name(Path::new("")),
+            r"\\.\pipe\latchkey-cbf29ce484222325"
+        );
+    }
 
     fn base() -> EnvInputs {
         EnvInputs {

@@ -22,6 +22,20 @@ pub fn harden() {
             tracing::warn!(error = %e, "cannot set RLIMIT_CORE to 0");
         }
     }
-    #[cfg(not(target_os = "linux"))]
+    // macOS and the BSDs: no core files. ptrace(PT_DENY_ATTACH) is not used: it
+    // also blocks the user's own debugger and is trivially bypassed (unverified here).
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        use rustix::process::{Resource, Rlimit, setrlimit};
+        let none = Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        };
+        if let Err(e) = setrlimit(Resource::Core, none) {
+            tracing::warn!(error = %e, "cannot set RLIMIT_CORE to 0");
+        }
+        tracing::debug!("ptrace attach is not disabled on this OS");
+    }
+    #[cfg(not(unix))]
     tracing::warn!("core dumps and ptrace are not disabled on this OS");
 }

@@ -1,5 +1,7 @@
-//! Getting a listening socket: the private runtime folder, the single-instance
-//! lock, stale-socket removal, and socket activation (systemd's LISTEN_FDS).
+//! Getting a listening socket (Unix): the private runtime folder, the
+//! single-instance lock, stale-socket removal, and socket activation (systemd's
+//! LISTEN_FDS, launchd's `launch_activate_socket`). Windows has the same interface
+//! over a named pipe in `listen_windows.rs`.
 //!
 //! Order matters (rbw's lesson): the instance lock is taken *before* a leftover
 //! socket file is removed, so a running daemon's socket is never unlinked by a
@@ -19,6 +21,7 @@ use crate::vault::fs;
 pub enum Activation {
     SelfBound,
     Systemd,
+    Launchd,
 }
 
 impl Activation {
@@ -26,7 +29,64 @@ impl Activation {
         match self {
             Activation::SelfBound => "self",
             Activation::Systemd => "systemd",
+            Activation::Launchd => "launchd",
         }
+    }
+}
+
+/// The bound, not yet served, listener.
+pub type Listener = std::os::unix::net::UnixListener;
+
+/// The Unix socket's connections, each admitted by the peer's uid.
+#[derive(Debug)]
+pub struct UnixIncoming {
+    listener: tokio::net::UnixListener,
+    own_uid: u32,
+}
+
+impl super::Incoming for UnixIncoming {
+    type Io = tokio::net::UnixStream;
+
+    async fn accept(&self) -> std::io::Result<tokio::net::UnixStream> {
+        self.listener.accept().await.map(|(stream, _)| stream)
+    }
+
+    fn verify(&self, io: &tokio::net::UnixStream) -> Option<super::PeerVerified> {
+        super::peer::verify_unix(io, self.own_uid)
+    }
+}
+
+/// Serves `listener` (inside the runtime). Without a known uid of our own, no peer
+/// can match it: every connection is refused rather than any admitted.
+pub fn incoming(listener: Listener) -> std::io::Result<UnixIncoming> {
+    listener.set_nonblocking(true)?;
+    Ok(UnixIncoming {
+        listener: tokio::net::UnixListener::from_std(listener)?,
+        own_uid: fs::current_uid().unwrap_or(u32::MAX),
+    })
+}
+
+/// The socket path clients should be told about: an activated socket may live
+/// elsewhere than the computed path.
+pub fn served_path(listener: &Listener, activation: Activation, computed: &Path) -> PathBuf {
+    match listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+    {
+        Some(actual) if activation != Activation::SelfBound => actual,
+        _ => computed.to_path_buf(),
+    }
+}
+
+/// Removes our own socket file after a clean stop, so clients see "not running" at
+/// once instead of a refusal. An activated socket belongs to its manager.
+pub fn remove_socket(socket: &Path, activation: Activation) {
+    if activation != Activation::SelfBound {
+        return;
+    }
+    if let Err(e) = std::fs::remove_file(socket) {
+        tracing::debug!(error = %e, "the socket was already gone");
     }
 }
 
@@ -119,6 +179,14 @@ pub fn bind(socket: &Path) -> Result<Bound, StorageError> {
             activation: Activation::Systemd,
         });
     }
+    #[cfg(target_os = "macos")]
+    if let Some(listener) = launchd::activated_listener()? {
+        return Ok(Bound::Serving {
+            listener,
+            lock,
+            activation: Activation::Launchd,
+        });
+    }
     // We hold the lock, so no live latchkeyd owns a socket file here. But a listener
     // may still be there without one (a systemd socket unit whose service is
     // stopped): replacing that would leave systemd on a socket nobody can reach.
@@ -171,11 +239,19 @@ fn activated_listener() -> Result<Option<std::os::unix::net::UnixListener>, Stor
     use std::os::fd::FromRawFd;
     // SAFETY: systemd passed fd 3 to this process (LISTEN_PID matched), and nothing
     // else in the process has taken ownership of it. What kind of fd it is gets
-    // checked right below, before it is used.
+    // checked by `adopt`, before it is used.
     #[allow(unsafe_code)]
-    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(3) };
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(3) };
+    adopt(fd, "fd 3 (LISTEN_FDS)").map(Some)
+}
+
+/// Takes a listening socket handed over by a service manager: it must be a
+/// listening Unix stream socket; it is made close-on-exec (no child inherits it) and
+/// non-blocking (tokio needs that).
+fn adopt(fd: std::os::fd::OwnedFd, what: &str) -> Result<Listener, StorageError> {
+    let listener = Listener::from(fd);
     let bad = |reason: &str| StorageError::Insecure {
-        path: "fd 3 (LISTEN_FDS)".into(),
+        path: what.into(),
         reason: reason.to_string(),
     };
     let is_unix = rustix::net::sockopt::socket_domain(&listener)
@@ -186,14 +262,67 @@ fn activated_listener() -> Result<Option<std::os::unix::net::UnixListener>, Stor
     if !(is_unix && is_stream && listening) {
         return Err(bad("it is not a listening Unix stream socket"));
     }
-    // sd_listen_fds() sets close-on-exec; so do we, so no child inherits it.
     rustix::io::fcntl_setfd(&listener, rustix::io::FdFlags::CLOEXEC)
         .map_err(|e| bad(&format!("cannot set close-on-exec: {e}")))?;
-    // A socket-activated fd may be blocking; tokio needs it non-blocking.
     listener
         .set_nonblocking(true)
-        .map_err(|e| StorageError::io("use the activated socket", "fd 3", e))?;
-    Ok(Some(listener))
+        .map_err(|e| StorageError::io("use the activated socket", what, e))?;
+    Ok(listener)
+}
+
+/// launchd socket activation (macOS): the agent's plist declares a socket named
+/// `Listeners`; launchd creates it and starts latchkeyd on the first connection.
+///
+/// UNVERIFIED: no macOS machine builds this project, so this FFI has never been
+/// compiled against the real libSystem. The adoption checks after it are the ones
+/// the systemd path runs (and tests) on Linux.
+#[cfg(target_os = "macos")]
+mod launchd {
+    use std::ffi::{c_char, c_int, c_void};
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    use super::{Listener, StorageError, adopt};
+
+    #[allow(unsafe_code)]
+    unsafe extern "C" {
+        /// launch_activate_socket(3), in libSystem (liblaunch).
+        fn launch_activate_socket(
+            name: *const c_char,
+            fds: *mut *mut c_int,
+            cnt: *mut usize,
+        ) -> c_int;
+        fn free(ptr: *mut c_void);
+    }
+
+    /// The name of the socket in the plist's `Sockets` dictionary.
+    const NAME: &std::ffi::CStr = c"Listeners";
+
+    pub(super) fn activated_listener() -> Result<Option<Listener>, StorageError> {
+        let mut fds: *mut c_int = std::ptr::null_mut();
+        let mut count: usize = 0;
+        // SAFETY: NAME is NUL-terminated; `fds` and `count` are valid out-pointers.
+        #[allow(unsafe_code)]
+        let rc = unsafe { launch_activate_socket(NAME.as_ptr(), &mut fds, &mut count) };
+        if rc != 0 || fds.is_null() {
+            // ESRCH: not started by launchd; ENOENT: no such socket in the plist.
+            return Ok(None);
+        }
+        // SAFETY: on success launchd returns `count` descriptors in a malloc'd array
+        // that the caller owns (and frees) and whose descriptors it now owns.
+        #[allow(unsafe_code)]
+        let owned: Vec<OwnedFd> = unsafe {
+            let v = (0..count)
+                .map(|i| OwnedFd::from_raw_fd(*fds.add(i)))
+                .collect();
+            free(fds.cast());
+            v
+        };
+        // One socket path gives one descriptor; any others are closed on drop.
+        match owned.into_iter().next() {
+            Some(fd) => adopt(fd, "the launchd socket \"Listeners\"").map(Some),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Tells systemd the daemon is ready (`Type=notify`): one `READY=1` datagram to

@@ -1,15 +1,21 @@
-//! `latchkeyd`: the engine served on a Unix socket (SPEC §1, §5).
+//! `latchkeyd`: the engine served on a local socket (SPEC §1, §5): a Unix socket, or
+//! a named pipe on Windows (unverified there; see `listen`).
 //!
-//! [`run`] takes an already-bound listener, so tests can start the real server in
-//! process on a temporary socket. Per connection: the peer check (closed unanswered
-//! for another uid), a connection limit, hyper's HTTP/1.1 with bounded headers and a
-//! header-read timeout (slow or idle clients are dropped), and graceful shutdown.
+//! [`run`] takes an already-bound listener ([`Incoming`]), so tests can start the
+//! real server in process on a temporary socket. Per connection: the peer check
+//! (closed unanswered for another user), a connection limit, hyper's HTTP/1.1 with
+//! bounded headers and a header-read timeout (slow or idle clients are dropped), and
+//! graceful shutdown.
 //!
 //! Shutdown has one source, the daemon's `CancellationToken`: signals, `POST
 //! /v1/shutdown` and `--idle-exit` cancel it; the accept loop stops, open
 //! connections finish their request, and the drain is bounded.
 
 pub mod harden;
+#[cfg(unix)]
+pub mod listen;
+#[cfg(windows)]
+#[path = "listen_windows.rs"]
 pub mod listen;
 pub mod login;
 pub mod peer;
@@ -22,11 +28,11 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+pub use peer::PeerVerified;
 pub use state::Daemon;
 
 use crate::session::refresh::Want;
@@ -43,10 +49,18 @@ pub const MAX_HEAD: usize = 32 * 1024;
 /// How long shutdown waits for open requests.
 pub const DRAIN: Duration = Duration::from_secs(5);
 
+/// Where connections come from: the platform's listener and its peer check. The
+/// check is the only way to make a [`PeerVerified`], which every route requires.
+pub trait Incoming {
+    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl std::future::Future<Output = std::io::Result<Self::Io>> + Send;
+    /// `None`: close the connection unanswered.
+    fn verify(&self, io: &Self::Io) -> Option<PeerVerified>;
+}
+
 /// Serves `daemon` on `listener` until the daemon's shutdown token is cancelled.
-pub async fn run(listener: UnixListener, daemon: Arc<Daemon>, idle_exit: Option<Duration>) {
+pub async fn run<L: Incoming>(listener: L, daemon: Arc<Daemon>, idle_exit: Option<Duration>) {
     let app = routes::router(daemon.clone());
-    let own_uid = crate::vault::fs::current_uid().unwrap_or(0);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let tracker = TaskTracker::new();
     tracker.spawn(proactive_refresh(daemon.clone()));
@@ -59,7 +73,7 @@ pub async fn run(listener: UnixListener, daemon: Arc<Daemon>, idle_exit: Option<
             a = listener.accept() => a,
         };
         let stream = match accepted {
-            Ok((s, _)) => s,
+            Ok(s) => s,
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
@@ -67,7 +81,7 @@ pub async fn run(listener: UnixListener, daemon: Arc<Daemon>, idle_exit: Option<
                 continue;
             }
         };
-        let Some(peer) = peer::verify(&stream, own_uid) else {
+        let Some(peer) = listener.verify(&stream) else {
             continue;
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {

@@ -1,25 +1,26 @@
-//! The peer-credential check every connection passes before any route runs.
+//! The peer check every connection passes before any route runs.
 //!
-//! [`PeerVerified`] can only be made by [`verify`], which reads the peer's uid from
-//! the kernel (SO_PEERCRED) and refuses any uid but the daemon's own. Handlers and
-//! the audit log take a `PeerVerified`, so a route reached without the check does not
-//! compile.
+//! [`PeerVerified`] can only be made in this module: on Unix by [`verify_unix`],
+//! which reads the peer's uid from the kernel (SO_PEERCRED / getpeereid) and refuses
+//! any uid but the daemon's own; on Windows by [`verify_pipe`] after the named pipe's
+//! access list (owner only) has let the client in. Handlers and the audit log take a
+//! `PeerVerified`, so a route reached without the check does not compile.
 
-use tokio::net::UnixStream;
-
-/// A connection whose peer the kernel says runs as this daemon's user.
+/// A connection whose peer the OS says runs as this daemon's user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerVerified {
-    uid: u32,
-    pid: Option<i32>,
+    uid: Option<u32>,
+    pid: Option<u32>,
 }
 
 impl PeerVerified {
-    pub fn uid(&self) -> u32 {
+    /// The peer's uid (Unix; `None` on Windows, where the pipe's access list checked
+    /// the user).
+    pub fn uid(&self) -> Option<u32> {
         self.uid
     }
 
-    pub fn pid(&self) -> Option<i32> {
+    pub fn pid(&self) -> Option<u32> {
         self.pid
     }
 
@@ -33,8 +34,9 @@ impl PeerVerified {
     }
 }
 
-/// Checks the peer of `stream`; `None` means: close it unanswered.
-pub fn verify(stream: &UnixStream, own_uid: u32) -> Option<PeerVerified> {
+/// Checks the peer of a Unix socket connection; `None` means: close it unanswered.
+#[cfg(unix)]
+pub fn verify_unix(stream: &tokio::net::UnixStream, own_uid: u32) -> Option<PeerVerified> {
     let cred = match stream.peer_cred() {
         Ok(c) => c,
         Err(e) => {
@@ -51,7 +53,26 @@ pub fn verify(stream: &UnixStream, own_uid: u32) -> Option<PeerVerified> {
         return None;
     }
     Some(PeerVerified {
-        uid: cred.uid(),
-        pid: cred.pid(),
+        uid: Some(cred.uid()),
+        pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
     })
+}
+
+/// Windows: the pipe was created with an access list that admits only its owner and
+/// rejects remote clients, so the OS has already checked the user when a client
+/// gets here. The client's process id is read for the audit log; a connection whose
+/// peer cannot be identified is closed. Unverified: see `listen` (Windows).
+#[cfg(windows)]
+pub fn verify_pipe(stream: &interprocess::local_socket::tokio::Stream) -> Option<PeerVerified> {
+    use interprocess::local_socket::traits::StreamCommon as _;
+    match stream.peer_creds() {
+        Ok(creds) => Some(PeerVerified {
+            uid: None,
+            pid: creds.pid(),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot identify the pipe client; closing the connection");
+            None
+        }
+    }
 }

@@ -197,7 +197,7 @@ impl Daemon {
 
     /// The hot path: a token that is fresh enough, from memory when possible.
     pub async fn token(
-        &self,
+        self: &Arc<Self>,
         profile: &str,
         min_ttl: u64,
     ) -> Result<(AccessToken, Served), EngineError> {
@@ -229,7 +229,33 @@ impl Daemon {
     }
 
     /// Runs the engine's refresh transaction and keeps the books.
-    pub async fn refresh(&self, profile: &str, want: Want) -> Result<AccessToken, EngineError> {
+    ///
+    /// The transaction runs in a task of its own, so that nothing the requester does
+    /// can cancel it half way: a client that gives up (the 500 ms fallback), a
+    /// dropped connection or a route deadline drops only its wait. A refresh
+    /// cancelled after the provider answered and before the write would leave a
+    /// spent refresh token in the vault, and the provider's reuse detection would
+    /// end the session on the next refresh.
+    pub async fn refresh(
+        self: &Arc<Self>,
+        profile: &str,
+        want: Want,
+    ) -> Result<AccessToken, EngineError> {
+        let this = Arc::clone(self);
+        let name = profile.to_string();
+        match tokio::spawn(async move { this.refresh_to_the_end(&name, want).await }).await {
+            Ok(result) => result,
+            Err(e) => Err(EngineError::Internal(format!(
+                "the refresh task failed: {e}"
+            ))),
+        }
+    }
+
+    async fn refresh_to_the_end(
+        &self,
+        profile: &str,
+        want: Want,
+    ) -> Result<AccessToken, EngineError> {
         let result = match self.engine.refresh_as(profile, want).await {
             Err(EngineError::Unsaved {
                 profile: p,
@@ -385,9 +411,15 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Resident memory from /proc/self/statm (Linux).
+/// Resident memory from /proc/self/statm (Linux; `None` elsewhere).
+#[cfg(unix)]
 fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * rustix::param::page_size() as u64)
+}
+
+#[cfg(not(unix))]
+fn rss_bytes() -> Option<u64> {
+    None
 }

@@ -268,7 +268,7 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     #[cfg(not(unix))]
     {
         // Windows cannot open a folder as a file; NTFS journals the rename itself.
-        drop(dir);
+        let _unused: &Path = dir;
         Ok(())
     }
 }

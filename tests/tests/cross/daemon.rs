@@ -7,7 +7,7 @@ use std::io::{BufRead, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use latchkey_tests::fake_idp::{DeviceApproval, FakeIdpConfig, TokenKind};
+use latchkey_tests::fake_idp::{DeviceApproval, Endpoint, FakeIdpConfig, Fault, TokenKind};
 use latchkey_tests::harness::{Immutable, Run, World, api, raw_request};
 
 fn status(world: &World) -> serde_json::Value {
@@ -78,6 +78,43 @@ fn sixty_four_concurrent_processes_cause_one_refresh_through_the_daemon() {
     );
     let newest = world.newest(TokenKind::AccessToken);
     assert_eq!(runs[0].stdout.trim_end(), newest);
+    assert_eq!(world.idp.counters().grants_revoked, 0);
+}
+
+/// A client that gives up on the daemon mid-refresh (the 500 ms fallback) must not
+/// cancel the refresh: the provider has already been asked to rotate, so a refresh
+/// dropped before its write would leave a spent refresh token in the vault, and the
+/// next refresh would trip the provider's reuse detection and end the session.
+#[test]
+fn a_client_giving_up_mid_refresh_does_not_cancel_it() {
+    let world =
+        crate::refresh::world_due_for_refresh(FakeIdpConfig::default(), Duration::from_secs(2));
+    world.start_daemon();
+    let before = world.idp.counters();
+    world
+        .idp
+        .push_faults(Endpoint::Token, Fault::Slow(Duration::from_millis(1500)), 1);
+    let run = world.latchkey(["token"]).run();
+    run.ok();
+    assert!(
+        run.stderr.contains("did not answer within 500 ms"),
+        "the client fell back: {run:?}"
+    );
+    // The fallback waited for the daemon's refresh (the profile lock) and used it.
+    assert_eq!(run.stdout.trim_end(), world.newest(TokenKind::AccessToken));
+    let after = world.idp.counters();
+    assert_eq!(
+        after.token_requests.refresh_token - before.token_requests.refresh_token,
+        1
+    );
+    assert_eq!(after.grants_revoked, 0, "reuse detection tripped");
+    // The session goes on working, through the daemon and without it.
+    world.latchkey(["refresh"]).run().ok();
+    world
+        .latchkey(["refresh"])
+        .env("LATCHKEY_NO_DAEMON", "1")
+        .run()
+        .ok();
     assert_eq!(world.idp.counters().grants_revoked, 0);
 }
 

@@ -2,7 +2,6 @@
 //! per-user Latchkey daemon, in the foreground. Wiring only: the server lives in
 //! `latchkey_daemon::server`.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -102,23 +101,17 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail("cannot start the runtime", &e),
     };
-    // An activated socket may live elsewhere than the computed path: report the real one.
-    let socket = match listener
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_pathname().map(Path::to_path_buf))
-    {
-        Some(actual) if activation == listen::Activation::Systemd => actual,
-        _ => socket,
-    };
+    let socket = listen::served_path(&listener, activation, &socket);
     let engine = Engine::new(paths, config);
     let daemon = Daemon::new(engine, socket.clone(), activation.as_str());
     runtime.block_on(async {
-        let listener = match listener
-            .set_nonblocking(true)
-            .and_then(|()| tokio::net::UnixListener::from_std(listener))
-        {
+        let incoming = match listen::incoming(listener) {
             Ok(l) => l,
+            #[cfg(windows)]
+            Err(e) if listen::is_already_running(&e) => {
+                eprintln!("latchkeyd: already running on {}", socket.display());
+                return ExitCode::SUCCESS;
+            }
             Err(e) => return fail("cannot use the socket", &e),
         };
         tracing::info!(
@@ -129,33 +122,48 @@ fn main() -> ExitCode {
         );
         // Signals are watched before readiness is announced, so a SIGTERM sent right
         // after READY=1 is a graceful stop, not a kill.
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let stop = match stop_signals() {
             Ok(s) => s,
-            Err(e) => return fail("cannot watch SIGTERM", &e),
-        };
-        let mut int = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
-            Ok(s) => s,
-            Err(e) => return fail("cannot watch SIGINT", &e),
+            Err(e) => return fail("cannot watch for signals", &e),
         };
         let signals = daemon.shutdown.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-            }
+            stop.await;
             signals.cancel();
         });
         // Readiness only after the socket is bound and the engine is built.
         listen::notify_ready();
         let idle = args.idle_exit.filter(|s| *s > 0).map(Duration::from_secs);
-        server::run(listener, daemon, idle).await;
-        // Remove our socket so clients see "not running" at once, not a refusal.
-        if activation == listen::Activation::SelfBound
-            && let Err(e) = std::fs::remove_file(&socket)
-        {
-            tracing::debug!(error = %e, "the socket was already gone");
-        }
+        server::run(incoming, daemon, idle).await;
+        listen::remove_socket(&socket, activation);
         tracing::info!("latchkeyd stopped");
         ExitCode::SUCCESS
+    })
+}
+
+/// Resolves when the daemon is asked to stop: SIGTERM or SIGINT (Unix), Ctrl-C or
+/// Ctrl-Break (Windows). Registered before readiness is announced.
+#[cfg(unix)]
+fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
+}
+
+#[cfg(windows)]
+fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    let mut c = tokio::signal::windows::ctrl_c()?;
+    let mut brk = tokio::signal::windows::ctrl_break()?;
+    Ok(async move {
+        tokio::select! {
+            _ = c.recv() => tracing::info!("Ctrl-C: shutting down"),
+            _ = brk.recv() => tracing::info!("Ctrl-Break: shutting down"),
+        }
     })
 }

@@ -139,7 +139,15 @@ async fn stop(ctx: &Ctx) -> Result<bool, Error> {
     }
     for _ in 0..100 {
         match ctx.client.daemon_status().await.ok().flatten() {
-            None => return Ok(true),
+            // Silent: it stopped accepting. Report it stopped once the process is gone.
+            None if ctx
+                .client
+                .wait_for_daemon_exit(Duration::from_secs(5))
+                .await =>
+            {
+                return Ok(true);
+            }
+            None => break,
             Some(now) if now.pid != old.pid => return Ok(true),
             Some(_) => {}
         }
