@@ -165,3 +165,41 @@ fn a_runtime_folder_writable_by_others_is_flagged_by_doctor_and_made_private_by_
     assert_eq!(doctor_check(&world, "runtime_folder")["status"], "ok");
     world.stop_daemons();
 }
+
+/// A socket in a runtime folder another user owns is not ours to trust: the client
+/// must not take a token (or start a login) from whoever listens there. Here a
+/// listener of "another user" answers every request as a daemon would.
+#[test]
+#[ignore = "engine gap found by the soak: the client does not check the runtime folder or the peer before trusting the socket (docs/soak.md)"]
+fn a_socket_in_another_users_runtime_folder_is_not_trusted() {
+    use std::io::{Read, Write};
+    let world = World::default_provider();
+    world.login();
+    let real = embedded(&world, &["token"]).run().ok().stdout.clone();
+    let run_dir = world.socket().parent().expect("a folder").to_path_buf();
+    std::fs::create_dir(&run_dir).expect("the runtime folder can be made");
+    let listener =
+        std::os::unix::net::UnixListener::bind(world.socket()).expect("the impostor binds");
+    chown(&run_dir, NOBODY);
+    chown(&world.socket(), NOBODY);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let body = r#"{"access_token":"impostor-token-0123456789","token_type":"Bearer","expires_at":null,"generation":1}"#;
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nLatchkey-Protocol: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let run = world.latchkey(["token"]).run();
+    chown(&run_dir, 0);
+    assert!(
+        !run.stdout.contains("impostor-token"),
+        "the client took a token from a socket in another user's folder: {run:#?}"
+    );
+    assert_eq!(run.stdout, real, "{run:#?}");
+}
