@@ -300,34 +300,43 @@ impl OidcProvider {
         (r.status, json)
     }
 
-    /// Approves a device login like a person would: opens `verification_uri_complete`,
-    /// confirms the code, signs in as the test account and consents, all through the
-    /// package's own HTML pages with form posts. Returns the pages' titles in order.
+    /// Approves a device login as the test account: see [`approve_device`].
     pub fn approve_device(&self, verification_uri_complete: &str) -> Result<Vec<String>, String> {
-        let mut agent = FormAgent::default();
-        let mut page = agent.get(verification_uri_complete)?;
-        let mut titles = vec![page.title()];
-        for _ in 0..10 {
-            if page.body.contains("Sign-in Success") {
-                return Ok(titles);
-            }
-            let mut form = page.form().ok_or_else(|| {
-                format!(
-                    "no form on the page titled {:?} at {} (status {})",
-                    page.title(),
-                    page.url,
-                    page.status
-                )
-            })?;
-            if form.fields.contains_key("login") {
-                form.fields.insert("login".into(), self.login.clone());
-                form.fields.insert("password".into(), self.password.clone());
-            }
-            page = agent.submit(&page.url, &form)?;
-            titles.push(page.title());
-        }
-        Err(format!("the approval did not finish: {titles:?}"))
+        approve_device(verification_uri_complete, &self.login, &self.password)
     }
+}
+
+/// Approves a device login like a person would: opens `verification_uri_complete`,
+/// confirms the code, signs in as `login` and consents, all through oidc-provider's
+/// own HTML pages with form posts. Returns the pages' headings in order.
+pub fn approve_device(
+    verification_uri_complete: &str,
+    login: &str,
+    password: &str,
+) -> Result<Vec<String>, String> {
+    let mut agent = FormAgent::default();
+    let mut page = agent.get(verification_uri_complete)?;
+    let mut titles = vec![page.heading()];
+    for _ in 0..10 {
+        if page.body.contains("Sign-in Success") {
+            return Ok(titles);
+        }
+        let mut form = page.form().ok_or_else(|| {
+            format!(
+                "no form on the page titled {:?} at {} (status {})",
+                page.title(),
+                page.url,
+                page.status
+            )
+        })?;
+        if form.fields.contains_key("login") {
+            form.fields.insert("login".into(), login.to_string());
+            form.fields.insert("password".into(), password.to_string());
+        }
+        page = agent.submit(&page.url, &form)?;
+        titles.push(page.heading());
+    }
+    Err(format!("the approval did not finish: {titles:?}"))
 }
 
 impl Drop for OidcProvider {
@@ -367,6 +376,15 @@ impl Page {
         between(&self.body, "<title>", "</title>")
             .map(|t| t.trim().to_string())
             .unwrap_or_default()
+    }
+
+    /// The first `<h1>`, else the `<title>`: the package's login and consent pages
+    /// share one title and differ in their heading.
+    pub fn heading(&self) -> String {
+        between(&self.body, "<h1>", "</h1>")
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| self.title())
     }
 
     /// The first form on the page.
