@@ -247,8 +247,10 @@ impl Soak {
         took[took.len() / 2]
     }
 
-    /// One forced refresh killed after `delay`; returns the kill's wall-clock time.
-    fn kill_during_refresh(&mut self, kind: Kind, delay: Duration) -> f64 {
+    /// One forced refresh killed after `delay`; returns the kill's wall-clock time and
+    /// how long after the start it really landed (a loaded machine oversleeps).
+    fn kill_during_refresh(&mut self, kind: Kind, delay: Duration) -> (f64, Duration) {
+        let started = Instant::now();
         match kind {
             Kind::Embedded | Kind::Client => {
                 let mut cmd = self.world.latchkey(["refresh", "--json"]);
@@ -259,7 +261,7 @@ impl Soak {
                 }
                 let mut child = cmd.spawn();
                 std::thread::sleep(delay);
-                let at = now_ms();
+                let at = (now_ms(), started.elapsed());
                 let _ = child.kill();
                 let run = Run::from(child.wait_with_output().expect("the child can be reaped"));
                 self.world.capture("refresh --json (killed)", &run, false);
@@ -280,7 +282,7 @@ impl Soak {
                     api(&socket, "POST", "/v1/profiles/work/refresh", None)
                 });
                 std::thread::sleep(delay);
-                let at = now_ms();
+                let at = (now_ms(), started.elapsed());
                 self.daemon.kill();
                 let _ = request.join();
                 at
@@ -310,7 +312,7 @@ impl Soak {
         let sent = fingerprint(sent.expose());
         self.world.idp.clear_log();
 
-        let kill_at = self.kill_during_refresh(kind, delay);
+        let (kill_at, delay) = self.kill_during_refresh(kind, delay);
         self.tally.kills[k] += 1;
 
         // Barrier: a refresh still running (in the daemon, for `client`) holds the
