@@ -5,8 +5,8 @@
 //! `scripts/soak [--short] [--duration SECS] [--seed N] [--kinds embedded,daemon,client]`
 //! builds the binaries and runs this. Each kill iteration:
 //! 1. reads the vault (generation G, refresh token R) and clears the provider's log;
-//! 2. starts a forced refresh and, after a delay drawn uniformly from [0, the typical
-//!    refresh duration measured first], kills with SIGKILL one of:
+//! 2. starts a forced refresh and, after a delay drawn uniformly from [0, 1.5x the
+//!    median refresh duration measured first], kills with SIGKILL one of:
 //!    - `embedded`: a `latchkey refresh` run with LATCHKEY_NO_DAEMON=1;
 //!    - `daemon`: `latchkeyd` while it serves `POST /v1/profiles/work/refresh` (sent
 //!      from here: the `latchkey` client would fall back and refresh again by itself,
@@ -474,11 +474,11 @@ impl Soak {
 
 /// The floor under the window: one atomic, durable write of a vault-sized file in
 /// the state folder (temp file, write, fsync, rename, fsync the folder), as the
-/// engine does it. Median of `n`, in microseconds.
-fn fsync_floor(dir: &std::path::Path, n: usize) -> u64 {
+/// engine does it. `n` samples, in microseconds.
+fn fsync_floor(dir: &std::path::Path, n: usize) -> Vec<u64> {
     use std::io::Write;
     let bytes = vec![0x5a_u8; 1200];
-    let mut took: Vec<u64> = (0..n)
+    let took: Vec<u64> = (0..n)
         .map(|_| {
             let t0 = Instant::now();
             let mut tmp = tempfile::Builder::new()
@@ -496,8 +496,7 @@ fn fsync_floor(dir: &std::path::Path, n: usize) -> u64 {
         })
         .collect();
     let _ = std::fs::remove_file(dir.join("soak-floor"));
-    took.sort_unstable();
-    took[took.len() / 2]
+    took
 }
 
 fn stats(v: &mut [u64]) -> Option<(u64, u64, u64)> {
@@ -562,7 +561,7 @@ fn main() {
         tally: Tally::default(),
     };
 
-    let typical = Kind::ALL.map(|k| soak.calibrate(k, 9));
+    let typical = Kind::ALL.map(|k| soak.calibrate(k, 15));
     println!(
         "typical forced refresh: embedded process {:.1} ms, daemon request {:.1} ms, client through the daemon {:.1} ms",
         typical[0].as_secs_f64() * 1000.0,
@@ -570,11 +569,8 @@ fn main() {
         typical[2].as_secs_f64() * 1000.0
     );
 
-    let floor_us = fsync_floor(&soak.world.home.state_dir(), 30);
-    println!(
-        "floor: one atomic fsync'd write of a vault-sized file in the state folder {}",
-        fmt_ms(floor_us)
-    );
+    // The floor is sampled before and after the kills: the disk's speed drifts.
+    let mut floor = fsync_floor(&soak.world.home.state_dir(), 30);
 
     let t0 = Instant::now();
     let mut iterations = 0usize;
@@ -585,10 +581,13 @@ fn main() {
             continue;
         }
         let kind = kinds[soak.rng.below(kinds.len())];
-        let delay = soak.rng.upto(typical[kind as usize]);
+        // Up to 1.5x the median, so that slower refreshes are covered to their end.
+        let delay = soak.rng.upto(typical[kind as usize] * 3 / 2);
         soak.kill_iteration(kind, delay);
     }
     soak.daemon.kill();
+    floor.extend(fsync_floor(&soak.world.home.state_dir(), 30));
+    let floor_us = stats(&mut floor).map_or(0, |(p50, _, _)| p50);
 
     let t = &soak.tally;
     let mut daemon_windows: Vec<u64> = refresh_windows(&soak.world.daemon_logs())
@@ -653,6 +652,10 @@ fn main() {
         );
     }
     println!("new logins after a loss        {}", t.relogins);
+    println!(
+        "fsync floor                    {} (median of 60 atomic fsync'd writes of a vault-sized file in the state folder)",
+        fmt_ms(floor_us)
+    );
     println!(
         "provider faults                {} refreshes, {} wrong",
         t.faults,
