@@ -22,6 +22,10 @@ const LONG: Duration = Duration::from_secs(3600);
 fn wait_until_due(world: &Interop) {
     let s = world.stored_session();
     let expires_at = s.expires_at.expect("the provider sent expires_in");
+    assert!(
+        expires_at - s.issued_at <= SHORT.as_secs() as i64 + 1,
+        "the stored token is not the short-lived one: a refresh came before the round started"
+    );
     let half = s.issued_at + (expires_at - s.issued_at) / 2;
     loop {
         let now = std::time::SystemTime::now()
@@ -57,10 +61,11 @@ fn sixty_four_processes_one_refresh(with_daemon: bool) {
             world.idp.set_access_token_ttl(SHORT);
             world.latchkey(["refresh"]).run().ok();
         }
+        // Counted from here: with a daemon, its proactive refresh (due after half
+        // the short lifetime) may be the one refresh of the round.
+        let before = world.idp.grants("refresh_token");
         world.idp.set_access_token_ttl(LONG);
         let old_token = world.stored_session().access_token.expose().to_string();
-        // Counted from here: with a daemon its proactive refresh may be the one.
-        let before = world.idp.grants("refresh_token");
         wait_until_due(&world);
         let started = Instant::now();
         let children: Vec<_> = (0..64).map(|_| world.latchkey(["token"]).spawn()).collect();
