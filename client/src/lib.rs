@@ -225,6 +225,7 @@ impl Client {
                 ),
                 Some("run `latchkey daemon restart`".into()),
             )),
+            Reach::Refused(why) => Err(refused(why)),
             Reach::Dead(_) | Reach::Hung => Ok(None),
         }
     }
@@ -237,6 +238,7 @@ impl Client {
             .await
         {
             Reach::Answer(_) | Reach::Stale { .. } => Ok(true),
+            Reach::Refused(why) => Err(refused(why)),
             Reach::Dead(_) | Reach::Hung => Ok(false),
         }
     }
@@ -316,6 +318,10 @@ impl Client {
                     self.paths.socket.display(),
                     self.deadline.as_millis()
                 ));
+                None
+            }
+            Reach::Refused(why) => {
+                self.notice(format!("{why}; answered from the encrypted file"));
                 None
             }
             Reach::Stale { theirs } => {
@@ -410,6 +416,18 @@ fn daemon_exe() -> PathBuf {
         .and_then(|p| p.parent().map(|d| d.join(&name)))
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// The error for a socket that is not this user's daemon (SPEC §9: a runtime folder
+/// with the wrong owner or mode is refused with a clear error).
+fn refused(why: String) -> Error {
+    Error::Daemon {
+        category: latchkey_proto::error::Category::LocalStorage,
+        message: why,
+        hint: Some(
+            "another user may have planted it: check the folder with `latchkey doctor`, remove it, or set LATCHKEY_SOCKET".into(),
+        ),
+    }
 }
 
 fn decode<T: DeserializeOwned>(r: &transport::Reply) -> Result<T, Error> {

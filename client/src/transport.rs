@@ -6,6 +6,9 @@
 //!   daemon): fall back, with a hint.
 //! - `Stale`: the daemon answered with another protocol version: fall back, and
 //!   suggest `latchkey daemon restart`.
+//! - `Refused`: something listens, but it is not this user's daemon (the socket, its
+//!   folder or the listening process belongs to another user): never talk to it;
+//!   fall back, and say why.
 //! - `Answer`: a typed answer, success or error, which is final.
 //!
 //! Connections are kept alive and reused (a small idle pool), so an embedding
@@ -48,6 +51,7 @@ pub enum Reach {
     Dead(String),
     Hung,
     Stale { theirs: String },
+    Refused(String),
 }
 
 /// The most a daemon answer may weigh.
@@ -130,7 +134,7 @@ impl Transport {
         }
         let stream = match connect(&self.socket).await {
             Ok(s) => s,
-            Err(e) => return Reach::Dead(e.to_string()),
+            Err(reach) => return reach,
         };
         let (mut sender, conn) =
             match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
@@ -197,26 +201,75 @@ fn build(
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
 }
 
+/// Connects to the daemon's socket, if it is this user's: the socket file and its
+/// folder must belong to us (a sticky folder such as /tmp may belong to root), the
+/// folder must not be writable by others unless it is sticky, and the listening
+/// process must run as us (SO_PEERCRED). Anything else could be another user's
+/// impostor, which could hand out tokens of its choosing or phish a login.
 #[cfg(unix)]
-async fn connect(socket: &Path) -> std::io::Result<tokio::net::UnixStream> {
-    tokio::net::UnixStream::connect(socket).await
+async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, Reach> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let uid = latchkey_daemon::vault::fs::current_uid();
+    let refused = |what: String| Reach::Refused(format!("{what}; not talking to it"));
+    let meta = match std::fs::symlink_metadata(socket) {
+        Ok(m) => m,
+        Err(e) => return Err(Reach::Dead(e.to_string())),
+    };
+    if !meta.file_type().is_socket() || Some(meta.uid()) != uid {
+        return Err(refused(format!(
+            "{} is not a socket of this user (owner uid {})",
+            socket.display(),
+            meta.uid()
+        )));
+    }
+    if let Some(dir) = socket.parent() {
+        let d = std::fs::metadata(dir).map_err(|e| Reach::Dead(e.to_string()))?;
+        let sticky = d.mode() & 0o1000 != 0;
+        let owner_ok = Some(d.uid()) == uid || (sticky && d.uid() == 0);
+        if !owner_ok || (!sticky && d.mode() & 0o022 != 0) {
+            return Err(refused(format!(
+                "the socket's folder {} belongs to uid {} or is writable by others (mode {:o})",
+                dir.display(),
+                d.uid(),
+                d.mode() & 0o7777
+            )));
+        }
+    }
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| Reach::Dead(e.to_string()))?;
+    match stream.peer_cred() {
+        Ok(c) if Some(c.uid()) == uid => Ok(stream),
+        Ok(c) => Err(refused(format!(
+            "the process listening on {} runs as uid {}",
+            socket.display(),
+            c.uid()
+        ))),
+        Err(e) => Err(refused(format!(
+            "cannot tell who listens on {}: {e}",
+            socket.display()
+        ))),
+    }
 }
 
 /// Windows: the daemon listens on a named pipe whose name is derived from the
-/// socket path (`latchkey_proto::paths::pipe_name`). Unverified: nothing here builds
-/// or runs on Windows in CI (see packaging/README.md).
+/// socket path (`latchkey_proto::paths::pipe_name`); the pipe's DACL admits only its
+/// owner. Unverified: type-checked by scripts/check-windows, never run.
 #[cfg(windows)]
-async fn connect(socket: &Path) -> std::io::Result<interprocess::local_socket::tokio::Stream> {
+async fn connect(socket: &Path) -> Result<interprocess::local_socket::tokio::Stream, Reach> {
     use interprocess::local_socket::traits::tokio::Stream as _;
     use interprocess::local_socket::{GenericFilePath, ToFsName};
     let name = latchkey_proto::paths::pipe_name(socket);
-    let name = name.as_str().to_fs_name::<GenericFilePath>()?;
-    interprocess::local_socket::tokio::Stream::connect(name).await
+    let name = name
+        .as_str()
+        .to_fs_name::<GenericFilePath>()
+        .map_err(|e| Reach::Dead(e.to_string()))?;
+    interprocess::local_socket::tokio::Stream::connect(name)
+        .await
+        .map_err(|e| Reach::Dead(e.to_string()))
 }
 
 #[cfg(not(any(unix, windows)))]
-async fn connect(_socket: &Path) -> std::io::Result<tokio::net::TcpStream> {
-    Err(std::io::Error::other(
-        "no daemon transport on this platform",
-    ))
+async fn connect(_socket: &Path) -> Result<tokio::net::TcpStream, Reach> {
+    Err(Reach::Dead("no daemon transport on this platform".into()))
 }
