@@ -293,7 +293,10 @@ pub fn run(data: &[u8]) {
         .expect("an in-memory body cannot fail")
         .to_bytes();
     if std::env::var_os("LATCHKEY_FUZZ_TRACE").is_some() {
-        eprintln!("{method} {path} -> {status} {}", String::from_utf8_lossy(&body));
+        eprintln!(
+            "{method} {path} -> {status} {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     assert!(
         !contains(&body, REFRESH_TOKEN),
