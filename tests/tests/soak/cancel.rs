@@ -1,11 +1,12 @@
 //! A refresh in the daemon whose caller goes away (SPEC §6, §9). The soak found that
-//! killing a `latchkey refresh` that talks to a live daemon can lose the session: the
-//! daemon runs the refresh inside the request's future, which the HTTP server drops
+//! killing a `latchkey refresh` that talks to a live daemon could lose the session:
+//! the daemon ran the refresh inside the request's future, which the HTTP server drops
 //! when the caller's connection closes, so a refresh dropped after the provider
-//! rotated the token but before the new vault was written leaves the vault holding a
-//! spent refresh token, without any process having crashed.
+//! rotated the token but before the new vault was written left the vault holding a
+//! spent refresh token, without any process having crashed. The daemon now runs the
+//! refresh in a task of its own (docs/soak.md, finding 1).
 //!
-//! This reproduces it deterministically: the token endpoint sits behind a proxy that
+//! This reproduces the situation deterministically: the token endpoint sits behind a proxy that
 //! forwards the request (the provider rotates), holds the answer until the caller has
 //! hung up, then delivers it. The daemon must still write the rotated session.
 
@@ -64,7 +65,6 @@ fn holding_proxy(upstream: std::net::SocketAddr) -> (String, mpsc::Receiver<()>,
 }
 
 #[test]
-#[ignore = "engine bug found by the soak: a daemon refresh is dropped with its caller's connection (docs/soak.md)"]
 fn a_refresh_whose_caller_hangs_up_is_still_written() {
     let world = World::default_provider();
     world.login();

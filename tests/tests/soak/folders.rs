@@ -170,7 +170,6 @@ fn a_runtime_folder_writable_by_others_is_flagged_by_doctor_and_made_private_by_
 /// must not take a token (or start a login) from whoever listens there. Here a
 /// listener of "another user" answers every request as a daemon would.
 #[test]
-#[ignore = "engine gap found by the soak: the client does not check the runtime folder or the peer before trusting the socket (docs/soak.md)"]
 fn a_socket_in_another_users_runtime_folder_is_not_trusted() {
     use std::io::{Read, Write};
     let world = World::default_provider();
