@@ -14,11 +14,12 @@
 //!
 //! Checked for every request: no panic, no hang; the `Latchkey-Protocol: 1` header;
 //! every non-2xx answer (but HEAD's) is the JSON error document; every 2xx body is
-//! JSON (the event stream is only checked for its status); the refresh token never
-//! appears in an answer, and the access token only in a 2xx `GET …/token`.
+//! JSON (the event stream is only checked for its status); the stored refresh token
+//! never appears in an answer, and the access token only in a 2xx `GET …/token`
+//! (unless the request itself carried them: an unknown login id is quoted back).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -45,13 +46,10 @@ const HANG: Duration = Duration::from_secs(45);
 struct Fixture {
     _home: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
-    paths: Paths,
-    config: Config,
     vault_file: PathBuf,
     vault_bytes: Vec<u8>,
     peer: PeerVerified,
     _pair: (tokio::net::UnixStream, tokio::net::UnixStream),
-    daemon: Arc<Daemon>,
     app: axum::Router,
 }
 
@@ -111,7 +109,7 @@ impl Fixture {
         );
         write_private(&paths.config_file, config_text.as_bytes());
         let config = Config::load(&paths.config_file).expect("the fixture config loads");
-        let engine = Engine::new(paths.clone(), config.clone());
+        let engine = Engine::new(paths.clone(), config);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("a clock after 1970")
@@ -149,31 +147,25 @@ impl Fixture {
         let vault_file = vault.path("work").expect("a vault path");
         let vault_bytes = std::fs::read(&vault_file).expect("the stored vault reads back");
         let daemon = Daemon::new(engine, paths.socket.clone(), "fuzz");
-        let app = routes::router(daemon.clone());
+        let app = routes::router(daemon);
         Fixture {
             _home: home,
             runtime,
-            paths,
-            config,
             vault_file,
             vault_bytes,
             peer,
             _pair: (a, b),
-            daemon,
             app,
         }
     }
 
-    /// Undoes what a request may have changed: a logout deletes the vault, a
-    /// shutdown request cancels the daemon.
+    /// Undoes what a request may have changed: a logout deletes the vault. A
+    /// shutdown request only cancels the daemon's token, which ends event streams at
+    /// once and changes no answer's status; a new daemon per shutdown would cost a
+    /// key derivation and an HTTP client each time, so the daemon is kept.
     fn reset(&mut self) {
         if std::fs::read(&self.vault_file).ok().as_deref() != Some(&self.vault_bytes[..]) {
             write_private(&self.vault_file, &self.vault_bytes);
-        }
-        if self.daemon.shutdown.is_cancelled() {
-            let engine = Engine::new(self.paths.clone(), self.config.clone());
-            self.daemon = Daemon::new(engine, self.paths.socket.clone(), "fuzz");
-            self.app = routes::router(self.daemon.clone());
         }
     }
 }
@@ -243,6 +235,28 @@ fn request(data: &[u8]) -> Option<Request<Body>> {
     req.body(Body::from(body)).ok()
 }
 
+/// The bytes with `%XX` escapes decoded, as the router decodes paths and queries.
+fn percent_decoded(bytes: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -298,11 +312,15 @@ pub fn run(data: &[u8]) {
             String::from_utf8_lossy(&body)
         );
     }
+    // A token the request itself carries may rightly be echoed (an unknown login id
+    // is quoted back); only the daemon's own copy must not come out.
+    let asked = percent_decoded(data);
+    let sent = |token: &str| contains(data, token) || contains(&asked, token);
     assert!(
-        !contains(&body, REFRESH_TOKEN),
+        sent(REFRESH_TOKEN) || !contains(&body, REFRESH_TOKEN),
         "{method} {path} -> {status} shows the refresh token"
     );
-    if contains(&body, ACCESS_TOKEN) {
+    if !sent(ACCESS_TOKEN) && contains(&body, ACCESS_TOKEN) {
         assert!(
             status.is_success() && method == Method::GET && path.ends_with("/token"),
             "{method} {path} -> {status} shows the access token"
