@@ -17,9 +17,10 @@
 //   is http://127.0.0.1/callback: for native clients the package ignores the port of
 //   loopback redirect URIs (RFC 8252 §7.3), so Latchkey's ephemeral-port listener
 //   matches.
-// - Refresh tokens: issued to that client whenever it may use the refresh_token
-//   grant (the package's default also wants the offline_access scope, which it drops
-//   from authorization requests without prompt=consent); rotated on every use; a
+// - Refresh tokens: the package's stock rule (the refresh_token grant and the
+//   offline_access scope, which it drops from authorization requests without
+//   prompt=consent, OIDC Core §11; Latchkey sends prompt=consent when it asks for
+//   offline_access, and the browser tests check a refresh token arrives); rotated on every use; a
 //   spent refresh token presented again revokes the whole grant (the package's reuse
 //   detection), so a double refresh by Latchkey would end the session.
 // - Device flow, revocation, introspection and userinfo enabled. Introspection is
@@ -153,9 +154,6 @@ const provider = new Provider(issuer, {
     userinfo: { enabled: true },
   },
   // PKCE is required for public clients by default; S256 is the only method.
-  async issueRefreshToken(_ctx, client) {
-    return client.grantTypeAllowed('refresh_token');
-  },
   rotateRefreshToken: true,
   ttl: {
     AccessToken: () => accessTokenTtl,

@@ -70,6 +70,11 @@ pub struct AuthorizeParams<'a> {
 }
 
 /// Builds the URL the person opens.
+///
+/// With `offline_access` among the scopes it asks for `prompt=consent` unless the
+/// profile sets a prompt itself: OpenID Connect Core §11 lets a provider ignore
+/// `offline_access` otherwise, and a certified one (oidc-provider) does, which
+/// would leave the session without a refresh token.
 pub fn authorize_url(endpoint: &Url, p: &AuthorizeParams<'_>, challenge: &str) -> Url {
     let mut url = endpoint.clone();
     {
@@ -83,6 +88,10 @@ pub fn authorize_url(endpoint: &Url, p: &AuthorizeParams<'_>, challenge: &str) -
             .append_pair("code_challenge_method", "S256");
         for (k, v) in p.extra {
             q.append_pair(k, v);
+        }
+        let offline = p.scope.split_whitespace().any(|s| s == "offline_access");
+        if offline && !p.extra.iter().any(|(k, _)| *k == "prompt") {
+            q.append_pair("prompt", "consent");
         }
     }
     url
@@ -276,6 +285,37 @@ fn page(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn query(scope: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let endpoint = Url::parse("https://id.example.test/authorize").unwrap();
+        let p = AuthorizeParams {
+            client_id: "cli",
+            redirect_uri: "http://127.0.0.1:1234/callback",
+            scope,
+            state: "s",
+            extra,
+        };
+        authorize_url(&endpoint, &p, "c")
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn offline_access_asks_for_consent_unless_the_profile_sets_a_prompt() {
+        let prompts = |q: Vec<(String, String)>| -> Vec<String> {
+            q.into_iter()
+                .filter(|(k, _)| k == "prompt")
+                .map(|(_, v)| v)
+                .collect()
+        };
+        assert_eq!(prompts(query("openid offline_access", &[])), ["consent"]);
+        assert!(prompts(query("openid profile", &[])).is_empty());
+        assert_eq!(
+            prompts(query("openid offline_access", &[("prompt", "login")])),
+            ["login"]
+        );
+    }
 
     #[test]
     fn pkce_matches_rfc7636_appendix_b() {
