@@ -81,8 +81,9 @@ What is measured (SPEC §8), all in one run on the machine below:
   first token, and again after the whole run.
 - **Breakdowns**: `floor start` (a process that only starts), `latchkey --version` (the \
   `latchkey` binary's start-up without any work), one refresh at the provider from inside \
-  the benchmark process, the daemon's own log of each refresh (the time from the \
-  provider's answer to the fsync of the new vault, SPEC §9), and an atomic fsync'd write \
+  the benchmark process, the daemon's own logs (its audit log's time per request, and \
+  per refresh the time from the provider's answer to the fsync of the new vault, SPEC \
+  §9), and an atomic fsync'd write \
   of a small file (write, fsync, rename, fsync of the folder) on the vault's file system: \
   they explain where the time of the headline figures goes.
 
