@@ -111,6 +111,37 @@ pub struct Config {
     pub profiles: BTreeMap<String, ProfileConfig>,
 }
 
+/// The `default_profile` of config.toml, read without parsing the document: the
+/// hot path of `latchkey token` needs only the profile's name (SPEC §4), and
+/// whoever answers (the daemon or the embedded engine) parses and checks the whole
+/// file anyway. `None` when the key is absent or written in any way this small
+/// reader does not follow (the caller then parses the file); never a name that the
+/// full parse would read differently.
+pub fn default_profile_hint(path: &Path) -> Option<String> {
+    let text = read(path).ok()??;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            // Tables begin: `default_profile` is a top-level key.
+            return None;
+        }
+        let Some(rest) = line.strip_prefix("default_profile") else {
+            continue;
+        };
+        let rest = rest.trim_start().strip_prefix('=')?.trim_start();
+        let quote = rest.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+        let (name, after) = rest[1..].split_once(quote)?;
+        let after = after.trim();
+        if !(after.is_empty() || after.starts_with('#')) {
+            return None;
+        }
+        // Profile names have no quotes, escapes or spaces, so the raw text is the value.
+        validate_name(name).ok()?;
+        return Some(name.to_string());
+    }
+    None
+}
+
 impl Config {
     /// Reads the config; a missing file is an empty config.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -412,6 +443,42 @@ impl ConfigEditor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_profile_hint_agrees_with_the_parser_or_abstains() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let profiles = "[profiles.work]\nissuer = \"https://id.example.com\"\nclient_id = \"c\"\n[profiles.dev-1]\nissuer = \"https://id.example.com\"\nclient_id = \"c\"\n";
+        for (head, hint) in [
+            ("default_profile = \"work\"\n", Some("work")),
+            ("default_profile='dev-1'   # comment\n", Some("dev-1")),
+            ("  default_profile   =   \"work\"\n", Some("work")),
+            ("# default_profile = \"dev-1\"\n", None),
+            ("", None),
+            ("default_profile = \"wo\\u0072k\"\n", None),
+            ("default_profile = \"\"\"work\"\"\"\n", None),
+            ("default_profile = \"work\" x\n", None),
+        ] {
+            std::fs::write(&path, format!("{head}{profiles}")).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            let got = default_profile_hint(&path);
+            assert_eq!(got.as_deref(), hint, "{head:?}");
+            if let (Some(h), Ok(full)) = (&got, Config::load(&path)) {
+                assert_eq!(
+                    full.default_profile.as_deref(),
+                    Some(h.as_str()),
+                    "{head:?}"
+                );
+            }
+        }
+        // A key inside a table is not the top-level one.
+        std::fs::write(&path, format!("{profiles}default_profile = \"work\"\n")).unwrap();
+        assert_eq!(default_profile_hint(&path), None);
+    }
 
     fn add(ed: &mut ConfigEditor, name: &str, default: bool) {
         ed.add(&NewProfile {

@@ -116,3 +116,123 @@ pub enum DaemonCommand {
     /// Stop, then start the daemon.
     Restart,
 }
+
+/// `latchkey token` in its common forms, recognised without building clap's command
+/// tree, which costs more than the rest of the hot path's own work (SPEC §8: a
+/// token through a warm daemon should cost little more than starting a process).
+/// Accepts only `token` with `--profile P`, `--json` and `--min-ttl N` (each at most
+/// once, `--opt value` or `--opt=value`, globals before or after `token`); anything
+/// else, including every error and `--help`, goes to clap, so the two cannot
+/// disagree on what they both accept (see the test below).
+pub fn fast_token(args: &[std::ffi::OsString]) -> Option<Cli> {
+    let mut command = false;
+    let mut profile: Option<String> = None;
+    let mut json = false;
+    let mut min_ttl: Option<u64> = None;
+    let mut it = args.iter().map(|a| a.to_str());
+    while let Some(arg) = it.next() {
+        let arg = arg?;
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v)),
+            _ => (arg, None),
+        };
+        match name {
+            "token" if !command && inline.is_none() => command = true,
+            "--json" if !json && inline.is_none() => json = true,
+            "--profile" if profile.is_none() => {
+                let v = match inline {
+                    Some(v) => v,
+                    None => it.next()??,
+                };
+                if v.is_empty() || v.starts_with('-') {
+                    return None;
+                }
+                profile = Some(v.to_string());
+            }
+            "--min-ttl" if command && min_ttl.is_none() => {
+                let v = match inline {
+                    Some(v) => v,
+                    None => it.next()??,
+                };
+                if !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                min_ttl = Some(v.parse().ok()?);
+            }
+            _ => return None,
+        }
+    }
+    command.then(|| Cli {
+        global: Global { profile, json },
+        command: Command::Token {
+            min_ttl: min_ttl.unwrap_or(latchkey_daemon::engine::DEFAULT_MIN_TTL),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<std::ffi::OsString> {
+        s.split_whitespace().map(Into::into).collect()
+    }
+
+    fn summary(cli: &Cli) -> (Option<String>, bool, Option<u64>) {
+        let ttl = match cli.command {
+            Command::Token { min_ttl } => Some(min_ttl),
+            _ => None,
+        };
+        (cli.global.profile.clone(), cli.global.json, ttl)
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_clap_on_everything_it_accepts() {
+        for line in [
+            "token",
+            "token --json",
+            "--json token",
+            "token --min-ttl 120",
+            "token --min-ttl=0",
+            "--profile work token",
+            "--profile=work token --min-ttl 5 --json",
+            "token --profile work",
+            "token --profile=dev-1",
+        ] {
+            let args = argv(line);
+            let fast = fast_token(&args).unwrap_or_else(|| panic!("fast path refused {line:?}"));
+            let mut full = vec![std::ffi::OsString::from("latchkey")];
+            full.extend(args);
+            let clap = Cli::try_parse_from(full).unwrap();
+            assert_eq!(summary(&fast), summary(&clap), "{line}");
+        }
+    }
+
+    #[test]
+    fn everything_else_goes_to_clap() {
+        for line in [
+            "",
+            "status",
+            "token --help",
+            "token -h",
+            "--version",
+            "token token",
+            "token --json --json",
+            "token --min-ttl",
+            "token --min-ttl -5",
+            "token --min-ttl 1e3",
+            "token --min-ttl 99999999999999999999999",
+            "--min-ttl 5 token",
+            "token --profile",
+            "token --profile --json",
+            "token --profile a --profile b",
+            "token --json=1",
+            "token=1",
+            "token --unknown",
+            "token -- x",
+            "refresh",
+        ] {
+            assert!(fast_token(&argv(line)).is_none(), "fast path took {line:?}");
+        }
+    }
+}

@@ -24,8 +24,13 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T, Error>>) -> Result
 
 fn main() -> ExitCode {
     // Decided before parsing, so even a usage error honours --json.
-    let json_requested = std::env::args_os().skip(1).any(|a| a == "--json");
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json_requested = args.iter().skip(1).any(|a| a == "--json");
+    let parsed = match cli::fast_token(args.get(1..).unwrap_or_default()) {
+        Some(cli) => Ok(cli),
+        None => Cli::try_parse_from(&args),
+    };
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => return render::clap_error(e, json_requested),
     };

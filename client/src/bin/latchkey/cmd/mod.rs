@@ -61,6 +61,10 @@ impl Ctx {
             })?;
             return Ok(name);
         }
+        // `default_profile` without parsing the whole file; the answerer checks it.
+        if let Some(name) = latchkey_daemon::config::default_profile_hint(&self.paths.config_file) {
+            return Ok(name);
+        }
         self.profile(&self.config()?)
     }
 
