@@ -76,6 +76,9 @@ pub struct Client {
     engine: OnceLock<Engine>,
     notices: Mutex<Vec<String>>,
     transport: Transport,
+    /// Set when the daemon was found hung, stale or not ours: later calls of this
+    /// client go to the embedded engine at once instead of waiting on it again.
+    bypass_daemon: std::sync::atomic::AtomicBool,
 }
 
 fn flag(name: &str) -> bool {
@@ -107,6 +110,7 @@ impl Client {
             notices: Mutex::new(Vec::new()),
             transport: Transport::new(paths.socket.clone()),
             paths,
+            bypass_daemon: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -243,32 +247,52 @@ impl Client {
         }
     }
 
-    /// Waits up to `wait` for the daemon process to be gone, not merely silent: the
-    /// kernel releases its instance lock (`latchkeyd.lock` beside the socket) only
-    /// when it exits. `true` once the lock is free or absent. Where there is no lock
-    /// file (Windows) there is nothing more to wait for.
-    pub async fn wait_for_daemon_exit(&self, wait: Duration) -> bool {
-        let lock = self.paths.socket.with_file_name("latchkeyd.lock");
-        let start = tokio::time::Instant::now();
-        loop {
-            let free = match std::fs::File::open(&lock) {
-                Ok(f) => match f.try_lock() {
-                    Ok(()) => true,
-                    Err(std::fs::TryLockError::WouldBlock) => false,
-                    Err(std::fs::TryLockError::Error(e)) => {
-                        tracing::debug!(error = %e, "cannot test the daemon's instance lock");
-                        true
-                    }
-                },
-                Err(_) => true,
-            };
-            if free {
-                return true;
+    /// The pid of the running daemon by its instance lock (`latchkeyd.lock` beside
+    /// the socket): the kernel releases the lock only when that process exits, so a
+    /// held lock names a live daemon even when it does not answer (stopped, wedged).
+    /// `None` when no process holds it, or where there is no lock file (Windows).
+    pub fn daemon_pid(&self) -> Option<u32> {
+        let path = self.paths.socket.with_file_name("latchkeyd.lock");
+        let file = std::fs::File::open(&path).ok()?;
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let text = std::fs::read_to_string(&path).ok()?;
+                text.trim().parse().ok()
             }
-            if start.elapsed() >= wait {
-                return false;
+            Ok(()) => None,
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::debug!(error = %e, "cannot test the daemon's instance lock");
+                None
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops a daemon that does not answer: SIGTERM (and SIGCONT, so a stopped one
+    /// wakes up to handle it) to the pid that holds the instance lock. `Ok(false)`
+    /// when no daemon holds it.
+    pub fn terminate_daemon(&self) -> Result<bool, Error> {
+        let Some(pid) = self.daemon_pid() else {
+            return Ok(false);
+        };
+        #[cfg(unix)]
+        {
+            use rustix::process::{Pid, Signal, kill_process};
+            let pid = i32::try_from(pid)
+                .ok()
+                .and_then(Pid::from_raw)
+                .ok_or_else(|| Error::Internal(format!("the daemon's lock names pid {pid}")))?;
+            kill_process(pid, Signal::TERM)
+                .and_then(|()| kill_process(pid, Signal::CONT))
+                .map_err(|e| {
+                    Error::Internal(format!("cannot signal latchkeyd (pid {pid:?}): {e}"))
+                })?;
+            Ok(true)
+        }
+        #[cfg(not(unix))]
+        {
+            Err(Error::Internal(format!(
+                "latchkeyd (pid {pid}) does not answer; end it with the Task Manager"
+            )))
         }
     }
 
@@ -295,6 +319,12 @@ impl Client {
         let Mode::DaemonFirst { autostart } = self.mode else {
             return None;
         };
+        if self
+            .bypass_daemon
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
         let mut reach = self
             .transport
             .call(method, path, body.clone(), self.deadline)
@@ -306,6 +336,16 @@ impl Client {
                 Err(e) => tracing::debug!(error = %e, "the daemon could not be started"),
             }
         }
+        self.classify(reach)
+    }
+
+    /// The fallback table applied to one outcome. `None` means: fall back.
+    fn classify<T: DeserializeOwned>(&self, reach: Reach) -> Option<Result<T, Error>> {
+        let unusable = |notice: String| {
+            self.bypass_daemon
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.notice(notice);
+        };
         match reach {
             Reach::Answer(r) => Some(decode(&r)),
             Reach::Dead(reason) => {
@@ -313,7 +353,7 @@ impl Client {
                 None
             }
             Reach::Hung => {
-                self.notice(format!(
+                unusable(format!(
                     "the daemon at {} did not answer within {} ms; answered from the encrypted file",
                     self.paths.socket.display(),
                     self.deadline.as_millis()
@@ -321,16 +361,45 @@ impl Client {
                 None
             }
             Reach::Refused(why) => {
-                self.notice(format!("{why}; answered from the encrypted file"));
+                unusable(format!("{why}; answered from the encrypted file"));
                 None
             }
             Reach::Stale { theirs } => {
-                self.notice(format!(
+                unusable(format!(
                     "the daemon speaks protocol {theirs}, this client {}; answered from the encrypted file (run `latchkey daemon restart`)",
                     latchkey_proto::PROTOCOL_VERSION
                 ));
                 None
             }
+        }
+    }
+
+    /// `latchkey token`'s hot path: one blocking request to the daemon, without an
+    /// async runtime. `Some` is the daemon's final answer (a token or a typed
+    /// error); `None` means: call [`Client::token`], which starts a missing daemon
+    /// or uses the embedded engine (a hung, stale or foreign daemon is not asked
+    /// again: the notice is already recorded).
+    pub fn token_blocking(&self, profile: &str, min_ttl: u64) -> Option<Result<Token, Error>> {
+        if self.mode == Mode::EmbeddedOnly {
+            return None;
+        }
+        #[cfg(unix)]
+        {
+            let path = format!("/v1/profiles/{profile}/token?min_ttl={min_ttl}");
+            let reach = transport::get_blocking(&self.paths.socket, &path, self.deadline);
+            let answer = self.classify::<api::Token>(reach)?;
+            Some(answer.map(|t| Token {
+                access_token: t.access_token,
+                token_type: t.token_type,
+                expires_at: t.expires_at,
+                generation: t.generation,
+                via: Via::Daemon,
+            }))
+        }
+        #[cfg(not(unix))]
+        {
+            let _unused = (profile, min_ttl);
+            None
         }
     }
 

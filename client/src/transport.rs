@@ -50,7 +50,9 @@ pub enum Reach {
     Answer(Reply),
     Dead(String),
     Hung,
-    Stale { theirs: String },
+    Stale {
+        theirs: String,
+    },
     /// Only Unix checks files and peers; on Windows the pipe's DACL does it.
     #[cfg_attr(not(unix), allow(dead_code))]
     Refused(String),
@@ -203,16 +205,15 @@ fn build(
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
 }
 
-/// Connects to the daemon's socket, if it is this user's: the socket file and its
-/// folder must belong to us (a sticky folder such as /tmp may belong to root), the
-/// folder must not be writable by others unless it is sticky, and the listening
-/// process must run as us (SO_PEERCRED). Anything else could be another user's
-/// impostor, which could hand out tokens of its choosing or phish a login.
+/// Whether `socket` may be this user's daemon, before connecting: the socket file
+/// and its folder must belong to us (a sticky folder such as /tmp may belong to
+/// root), and the folder must not be writable by others unless it is sticky.
+/// Anything else could be another user's impostor, which could hand out tokens of
+/// its choosing or phish a login.
 #[cfg(unix)]
-async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, Reach> {
+fn check_socket(socket: &Path) -> Result<(), Reach> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let uid = latchkey_daemon::vault::fs::current_uid();
-    let refused = |what: String| Reach::Refused(format!("{what}; not talking to it"));
     let meta = match std::fs::symlink_metadata(socket) {
         Ok(m) => m,
         Err(e) => return Err(Reach::Dead(e.to_string())),
@@ -237,21 +238,152 @@ async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, Reach> {
             )));
         }
     }
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| Reach::Dead(e.to_string()))?;
-    match stream.peer_cred() {
-        Ok(c) if Some(c.uid()) == uid => Ok(stream),
-        Ok(c) => Err(refused(format!(
-            "the process listening on {} runs as uid {}",
-            socket.display(),
-            c.uid()
+    Ok(())
+}
+
+/// The listening process must run as us (SO_PEERCRED).
+#[cfg(unix)]
+fn check_peer(socket: &Path, peer_uid: std::io::Result<u32>) -> Result<(), Reach> {
+    match peer_uid {
+        Ok(uid) if Some(uid) == latchkey_daemon::vault::fs::current_uid() => Ok(()),
+        Ok(uid) => Err(refused(format!(
+            "the process listening on {} runs as uid {uid}",
+            socket.display()
         ))),
         Err(e) => Err(refused(format!(
             "cannot tell who listens on {}: {e}",
             socket.display()
         ))),
     }
+}
+
+#[cfg(unix)]
+fn refused(what: String) -> Reach {
+    Reach::Refused(format!("{what}; not talking to it"))
+}
+
+/// Connects to the daemon's socket, if it is this user's daemon.
+#[cfg(unix)]
+async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, Reach> {
+    check_socket(socket)?;
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| Reach::Dead(e.to_string()))?;
+    check_peer(socket, stream.peer_cred().map(|c| c.uid()))?;
+    Ok(stream)
+}
+
+/// One GET without an async runtime, for `latchkey token`'s hot path: a process
+/// that asks once and exits gains nothing from tokio and hyper but their start-up
+/// cost (SPEC §8). Same checks and classification as [`Transport::call`]; the
+/// connection is closed after the answer.
+#[cfg(unix)]
+pub fn get_blocking(socket: &Path, path: &str, deadline: Duration) -> Reach {
+    use std::io::{Read, Write};
+    let start = std::time::Instant::now();
+    if let Err(reach) = check_socket(socket) {
+        return reach;
+    }
+    let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) => return Reach::Dead(e.to_string()),
+    };
+    let peer = rustix::net::sockopt::socket_peercred(&stream)
+        .map(|c| c.uid.as_raw())
+        .map_err(std::io::Error::from);
+    if let Err(reach) = check_peer(socket, peer) {
+        return reach;
+    }
+    let timed_out = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+    };
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: latchkeyd\r\n{PROTOCOL_HEADER}: {PROTOCOL_VERSION}\r\nConnection: close\r\n\r\n"
+    );
+    if let Err(e) = stream
+        .set_write_timeout(Some(deadline))
+        .and_then(|()| stream.write_all(head.as_bytes()))
+    {
+        return if timed_out(&e) {
+            Reach::Hung
+        } else {
+            Reach::Dead(e.to_string())
+        };
+    }
+    let mut answer = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Some(left) = deadline
+            .checked_sub(start.elapsed())
+            .filter(|d| !d.is_zero())
+        else {
+            return Reach::Hung;
+        };
+        if let Err(e) = stream.set_read_timeout(Some(left)) {
+            return Reach::Dead(e.to_string());
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&chunk[..n]);
+                if answer.len() > MAX_REPLY {
+                    return Reach::Dead("the answer is too large".into());
+                }
+                if matches!(parse_answer(&answer), Parsed::Done(_)) {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if timed_out(&e) => return Reach::Hung,
+            Err(e) => return Reach::Dead(e.to_string()),
+        }
+    }
+    match parse_answer(&answer) {
+        Parsed::Done(reach) => reach,
+        Parsed::Partial => Reach::Dead("the answer broke off".into()),
+    }
+}
+
+#[cfg(unix)]
+enum Parsed {
+    Done(Reach),
+    Partial,
+}
+
+/// An HTTP/1.1 answer with a Content-Length body (what the daemon sends).
+#[cfg(unix)]
+fn parse_answer(bytes: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(e) => return Parsed::Done(Reach::Dead(format!("not an HTTP answer: {e}"))),
+    };
+    let header = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+    };
+    let theirs = header(PROTOCOL_HEADER).unwrap_or_else(|| "none".into());
+    if theirs != PROTOCOL_VERSION.to_string() {
+        return Parsed::Done(Reach::Stale { theirs });
+    }
+    let Some(length) = header("content-length").and_then(|v| v.parse::<usize>().ok()) else {
+        return Parsed::Done(Reach::Dead("the answer has no Content-Length".into()));
+    };
+    let Some(body) = bytes.get(head_len..head_len.saturating_add(length)) else {
+        return Parsed::Partial;
+    };
+    Parsed::Done(Reach::Answer(Reply {
+        status: response.code.unwrap_or(0),
+        body: Bytes::copy_from_slice(body),
+    }))
 }
 
 /// Windows: the daemon listens on a named pipe whose name is derived from the

@@ -263,6 +263,20 @@ fn a_stopped_daemon_is_bypassed_within_a_second() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
+/// `daemon stop` stops a daemon that does not answer (here: SIGSTOP) through the
+/// pid its instance lock names, and returns once that process is gone.
+#[test]
+fn daemon_stop_ends_a_daemon_that_does_not_answer() {
+    let world = World::default_provider();
+    let pid = world.start_daemon();
+    World::signal(pid, "STOP");
+    let run = world.latchkey(["daemon", "stop", "--json"]).run();
+    assert_eq!(run.json()["stopped"], true, "{run:#?}");
+    assert!(daemons_of(&world).is_empty(), "still running: {run:#?}");
+    let again = world.latchkey(["daemon", "stop", "--json"]).run();
+    assert_eq!(again.json()["stopped"], false, "{again:#?}");
+}
+
 #[test]
 fn a_second_daemon_exits_0_saying_already_running() {
     let world = World::default_provider();
@@ -324,7 +338,10 @@ fn thirty_two_processes_autostarting_at_once_leave_one_daemon() {
     let stop = world.latchkey(["daemon", "stop"]).run();
     assert_eq!(found.len(), 1, "daemons: {found:?}");
     stop.ok();
-    assert!(daemons_of(&world).is_empty(), "daemon stop left it running");
+    assert!(
+        daemons_of(&world).is_empty(),
+        "daemon stop left it running: {stop:?}"
+    );
     let st = world.latchkey(["daemon", "status", "--json"]).run();
     st.json_error(1, "internal");
 }

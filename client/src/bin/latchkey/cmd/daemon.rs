@@ -127,33 +127,33 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCommand) -> Result<Output, Error> {
     }
 }
 
-/// Asks the daemon to stop and waits until that process no longer answers. Under
-/// socket activation the service manager starts a new one on the next connection,
-/// so a different pid answering also means the old one stopped.
+/// Stops the daemon and waits until that process is gone: asked over the socket,
+/// or, when it does not answer (stopped, wedged, busy past the deadline), sent
+/// SIGTERM by the pid its instance lock names. Under socket activation the service
+/// manager may start a new one at once, so another pid holding the lock also means
+/// the old one stopped. `Ok(false)`: none was running.
 async fn stop(ctx: &Ctx) -> Result<bool, Error> {
-    let Some(old) = ctx.client.daemon_status().await? else {
+    let answering = ctx.client.daemon_status().await?;
+    let Some(old) = answering
+        .as_ref()
+        .map(|s| s.pid)
+        .or_else(|| ctx.client.daemon_pid())
+    else {
         return Ok(false);
     };
-    if !ctx.client.daemon_shutdown().await? {
+    let asked = answering.is_some() && ctx.client.daemon_shutdown().await?;
+    if !asked && !ctx.client.terminate_daemon()? {
         return Ok(false);
     }
-    for _ in 0..100 {
-        match ctx.client.daemon_status().await.ok().flatten() {
-            // Silent: it stopped accepting. Report it stopped once the process is gone.
-            None if ctx
-                .client
-                .wait_for_daemon_exit(Duration::from_secs(5))
-                .await =>
-            {
-                return Ok(true);
-            }
-            None => break,
-            Some(now) if now.pid != old.pid => return Ok(true),
-            Some(_) => {}
+    for _ in 0..250 {
+        match ctx.client.daemon_pid() {
+            Some(pid) if pid == old => tokio::time::sleep(Duration::from_millis(20)).await,
+            _ => return Ok(true),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(Error::Internal("latchkeyd did not stop within 5 s".into()))
+    Err(Error::Internal(format!(
+        "latchkeyd (pid {old}) did not stop within 5 s"
+    )))
 }
 
 /// What to say after stopping a daemon that a service manager may restart.

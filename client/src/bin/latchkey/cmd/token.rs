@@ -7,12 +7,26 @@ use serde_json::json;
 use super::Ctx;
 use crate::render::{Output, in_words};
 
+/// The hot path: the daemon asked without an async runtime. `None`: run [`token`].
+pub fn token_from_daemon(ctx: &Ctx, min_ttl: u64) -> Option<Result<Output, Error>> {
+    let profile = match ctx.profile_name() {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
+    };
+    let answer = ctx.client.token_blocking(&profile, min_ttl)?;
+    Some(answer.map(|t| output(&profile, &t)))
+}
+
 pub async fn token(ctx: &Ctx, min_ttl: u64) -> Result<Output, Error> {
     let profile = ctx.profile_name()?;
     let token = ctx.client.token(&profile, min_ttl).await?;
+    Ok(output(&profile, &token))
+}
+
+fn output(profile: &str, token: &latchkey::Token) -> Output {
     // Declassification: this command exists to hand the token to its caller.
     let secret = token.access_token.expose();
-    Ok(Output {
+    Output {
         exit: 0,
         text: format!("{secret}\n"),
         json: json!({
@@ -21,7 +35,7 @@ pub async fn token(ctx: &Ctx, min_ttl: u64) -> Result<Output, Error> {
             "expires_at": token.expires_at,
             "profile": profile,
         }),
-    })
+    }
 }
 
 pub async fn refresh(ctx: &Ctx) -> Result<Output, Error> {
