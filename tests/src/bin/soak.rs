@@ -129,9 +129,10 @@ enum Class {
     NotAnswered,
     /// The provider accepted the refresh token; the new session was never written.
     /// The kill's offset from the provider's answer, in ms (negative: the answer was
-    /// still on its way).
+    /// still on its way), and from the request's arrival at the provider.
     InWindow {
         offset_ms: f64,
+        since_arrival_ms: f64,
     },
 }
 
@@ -171,8 +172,9 @@ struct Tally {
     lost: [usize; 3],
     decrypt_checks: usize,
     decrypted: usize,
-    /// (kind, delay, offset from the provider's answer) of each lost session.
-    losses: Vec<(Kind, Duration, f64)>,
+    /// (kind, when the kill landed, its offset from the provider's answer and from
+    /// the request's arrival there) of each lost session.
+    losses: Vec<(Kind, Duration, f64, f64)>,
     /// In-window kills whose session still worked afterwards (not a failure; it would
     /// mean the provider's reuse detection did not fire).
     kept_in_window: usize,
@@ -368,6 +370,7 @@ impl Soak {
         } else if let Some(a) = &answer {
             Class::InWindow {
                 offset_ms: kill_at - answered_ms(a),
+                since_arrival_ms: kill_at - a.unix_ms as f64,
             }
         } else {
             Class::NotAnswered
@@ -400,8 +403,13 @@ impl Soak {
             match class {
                 // A kill in the daemon's caller is not a crash of the refresher: a
                 // session lost there was dropped by a live process.
-                Class::InWindow { offset_ms } if kind != Kind::Client => {
-                    self.tally.losses.push((kind, delay, offset_ms));
+                Class::InWindow {
+                    offset_ms,
+                    since_arrival_ms,
+                } if kind != Kind::Client => {
+                    self.tally
+                        .losses
+                        .push((kind, delay, offset_ms, since_arrival_ms));
                 }
                 Class::InWindow { .. } => {
                     self.tally.lost_outside += 1;
@@ -638,9 +646,9 @@ fn main() {
             format!("NO ({} outside it)", t.lost_outside)
         }
     );
-    for (kind, delay, offset) in &t.losses {
+    for (kind, delay, offset, since_arrival) in &t.losses {
         println!(
-            "  lost: {} kill at +{:.2} ms, {offset:+.1} ms from the provider's answer",
+            "  lost: {} kill at +{:.2} ms, {offset:+.1} ms from the provider's answer ({since_arrival:+.1} ms from the request's arrival there)",
             kind.name(),
             delay.as_secs_f64() * 1000.0
         );
