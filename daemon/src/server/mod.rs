@@ -91,7 +91,7 @@ pub async fn run<L: Incoming>(listener: L, daemon: Arc<Daemon>, idle_exit: Optio
         let svc = app
             .clone()
             .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(peer);
+                req.extensions_mut().insert(peer.clone());
                 req
             });
         let shutdown = daemon.shutdown.clone();

@@ -7,10 +7,13 @@
 //! `PeerVerified`, so a route reached without the check does not compile.
 
 /// A connection whose peer the OS says runs as this daemon's user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerVerified {
     uid: Option<u32>,
     pid: Option<u32>,
+    /// Read once per connection, not per request: a kept-alive connection from an
+    /// embedding program makes many requests.
+    exe: Option<std::sync::Arc<str>>,
 }
 
 impl PeerVerified {
@@ -24,14 +27,19 @@ impl PeerVerified {
         self.pid
     }
 
-    /// The peer's executable, for the audit log (Linux; `None` elsewhere or when
-    /// the process is gone).
-    pub fn exe(&self) -> Option<String> {
-        let pid = self.pid?;
-        std::fs::read_link(format!("/proc/{pid}/exe"))
-            .ok()
-            .map(|p| p.display().to_string())
+    /// The peer's executable when the connection was made, for the audit log
+    /// (Linux; `None` elsewhere or when the process was already gone).
+    pub fn exe(&self) -> Option<&str> {
+        self.exe.as_deref()
     }
+}
+
+#[cfg(unix)]
+fn exe_of(pid: Option<u32>) -> Option<std::sync::Arc<str>> {
+    let pid = pid?;
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|p| p.display().to_string().into())
 }
 
 /// Checks the peer of a Unix socket connection; `None` means: close it unanswered.
@@ -52,9 +60,11 @@ pub fn verify_unix(stream: &tokio::net::UnixStream, own_uid: u32) -> Option<Peer
         );
         return None;
     }
+    let pid = cred.pid().and_then(|p| u32::try_from(p).ok());
     Some(PeerVerified {
         uid: Some(cred.uid()),
-        pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
+        pid,
+        exe: exe_of(pid),
     })
 }
 
@@ -69,6 +79,7 @@ pub fn verify_pipe(stream: &interprocess::local_socket::tokio::Stream) -> Option
         Ok(creds) => Some(PeerVerified {
             uid: None,
             pid: creds.pid(),
+            exe: None,
         }),
         Err(e) => {
             tracing::warn!(error = %e, "cannot identify the pipe client; closing the connection");

@@ -157,7 +157,7 @@ async fn audit(
             target: "latchkey::audit",
             pid = peer.pid(),
             uid = peer.uid(),
-            exe = peer.exe().as_deref().unwrap_or("?"),
+            exe = peer.exe().unwrap_or("?"),
             method = %method,
             endpoint,
             profile = a.as_ref().and_then(|a| a.profile.as_deref()).unwrap_or("-"),
