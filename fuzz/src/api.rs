@@ -269,7 +269,7 @@ pub fn run(data: &[u8]) {
     };
     let mut fx = fixture().lock().unwrap_or_else(|p| p.into_inner());
     fx.reset();
-    req.extensions_mut().insert(fx.peer);
+    req.extensions_mut().insert(fx.peer.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let app = fx.app.clone();
