@@ -510,13 +510,12 @@ fn main() -> ExitCode {
     }
     interleave(&mut token_round, rounds, 10);
     // The daemon's own time for each timed `latchkey token` (its audit log): the last ones.
-    let token_handled = median(
-        &audit_millis(&world.daemon_logs(), "/token")
-            .into_iter()
-            .rev()
-            .take(rounds)
-            .collect::<Vec<_>>(),
-    );
+    let token_audited: Vec<Duration> = audit_millis(&world.daemon_logs(), "/token")
+        .into_iter()
+        .rev()
+        .take(rounds)
+        .collect();
+    let token_handled = (token_audited.len() == rounds).then(|| median(&token_audited));
     let issued_access = world.idp.issued(TokenKind::AccessToken);
     for c in &token_round {
         match c.name {
@@ -659,7 +658,8 @@ fn main() -> ExitCode {
     let p99 = percentile(&latencies, 0.99);
     let p50 = percentile(&latencies, 0.50);
     let client_audited = audit_millis(&world.daemon_logs(), "/token").split_off(audited_before);
-    let client_handled = (median(&client_audited), percentile(&client_audited, 0.99));
+    let client_handled = (!client_audited.is_empty())
+        .then(|| (median(&client_audited), percentile(&client_audited, 0.99)));
 
     let daemon_after = memory_mib(&[daemon_pid]);
     let agent_after = agent.as_ref().and_then(|a| memory_mib(a.pids()));
@@ -716,7 +716,7 @@ fn main() -> ExitCode {
     );
     row(
         "breakdown: the daemon's handling of each `latchkey token`, from its audit log".into(),
-        format!("{:.3} ms", ms(token_handled)),
+        token_handled.map_or("not logged".into(), |d| format!("{:.3} ms", ms(d))),
         String::new(),
     );
     row(
@@ -772,12 +772,14 @@ fn main() -> ExitCode {
     );
     row(
         "breakdown: the daemon's handling of those calls, from its audit log".into(),
-        format!("{:.3} ms", ms(client_handled.0)),
-        format!(
-            "p99 {:.3} ms over {} logged calls",
-            ms(client_handled.1),
-            client_audited.len()
-        ),
+        client_handled.map_or("not logged".into(), |(m, _)| format!("{:.3} ms", ms(m))),
+        client_handled.map_or(String::new(), |(_, p)| {
+            format!(
+                "p99 {:.3} ms over {} logged calls",
+                ms(p),
+                client_audited.len()
+            )
+        }),
     );
     let mem = |m: Option<(f64, f64)>| {
         m.map_or("n/a".into(), |(rss, pss)| {
@@ -860,7 +862,7 @@ fn main() -> ExitCode {
                     size(&bin("latchkey")),
                     size(&bin("floor")),
                     100.0 * start_gap / (ms(token_med) - ms(floor_med)).max(f64::EPSILON),
-                    ms(token_handled),
+                    token_handled.map_or(f64::NAN, ms),
                 );
             }
             w
@@ -924,8 +926,8 @@ fn main() -> ExitCode {
                 } else {
                     String::new()
                 },
-                ms(client_handled.0),
-                ms(client_handled.1),
+                client_handled.map_or(f64::NAN, |(m, _)| ms(m)),
+                client_handled.map_or(f64::NAN, |(_, p)| ms(p)),
             )
         },
     });
