@@ -843,7 +843,9 @@ fn main() -> ExitCode {
                 );
             }
             if !below_peers {
-                let _ = write!(w, "Not below every peer's ratio. ");
+                for (name, r) in peer_ratios.iter().filter(|(_, r)| token_ratio >= *r) {
+                    let _ = write!(w, "Not below {name}'s ratio ({r:.2}x). ");
+                }
             }
             if peer_ratios.len() < 2 {
                 let _ = write!(w, "A peer was not installed, so it was not compared. ");
@@ -854,14 +856,21 @@ fn main() -> ExitCode {
                     "Where the time goes: the `latchkey` binary takes {start_gap:.2} ms longer \
                      than the floor's to start and exit doing nothing (`latchkey --version` \
                      {:.2} ms against `floor start` {:.2} ms; the binaries are {} and {}), \
-                     which is {:.0}% of the gap to the floor; beyond its start-up, the token \
-                     request itself takes {work_lk:.2} ms against the floor's {work_floor:.2} ms, \
-                     of which the daemon spends {:.3} ms handling it (its audit log).",
+                     {}; beyond its start-up, the token request itself takes {work_lk:.2} ms \
+                     against the floor's {work_floor:.2} ms, of which the daemon spends {:.3} ms \
+                     handling it (its audit log).",
                     ms(version_med),
                     ms(start_med),
                     size(&bin("latchkey")),
                     size(&bin("floor")),
-                    100.0 * start_gap / (ms(token_med) - ms(floor_med)).max(f64::EPSILON),
+                    if start_gap >= ms(token_med) - ms(floor_med) {
+                        "more than the whole gap to the floor: the miss is start-up alone".into()
+                    } else {
+                        format!(
+                            "{:.0}% of the gap to the floor",
+                            100.0 * start_gap / (ms(token_med) - ms(floor_med))
+                        )
+                    },
                     token_handled.map_or(f64::NAN, ms),
                 );
             }
