@@ -48,6 +48,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HEAD: usize = 32 * 1024;
 /// How long shutdown waits for open requests.
 pub const DRAIN: Duration = Duration::from_secs(5);
+/// How long shutdown waits for refreshes in flight (past the provider's timeouts).
+pub const REFRESH_DRAIN: Duration = Duration::from_secs(35);
 
 /// Where connections come from: the platform's listener and its peer check. The
 /// check is the only way to make a [`PeerVerified`], which every route requires.
@@ -121,6 +123,18 @@ pub async fn run<L: Incoming>(listener: L, daemon: Arc<Daemon>, idle_exit: Optio
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("some connections were still open after the drain time");
+    }
+    // A refresh in flight finishes and writes before the daemon exits; the provider
+    // call itself is bounded by the HTTP client's timeouts.
+    daemon.refreshes.close();
+    if tokio::time::timeout(REFRESH_DRAIN, daemon.refreshes.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "a refresh was still running after {} s; exiting anyway",
+            REFRESH_DRAIN.as_secs()
+        );
     }
 }
 

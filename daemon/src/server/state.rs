@@ -77,6 +77,10 @@ pub struct Daemon {
     pub(crate) activation: &'static str,
     /// The one shutdown source: signals, `POST /v1/shutdown` and idle exit cancel it.
     pub shutdown: CancellationToken,
+    /// Refreshes in flight, each in a task of its own: a graceful stop waits for
+    /// them, so SIGTERM or an idle exit never ends one between the provider's
+    /// answer and the write.
+    pub(crate) refreshes: tokio_util::task::TaskTracker,
     /// Unix milliseconds of the last request, for `--idle-exit`.
     pub(crate) last_activity: AtomicU64,
 }
@@ -101,6 +105,7 @@ impl Daemon {
             socket,
             activation,
             shutdown: CancellationToken::new(),
+            refreshes: tokio_util::task::TaskTracker::new(),
             last_activity: AtomicU64::new(now_ms()),
         })
     }
@@ -243,7 +248,10 @@ impl Daemon {
     ) -> Result<AccessToken, EngineError> {
         let this = Arc::clone(self);
         let name = profile.to_string();
-        match tokio::spawn(async move { this.refresh_to_the_end(&name, want).await }).await {
+        let task = self
+            .refreshes
+            .spawn(async move { this.refresh_to_the_end(&name, want).await });
+        match task.await {
             Ok(result) => result,
             Err(e) => Err(EngineError::Internal(format!(
                 "the refresh task failed: {e}"

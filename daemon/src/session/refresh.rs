@@ -97,6 +97,10 @@ impl Engine {
                 _ => Err(super::expired(profile, s)),
             };
         };
+        // The session the answer applies to: the one read under the lock (or, after a
+        // retry, the one re-read), so nothing between the provider's answer and the
+        // write can fail but the write itself.
+        let mut base = current.session.clone();
         let mut attempt = self.call_token_endpoint(profile, s, &sent).await;
         if matches!(&attempt, Err(e) if e.is_invalid_grant()) {
             // Re-read: was the token rotated by a writer that did not hold our lock?
@@ -106,6 +110,7 @@ impl Engine {
                     attempt = self
                         .call_token_endpoint(profile, &reread.session, &other)
                         .await;
+                    base = reread.session;
                 }
                 _ => {}
             }
@@ -117,8 +122,7 @@ impl Engine {
         let answered = Instant::now();
         match attempt {
             Ok(tokens) => {
-                let fresh = self.load_usable(profile)?.session;
-                let updated = apply(fresh, tokens);
+                let updated = apply(base, tokens);
                 let written = self.persist(&lock, &updated)?;
                 let window_us = u64::try_from(answered.elapsed().as_micros()).unwrap_or(u64::MAX);
                 tracing::info!(

@@ -118,6 +118,63 @@ fn a_client_giving_up_mid_refresh_does_not_cancel_it() {
     assert_eq!(world.idp.counters().grants_revoked, 0);
 }
 
+/// SIGTERM while a refresh is in flight and its caller is gone: the daemon finishes
+/// and writes it before it exits, so a graceful stop never behaves like a kill inside
+/// the window.
+#[test]
+fn a_graceful_stop_waits_for_the_refresh_in_flight() {
+    let world = World::default_provider();
+    world.login();
+    let pid = world.start_daemon();
+    let before = world.try_load_vault().unwrap().unwrap().generation;
+    world
+        .idp
+        .push_faults(Endpoint::Token, Fault::Slow(Duration::from_millis(1500)), 1);
+    let refresh = world.latchkey(["refresh"]).spawn();
+    // Wait until the daemon's request is at the provider, then stop the daemon.
+    let t0 = Instant::now();
+    while world.idp.counters().token_requests.refresh_token == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no refresh reached the provider"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The caller is gone too, so nothing but the daemon's own books keeps it alive.
+    let mut refresh = refresh;
+    refresh.kill().unwrap();
+    refresh.wait().unwrap();
+    World::signal(pid, "TERM");
+    let t1 = Instant::now();
+    while !daemons_of(&world).is_empty() {
+        assert!(
+            t1.elapsed() < Duration::from_secs(40),
+            "the daemon did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = world.try_load_vault().unwrap().unwrap();
+    assert_eq!(
+        after.generation,
+        before + 1,
+        "the rotated session was written"
+    );
+    assert_eq!(
+        after
+            .session
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose().to_string()),
+        Some(world.newest(TokenKind::RefreshToken))
+    );
+    world
+        .latchkey(["refresh"])
+        .env("LATCHKEY_NO_DAEMON", "1")
+        .run()
+        .ok();
+    assert_eq!(world.idp.counters().grants_revoked, 0);
+}
+
 /// Reads `session` events from the daemon's SSE stream on a thread.
 fn subscribe(world: &World) -> std::sync::mpsc::Receiver<String> {
     let mut s = UnixStream::connect(world.socket()).unwrap();

@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail("cannot listen", &e),
     };
-    let (listener, _lock, activation) = match bound {
+    let (listener, lock, activation) = match bound {
         listen::Bound::AlreadyRunning { pid } => {
             let who = pid.map_or_else(
                 || " (another listener holds the socket)".to_string(),
@@ -94,6 +94,10 @@ fn main() -> ExitCode {
             activation,
         } => (listener, lock, activation),
     };
+    // The instance lock is never unlocked by hand: the kernel releases it when this
+    // process is gone, so `latchkey daemon stop`, which waits for the lock, returns
+    // only once the process has really exited.
+    std::mem::forget(lock);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
