@@ -73,7 +73,7 @@ pub struct Client {
     paths: Paths,
     mode: Mode,
     deadline: Duration,
-    engine: OnceLock<Engine>,
+    engine: OnceLock<std::sync::Arc<Engine>>,
     notices: Mutex<Vec<String>>,
     transport: Transport,
     /// Set when the daemon was found hung, stale or not ours: later calls of this
@@ -143,13 +143,34 @@ impl Client {
 
     /// The embedded engine, built on first use (config read once).
     pub fn engine(&self) -> Result<&Engine, Error> {
+        Ok(self.shared_engine()?)
+    }
+
+    fn shared_engine(&self) -> Result<&std::sync::Arc<Engine>, Error> {
         if let Some(e) = self.engine.get() {
             return Ok(e);
         }
         let config = Config::load(&self.paths.config_file)?;
         Ok(self
             .engine
-            .get_or_init(|| Engine::new(self.paths.clone(), config)))
+            .get_or_init(|| std::sync::Arc::new(Engine::new(self.paths.clone(), config))))
+    }
+
+    /// Runs an engine operation that may refresh in a task of its own: a caller that
+    /// drops the future (a timeout around `Client::token`, a cancelled request)
+    /// stops waiting but cannot cancel a refresh between the provider's answer and
+    /// the write, which would leave a spent refresh token in the vault.
+    async fn to_the_end<T, F, Fut>(&self, op: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(std::sync::Arc<Engine>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, latchkey_daemon::EngineError>> + Send + 'static,
+    {
+        let engine = std::sync::Arc::clone(self.shared_engine()?);
+        match tokio::spawn(op(engine)).await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(Error::Internal(format!("the engine task failed: {e}"))),
+        }
     }
 
     /// An access token fresh enough for `min_ttl` seconds.
@@ -165,7 +186,10 @@ impl Client {
                 via: Via::Daemon,
             });
         }
-        let t = self.engine()?.token(profile, min_ttl).await?;
+        let name = profile.to_string();
+        let t = self
+            .to_the_end(move |e| async move { e.token(&name, min_ttl).await })
+            .await?;
         Ok(Token {
             access_token: t.access_token,
             token_type: t.token_type,
@@ -181,7 +205,10 @@ impl Client {
         if let Some(answer) = self.daemon("POST", &path, None).await {
             return answer;
         }
-        let t = self.engine()?.refresh(profile).await?;
+        let name = profile.to_string();
+        let t = self
+            .to_the_end(move |e| async move { e.refresh(&name).await })
+            .await?;
         Ok(api::Refreshed {
             profile: profile.to_string(),
             expires_at: t.expires_at.map(latchkey_daemon::convert::rfc3339),

@@ -96,6 +96,15 @@ pub struct InstanceLock {
     _file: File,
 }
 
+impl InstanceLock {
+    /// Never unlocks by hand: the kernel releases the lock when this process is
+    /// gone, so whoever waits for it (`latchkey daemon stop`) knows the process
+    /// has really exited, not just reached the end of `main`.
+    pub fn hold_until_exit(self) {
+        std::mem::forget(self);
+    }
+}
+
 /// The outcome of trying to become the daemon for a socket.
 #[derive(Debug)]
 pub enum Bound {

@@ -50,6 +50,11 @@ pub struct Listener {
 #[derive(Debug)]
 pub struct InstanceLock;
 
+impl InstanceLock {
+    /// The same interface as on Unix; the pipe ends with the process.
+    pub fn hold_until_exit(self) {}
+}
+
 /// The outcome of trying to become the daemon for a socket.
 #[derive(Debug)]
 pub enum Bound {

@@ -246,3 +246,52 @@ fn a_fresh_token_is_served_without_contacting_the_provider() {
         "no request at all for a fresh token"
     );
 }
+
+/// An embedding program that gives up on `Client::token` (a timeout around it) while
+/// the refresh is at the provider must not cancel the refresh: the provider has
+/// rotated, so a refresh dropped before its write would leave a spent refresh token
+/// in the vault.
+#[test]
+fn a_library_caller_timing_out_mid_refresh_does_not_cancel_it() {
+    use latchkey::{Client, Mode};
+    use latchkey_proto::paths::{EnvInputs, Paths};
+    let world = world_due_for_refresh(FakeIdpConfig::default(), Duration::from_secs(2));
+    let before = world.try_load_vault().unwrap().unwrap().generation;
+    world
+        .idp
+        .push_faults(Endpoint::Token, Fault::Slow(Duration::from_millis(1500)), 1);
+    let env = EnvInputs {
+        latchkey_home: Some(world.home.path().to_path_buf()),
+        temp_dir: std::env::temp_dir(),
+        ..EnvInputs::default()
+    };
+    let client = Client::new(Paths::resolve(&env).unwrap(), Mode::EmbeddedOnly);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(300), client.token("work", 60)).await;
+        assert!(
+            gave_up.is_err(),
+            "the slow provider should outlast the timeout"
+        );
+        // The program goes on running; the refresh finishes on its own.
+        let t0 = std::time::Instant::now();
+        while world.try_load_vault().unwrap().unwrap().generation == before {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the refresh was dropped"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    assert_eq!(world.idp.counters().grants_revoked, 0);
+    world
+        .latchkey(["refresh"])
+        .env("LATCHKEY_NO_DAEMON", "1")
+        .run()
+        .ok();
+    assert_eq!(world.idp.counters().grants_revoked, 0);
+}

@@ -94,10 +94,7 @@ fn main() -> ExitCode {
             activation,
         } => (listener, lock, activation),
     };
-    // The instance lock is never unlocked by hand: the kernel releases it when this
-    // process is gone, so `latchkey daemon stop`, which waits for the lock, returns
-    // only once the process has really exited.
-    std::mem::forget(lock);
+    lock.hold_until_exit();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
