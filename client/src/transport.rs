@@ -226,19 +226,24 @@ fn check_socket(socket: &Path) -> Result<(), Reach> {
         )));
     }
     if let Some(dir) = socket.parent() {
-        let d = std::fs::metadata(dir).map_err(|e| Reach::Dead(e.to_string()))?;
-        let sticky = d.mode() & 0o1000 != 0;
-        let owner_ok = Some(d.uid()) == uid || (sticky && d.uid() == 0);
-        if !owner_ok || (!sticky && d.mode() & 0o022 != 0) {
-            return Err(refused(format!(
-                "the socket's folder {} belongs to uid {} or is writable by others (mode {:o})",
-                dir.display(),
-                d.uid(),
-                d.mode() & 0o7777
-            )));
+        // The engine's folder check (ours, not a symlink, not writable by others),
+        // except for a shared sticky folder such as /tmp holding an explicit
+        // LATCHKEY_SOCKET: there the socket's owner and the listener's uid decide.
+        match latchkey_daemon::vault::fs::check_dir(dir) {
+            Ok(true) => {}
+            Ok(false) => return Err(Reach::Dead(format!("{} does not exist", dir.display()))),
+            Err(_) if shared_sticky(dir) => {}
+            Err(e) => return Err(refused(e.to_string())),
         }
     }
     Ok(())
+}
+
+/// A sticky folder of root's, like /tmp: others may add files but not replace ours.
+#[cfg(unix)]
+fn shared_sticky(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).is_ok_and(|d| d.mode() & 0o1000 != 0 && d.uid() == 0)
 }
 
 /// The listening process must run as us (SO_PEERCRED).

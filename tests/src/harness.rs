@@ -324,14 +324,7 @@ impl World {
 
     /// The `work` session as stored, decrypted with the machine key of this home.
     pub fn stored_session(&self) -> latchkey_proto::vault::SessionRecord {
-        // The KDF parameters come from each file's header; these only matter for writes.
-        let kdf = latchkey_proto::vault::KdfParams::Scrypt {
-            log_n: 10,
-            r: 8,
-            p: 1,
-        };
-        latchkey_daemon::vault::Vault::new(self.home.state_dir(), kdf)
-            .load("work")
+        load_vault(&self.home.state_dir())
             .expect("the vault opens")
             .expect("a session is stored")
             .session

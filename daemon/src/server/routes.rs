@@ -47,8 +47,9 @@ type Shared = State<Arc<Daemon>>;
 
 /// The API as a router, for the server loop and for in-process tests.
 pub fn router(daemon: Arc<Daemon>) -> Router {
-    let bounded = Router::new()
-        .route("/v1/health", get(health))
+    // Routes that answer from the configuration: each first re-reads config.toml
+    // when it changed on disk (one stat).
+    let configured = Router::new()
         .route("/v1/profiles", get(profiles))
         .route("/v1/profiles/{profile}/token", get(token))
         .route("/v1/profiles/{profile}/session", get(session))
@@ -56,7 +57,14 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/profiles/{profile}/logout", post(logout))
         .route("/v1/profiles/{profile}/login", post(login))
         .route("/v1/status", get(status))
+        .route_layer(middleware::from_fn_with_state(
+            daemon.clone(),
+            synced_config,
+        ));
+    let bounded = Router::new()
+        .route("/v1/health", get(health))
         .route("/v1/shutdown", post(shutdown))
+        .merge(configured)
         .layer(middleware::from_fn(deadline));
     // Long-polls and the event stream bound themselves.
     let long = Router::new()
@@ -68,6 +76,22 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .layer(middleware::from_fn_with_state(daemon.clone(), audit))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(daemon)
+}
+
+async fn synced_config(
+    State(d): Shared,
+    params: axum::extract::RawPathParams,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Err(e) = d.sync_config() {
+        let profile = params
+            .iter()
+            .find(|(k, _)| *k == "profile")
+            .map(|(_, v)| v.to_string());
+        return fail(&e, profile.as_deref(), None);
+    }
+    next.run(req).await
 }
 
 async fn deadline(req: Request, next: Next) -> Response {
@@ -230,9 +254,6 @@ async fn health(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Resp
 }
 
 async fn profiles(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
-    if let Err(e) = d.sync_config() {
-        return fail(&e, None, None);
-    }
     reply(
         api::Profiles {
             profiles: d.profiles(),
@@ -277,9 +298,6 @@ async fn token(
     Path(profile): Path<String>,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if let Err(e) = d.sync_config() {
-        return fail(&e, Some(&profile), None);
-    }
     let min_ttl = q.min_ttl.unwrap_or(crate::engine::DEFAULT_MIN_TTL);
     match d.token(&profile, min_ttl).await {
         Ok((t, served)) => reply(
@@ -309,9 +327,6 @@ async fn session(
     Extension(_): Extension<PeerVerified>,
     Path(profile): Path<String>,
 ) -> Response {
-    if let Err(e) = d.sync_config() {
-        return fail(&e, Some(&profile), None);
-    }
     // Through the cache, so the file check and the event bookkeeping apply.
     if let Err(e) = d.current(&profile) {
         return fail(&e, Some(&profile), None);
@@ -327,9 +342,6 @@ async fn refresh(
     Extension(_): Extension<PeerVerified>,
     Path(profile): Path<String>,
 ) -> Response {
-    if let Err(e) = d.sync_config() {
-        return fail(&e, Some(&profile), None);
-    }
     let seen = match d.current(&profile) {
         Ok(Some(l)) => l.generation,
         Ok(None) => {
@@ -371,9 +383,6 @@ async fn logout(
     Path(profile): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(e) = d.sync_config() {
-        return fail(&e, Some(&profile), None);
-    }
     let revoke = match parse_body::<api::LogoutRequest>(&body) {
         Ok(b) => b.is_none_or(|b| b.revoke),
         Err(r) => return r,
@@ -401,9 +410,6 @@ async fn login(
     Path(profile): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(e) = d.sync_config() {
-        return fail(&e, Some(&profile), None);
-    }
     let flow = match parse_body::<api::LoginRequest>(&body) {
         Ok(b) => b.map_or(api::LoginFlow::Device, |b| b.flow),
         Err(r) => return r,
@@ -505,9 +511,6 @@ impl Drop for Subscriber {
 }
 
 async fn status(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
-    if let Err(e) = d.sync_config() {
-        return fail(&e, None, None);
-    }
     reply(d.status(), None, "served")
 }
 

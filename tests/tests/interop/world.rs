@@ -220,13 +220,7 @@ impl Interop {
 
     /// The `work` session as stored (decrypted with this home's machine key).
     pub fn stored_session(&self) -> latchkey_proto::vault::SessionRecord {
-        let kdf = latchkey_proto::vault::KdfParams::Scrypt {
-            log_n: 10,
-            r: 8,
-            p: 1,
-        };
-        latchkey_daemon::vault::Vault::new(self.home.state_dir(), kdf)
-            .load("work")
+        latchkey_tests::harness::load_vault(&self.home.state_dir())
             .expect("the vault opens")
             .expect("a session is stored")
             .session
