@@ -1,5 +1,5 @@
 // The real `oidc-provider` package on loopback, configured for Latchkey's interop
-// tier (SPEC §10, tier 3) and for scripts/demo.
+// tier (tier 3 of docs/behaviour.md, "Test tiers") and for scripts/demo.
 //
 // Usage: node interop/provider.mjs [--access-token-ttl SECS] [--device-interval SECS]
 //   (or INTEROP_ACCESS_TOKEN_TTL / INTEROP_DEVICE_INTERVAL in the environment)

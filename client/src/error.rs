@@ -1,4 +1,5 @@
-//! The client's error type and its one mapping to SPEC §4 categories.
+//! The client's error type and its one mapping to error categories
+//! (docs/behaviour.md, "Exit codes and error categories").
 //!
 //! Engine errors keep the engine's own mapping; the client adds only what it
 //! decides itself (usage problems it detects, output failures).
@@ -45,7 +46,7 @@ impl Error {
         }
     }
 
-    /// The SPEC §4 category.
+    /// The error category, which decides the exit code.
     pub fn category(&self) -> Category {
         match self {
             Error::Engine(e) => e.category(),
@@ -76,7 +77,7 @@ impl Error {
         }
     }
 
-    /// The JSON error document of SPEC §4.
+    /// The JSON error document: category, message, hint and `retryable`.
     pub fn to_document(&self) -> ErrorDocument {
         ErrorDocument {
             error: ErrorBody {

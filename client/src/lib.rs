@@ -9,10 +9,14 @@
 //! | no socket / nobody listening             | autostart it (unless disabled), else embedded at once |
 //! | connected, no answer within 500 ms       | embedded, with a notice                      |
 //! | answers with another protocol version    | embedded, notice: `latchkey daemon restart`  |
+//! | socket, folder or listener not ours      | embedded, notice saying why; nothing sent    |
 //! | answers (success or typed error)         | that answer is final: no fallback            |
 //!
-//! `LATCHKEY_NO_DAEMON=1` never contacts or starts a daemon; `LATCHKEY_NO_AUTOSTART=1`
-//! falls back instead of starting one.
+//! A daemon found hung, stale or foreign is not asked again by the same `Client`.
+//! Autostart is serialised by a lock in the runtime folder, so many processes
+//! starting at once spawn one daemon. `LATCHKEY_NO_DAEMON=1` never contacts or starts
+//! a daemon; `LATCHKEY_NO_AUTOSTART=1` falls back instead of starting one. The table
+//! is a promise (docs/behaviour.md, "Daemon and fallback").
 //!
 //! Architecture invariant: this crate never links the daemon's server stack (no
 //! axum); `scripts/test` checks `cargo tree -p latchkey`.
@@ -156,20 +160,19 @@ impl Client {
             .get_or_init(|| std::sync::Arc::new(Engine::new(self.paths.clone(), config))))
     }
 
-    /// Runs an engine operation that may refresh in a task of its own: a caller that
-    /// drops the future (a timeout around `Client::token`, a cancelled request)
-    /// stops waiting but cannot cancel a refresh between the provider's answer and
-    /// the write, which would leave a spent refresh token in the vault.
-    async fn to_the_end<T, F, Fut>(&self, op: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: FnOnce(std::sync::Arc<Engine>) -> Fut,
-        Fut: std::future::Future<Output = Result<T, latchkey_daemon::EngineError>> + Send + 'static,
-    {
-        let engine = std::sync::Arc::clone(self.shared_engine()?);
-        match tokio::spawn(op(engine)).await {
-            Ok(result) => Ok(result?),
-            Err(e) => Err(Error::Internal(format!("the engine task failed: {e}"))),
+    /// The last write of a process about to exit: when the embedded engine holds a
+    /// session the provider rotated but the disk refused, one more attempt to save
+    /// it. `Err` (local_storage) when it is still unsaved: it dies with this process,
+    /// and the person must log in again. A long-lived program can keep calling
+    /// the client instead; the engine serves the unsaved session and writes it
+    /// before its next refresh.
+    pub fn close(&self) -> Result<(), Error> {
+        let Some(engine) = self.engine.get() else {
+            return Ok(());
+        };
+        match engine.save_all_unsaved().into_iter().next() {
+            None => Ok(()),
+            Some((_, e)) => Err(e.into()),
         }
     }
 
@@ -186,10 +189,7 @@ impl Client {
                 via: Via::Daemon,
             });
         }
-        let name = profile.to_string();
-        let t = self
-            .to_the_end(move |e| async move { e.token(&name, min_ttl).await })
-            .await?;
+        let t = self.shared_engine()?.token(profile, min_ttl).await?;
         Ok(Token {
             access_token: t.access_token,
             token_type: t.token_type,
@@ -205,10 +205,7 @@ impl Client {
         if let Some(answer) = self.daemon("POST", &path, None).await {
             return answer;
         }
-        let name = profile.to_string();
-        let t = self
-            .to_the_end(move |e| async move { e.refresh(&name).await })
-            .await?;
+        let t = self.shared_engine()?.refresh(profile).await?;
         Ok(api::Refreshed {
             profile: profile.to_string(),
             expires_at: t.expires_at.map(latchkey_daemon::convert::rfc3339),
@@ -514,8 +511,8 @@ fn daemon_exe() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// The error for a socket that is not this user's daemon (SPEC §9: a runtime folder
-/// with the wrong owner or mode is refused with a clear error).
+/// The error for a socket that is not this user's daemon: a runtime folder with the
+/// wrong owner or mode is refused with a clear error.
 fn refused(why: String) -> Error {
     Error::Daemon {
         category: latchkey_proto::error::Category::LocalStorage,

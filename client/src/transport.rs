@@ -1,5 +1,6 @@
 //! HTTP/1.1 requests to the daemon over its local socket (a Unix socket; a named
-//! pipe on Windows), classified for the fallback table (SPEC §4, STYLE example 13).
+//! pipe on Windows), classified for the client's fallback table (`crate`'s docs;
+//! docs/behaviour.md, "Daemon and fallback").
 //!
 //! - `Dead`: no socket, or nobody listening (ENOENT, ECONNREFUSED): fall back at once.
 //! - `Hung`: connected but no answer within the deadline (a stopped or wedged
@@ -280,8 +281,8 @@ async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, Reach> {
 
 /// One GET without an async runtime, for `latchkey token`'s hot path: a process
 /// that asks once and exits gains nothing from tokio and hyper but their start-up
-/// cost (SPEC §8). Same checks and classification as [`Transport::call`]; the
-/// connection is closed after the answer.
+/// cost (docs/behaviour.md, "Performance targets"). Same checks and classification
+/// as [`Transport::call`]; the connection is closed after the answer.
 #[cfg(unix)]
 pub fn get_blocking(socket: &Path, path: &str, deadline: Duration) -> Reach {
     use std::io::{Read, Write};

@@ -1,4 +1,5 @@
-//! `config.toml`: profiles, the default profile, vault settings (SPEC §3).
+//! `config.toml`: profiles, the default profile, vault settings (docs/behaviour.md,
+//! "Configuration and profiles").
 //!
 //! Reading deserializes into typed structs and rejects unknown keys, so a typo is a
 //! usage error naming the key rather than a silently ignored setting. Writing edits
@@ -69,7 +70,7 @@ fn default_groups_claim() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultSettings {
-    /// scrypt cost as a power of two; at least 10 (SPEC §6).
+    /// scrypt cost as a power of two; never below 10.
     #[serde(default = "default_log_n")]
     pub scrypt_log_n: u8,
 }
@@ -112,7 +113,7 @@ pub struct Config {
 }
 
 /// The `default_profile` of config.toml, read without parsing the document: the
-/// hot path of `latchkey token` needs only the profile's name (SPEC §4), and
+/// hot path of `latchkey token` needs only the profile's name, and
 /// whoever answers (the daemon or the embedded engine) parses and checks the whole
 /// file anyway. `None` when the key is absent or written in any way this small
 /// reader does not follow (the caller then parses the file); never a name that the
@@ -185,7 +186,7 @@ impl Config {
         self.profiles.keys().cloned().collect()
     }
 
-    /// Chooses the profile (SPEC §4): `--profile`, then LATCHKEY_PROFILE, then
+    /// Chooses the profile: `--profile`, then LATCHKEY_PROFILE, then
     /// `default_profile`, then the only profile. The chosen one must exist.
     pub fn resolve_profile(
         &self,
@@ -251,7 +252,7 @@ fn read(path: &Path) -> Result<Option<String>, ConfigError> {
         })
 }
 
-/// Checks an issuer URL: https, or plain http on a loopback host only (SPEC §3).
+/// Checks an issuer URL: https, or plain http on a loopback host only.
 pub fn validate_issuer(issuer: &str) -> Result<url::Url, ConfigError> {
     check_url(issuer)
         .and_then(|u| match u.query() {

@@ -7,6 +7,7 @@
 use latchkey_proto::api;
 
 use crate::session::logout::LogoutOutcome;
+use crate::session::slot::{Change, SessionChange};
 use crate::session::status::SessionStatus;
 use crate::vault::unix_now;
 
@@ -34,6 +35,22 @@ pub fn session(st: SessionStatus) -> api::Session {
         scopes: st.scopes,
         has_refresh_token: st.has_refresh_token,
         generation: st.generation,
+        unsaved: st.unsaved,
+    }
+}
+
+/// A `session` event of `GET /v1/events`.
+pub fn session_event(c: SessionChange) -> api::SessionEvent {
+    let change = match c.change {
+        Change::Login => "login",
+        Change::Refresh => "refresh",
+        Change::Logout => "logout",
+        Change::Expired => "expired",
+    };
+    api::SessionEvent {
+        profile: c.profile,
+        change: change.to_string(),
+        generation: c.generation,
     }
 }
 

@@ -1,13 +1,15 @@
-//! The engine facade: what the CLI's embedded path (and later the daemon) calls.
+//! The engine facade: what the daemon, the client's embedded path and doctor call.
 //!
 //! It ties the resolved paths, the configuration, the vault and the provider client
-//! together. Every operation takes a profile name already resolved by the caller.
-//! The session operations themselves live in `session/`; this module owns the
-//! shared state they need: the vault, the lazily built HTTP client (commands that
-//! stay offline never build one) and the in-process single-flight slots.
+//! together, and owns the session service ([`crate::session`]): the per-profile
+//! state (single flight, the cache checked by file identity, the unsaved session),
+//! the refresh tasks nobody can cancel, and the change feed. Every operation takes
+//! a profile name already resolved by the caller.
+//!
+//! Operations that may refresh take `self: &Arc<Engine>`: a refresh runs in a task
+//! of its own, which must own the engine.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use latchkey_proto::paths::{EnvInputs, Paths};
@@ -16,10 +18,21 @@ use latchkey_proto::secret::Secret;
 use crate::config::{Config, ProfileConfig};
 use crate::error::{ConfigError, EngineError};
 use crate::oauth::http::Http;
+use crate::session::slot::Sessions;
 use crate::vault::{self, Loaded, ProfileLock, Vault};
 
-/// The default `--min-ttl` of `latchkey token` (SPEC §4).
+/// The default `--min-ttl` of `latchkey token`.
 pub const DEFAULT_MIN_TTL: u64 = 60;
+
+/// How a token was answered, for the daemon's audit line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The session in hand was fresh enough (or still valid while a refresh could
+    /// not happen).
+    AsHeld,
+    /// A refresh ran for this request (or joined one in flight).
+    Refreshed,
+}
 
 /// An access token as handed to a caller. The token stays in its [`Secret`].
 #[derive(Debug, Clone)]
@@ -28,18 +41,9 @@ pub struct AccessToken {
     pub token_type: String,
     /// Unix seconds, when known.
     pub expires_at: Option<i64>,
+    /// The generation of the vault this session is (or, unsaved, will be) in.
     pub generation: u64,
-}
-
-impl AccessToken {
-    pub(crate) fn from_loaded(l: &Loaded) -> AccessToken {
-        AccessToken {
-            access_token: l.session.access_token.clone(),
-            token_type: l.session.token_type.clone(),
-            expires_at: l.session.expires_at,
-            generation: l.generation,
-        }
-    }
+    pub served: Served,
 }
 
 /// Reads the environment variables the path rules use. This is the one place that
@@ -68,10 +72,7 @@ pub struct Engine {
     vault: Arc<Vault>,
     lock_timeout: Duration,
     http: OnceLock<Http>,
-    /// One async mutex per profile: callers in this process queue behind the refresh
-    /// in flight instead of all taking the file lock. The outer std Mutex only
-    /// guards the map and is never held across an await.
-    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) sessions: Sessions,
 }
 
 impl Engine {
@@ -84,7 +85,7 @@ impl Engine {
             vault,
             lock_timeout: vault::DEFAULT_LOCK_TIMEOUT,
             http: OnceLock::new(),
-            flights: Mutex::new(HashMap::new()),
+            sessions: Sessions::default(),
         }
     }
 
@@ -106,12 +107,15 @@ impl Engine {
     }
 
     /// Replaces the configuration (the daemon calls this when config.toml changed).
-    /// The vault's KDF parameters stay those the engine started with.
+    /// The vault's KDF parameters stay those the engine started with. Cached views
+    /// are dropped, since a profile may now point elsewhere; unsaved sessions are
+    /// kept, since they exist nowhere else.
     pub fn set_config(&self, config: Config) {
         *self
             .config
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(config);
+        self.sessions.forget_views();
     }
 
     pub fn vault(&self) -> &Vault {
@@ -151,16 +155,6 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Internal(format!("the lock task failed: {e}")))?
             .map_err(EngineError::from)
-    }
-
-    /// The in-process single-flight slot of `profile`.
-    pub(crate) fn flight(&self, profile: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.flights
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(profile.to_string())
-            .or_default()
-            .clone()
     }
 
     /// Loads the vault of `profile` and checks it belongs to the configured provider.

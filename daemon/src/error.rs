@@ -1,4 +1,5 @@
-//! The engine's typed errors and their one mapping to SPEC §4 categories.
+//! The engine's typed errors and their one mapping to error categories
+//! (docs/behaviour.md, "Exit codes and error categories").
 //!
 //! Messages are written for people and name the file or profile concerned; they
 //! never contain token material, keys or raw server bodies. Detail that only helps
@@ -39,6 +40,10 @@ pub enum StorageError {
         waited_secs: u64,
         holder: Option<u32>,
     },
+    /// Another process holds the profile's lock for a session it refreshed but could
+    /// not save yet: the vault's refresh token is spent, so nobody else may use it.
+    #[error("the session of this profile was refreshed by {} but is not saved yet (the disk refused it); its lock {} stays held until it is", holder.map_or_else(|| "another process".to_string(), |p| format!("process {p}")), path.display())]
+    HeldUnsaved { path: PathBuf, holder: Option<u32> },
     #[error("the machine key {} is invalid ({reason})", path.display())]
     BadKey { path: PathBuf, reason: String },
     #[error("could not get random bytes from the operating system")]
@@ -104,13 +109,12 @@ pub enum EngineError {
         #[source]
         error: crate::oauth::OAuthError,
     },
-    /// The provider rotated the session but writing it failed. The new session is
-    /// carried so a long-lived caller (the daemon) can keep serving it and retry the
-    /// write; anyone else reports local_storage, and the vault is left as it was.
+    /// The provider rotated the session but writing it failed: the session lives
+    /// only in this process's memory until a write succeeds (the engine keeps it as
+    /// the current session; see `session::unsaved`).
     #[error("the refreshed session of profile {profile:?} could not be saved: {source}")]
     Unsaved {
         profile: String,
-        session: Box<latchkey_proto::vault::SessionRecord>,
         #[source]
         source: StorageError,
     },
@@ -155,7 +159,7 @@ impl StorageError {
 }
 
 impl EngineError {
-    /// The one mapping from engine errors to SPEC §4 categories.
+    /// The one mapping from engine errors to error categories.
     pub fn category(&self) -> Category {
         match self {
             EngineError::Config(ConfigError::Storage(_))
@@ -218,6 +222,12 @@ impl EngineError {
             EngineError::Storage(StorageError::LockTimeout { .. }) => {
                 Some("another latchkey process holds the lock; try again".into())
             }
+            EngineError::Storage(StorageError::Io { .. }) => Some(
+                "check that the disk has free space and the state folder is writable; `latchkey doctor` explains".into(),
+            ),
+            EngineError::Storage(StorageError::HeldUnsaved { .. }) => Some(
+                "free disk space or fix the state folder's permissions: the holder saves the session as soon as it can (`latchkey daemon status` shows it as unsaved); meanwhile ask through the daemon".into(),
+            ),
             EngineError::OAuth { profile, error } => oauth_hint(profile, error),
             EngineError::Unsaved { .. } => Some(
                 "free disk space or fix the state folder's permissions; a running daemon keeps the session and retries".into(),

@@ -1,9 +1,9 @@
 //! The Latchkey engine.
 //!
 //! This crate is the engine as a library: configuration and profiles, the encrypted
-//! vault with its locks and key, and (growing with later issues) the OAuth flows and
-//! the session manager. The `latchkey` client embeds it for the daemon-less path;
-//! the `server` feature will add the `latchkeyd` socket server on top.
+//! vault with its locks and key, the OAuth flows and the session operations. The
+//! `latchkey` client embeds it for the daemon-less path; the `server` feature adds
+//! the `latchkeyd` socket server on top.
 //!
 //! Architecture invariant: without the `server` feature this crate links no HTTP
 //! server stack (no axum), so the client stays lean.

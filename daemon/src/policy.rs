@@ -1,9 +1,9 @@
-//! Pure expiry rules (SPEC §6). No clock is read here: callers pass `now`, so the
-//! rules are exhaustively testable.
+//! Pure expiry rules (docs/behaviour.md, "Fresh enough"). No clock is read here:
+//! callers pass `now`, so the rules are exhaustively testable.
 
 /// Whether an access token may be served without a refresh.
 ///
-/// SPEC §6: a token is fresh enough when it expires more than `min_ttl` seconds
+/// A token is fresh enough when it expires more than `min_ttl` seconds
 /// from now, or when less than half of its lifetime has passed. The second clause
 /// keeps a provider whose tokens live shorter than `min_ttl` from causing a refresh
 /// on every call. A token without a known expiry is served as is; an expired one
@@ -22,6 +22,16 @@ pub fn is_fresh_enough(now: i64, issued_at: i64, expires_at: Option<i64>, min_tt
     let lifetime = expires_at.saturating_sub(issued_at);
     // `2 * elapsed < lifetime` avoids rounding the half lifetime down.
     now.saturating_sub(issued_at).saturating_mul(2) < lifetime
+}
+
+/// Whether a long-lived process should refresh ahead of need, and if so the
+/// `min_ttl` to refresh with: when less than max(60 s, 20% of the lifetime) is left,
+/// but never before half the lifetime has passed (so short-lived tokens never cause
+/// a refresh loop). `None` when not due.
+pub fn refresh_ahead(now: i64, issued_at: i64, expires_at: i64) -> Option<u64> {
+    let lifetime = u64::try_from(expires_at.saturating_sub(issued_at)).unwrap_or(0);
+    let threshold = (lifetime / 5).max(60);
+    (!is_fresh_enough(now, issued_at, Some(expires_at), threshold)).then_some(threshold)
 }
 
 #[cfg(test)]
@@ -53,6 +63,20 @@ mod tests {
         assert!(!is_fresh_enough(10, 0, Some(10), 0));
         // A clock that went backwards (issued in the future) still serves an unexpired token.
         assert!(is_fresh_enough(0, 50, Some(100), 10));
+    }
+
+    #[test]
+    fn refresh_ahead_at_a_fifth_of_the_lifetime_or_a_minute() {
+        // One hour: due with 12 minutes (720 s) left.
+        assert_eq!(refresh_ahead(0, 0, 3600), None);
+        assert_eq!(refresh_ahead(2879, 0, 3600), None);
+        assert_eq!(refresh_ahead(2880, 0, 3600), Some(720));
+        // Five minutes: the 60 s floor.
+        assert_eq!(refresh_ahead(239, 0, 300), None);
+        assert_eq!(refresh_ahead(240, 0, 300), Some(60));
+        // Thirty seconds: never before half the lifetime, whatever the floor says.
+        assert_eq!(refresh_ahead(14, 0, 30), None);
+        assert_eq!(refresh_ahead(15, 0, 30), Some(60));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The socket API's bodies (SPEC §5). Documented for other languages in
-//! `docs/openapi.yaml`; the field names here are the contract.
+//! The socket API's bodies (docs/behaviour.md, "Socket API"). Documented for other
+//! languages in `docs/openapi.yaml`; the field names here are the contract.
 //!
 //! Every response carries the `Latchkey-Protocol` header ([`crate::PROTOCOL_VERSION`]);
 //! errors are [`crate::error::ErrorDocument`]s with a fitting HTTP status, and the
@@ -64,6 +64,10 @@ pub struct Session {
     pub has_refresh_token: bool,
     pub generation: Option<u64>,
     pub storage: Storage,
+    /// The session was refreshed but the disk refused it: it lives only in the
+    /// daemon's memory until the write succeeds (the daemon retries).
+    #[serde(default)]
+    pub unsaved: bool,
 }
 
 /// Where a session is kept.

@@ -1,4 +1,5 @@
-//! Error categories, exit codes and the JSON error document of SPEC §4.
+//! Error categories, exit codes and the JSON error document
+//! (docs/behaviour.md, "Exit codes and error categories").
 //!
 //! Every crate keeps its own typed errors and maps them to a [`Category`] in exactly
 //! one function. The category is what scripts, plugins and exit codes rely on; the
@@ -6,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The error categories of SPEC §4. The serialized names are the `category` field of
-/// the JSON error document and never change.
+/// The error categories. The serialized names are the `category` field of the JSON
+/// error document and never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
@@ -42,7 +43,7 @@ impl Category {
         Category::LocalStorage,
     ];
 
-    /// The process exit code for this category (SPEC §4).
+    /// The process exit code for this category; the mapping is a contract.
     pub const fn exit_code(self) -> i32 {
         match self {
             Category::Internal => 1,

@@ -1,10 +1,11 @@
 //! Where Latchkey keeps its files, as a pure function of environment values.
 //!
-//! SPEC §3: `LATCHKEY_HOME` puts everything under one root (`config.toml`,
-//! `state/`, `run/`); otherwise XDG locations (or the platform's equivalents, which
-//! the caller passes in the same fields), and for the runtime folder without
-//! `XDG_RUNTIME_DIR` a private `latchkey-$UID` folder under the temp dir, which the
-//! caller must check for owner and mode before trusting it (as ssh-agent does).
+//! The rules of docs/behaviour.md, "Files and environment": `LATCHKEY_HOME` puts
+//! everything under one root (`config.toml`, `state/`, `run/`); otherwise XDG
+//! locations (or the platform's equivalents, which the caller passes in the same
+//! fields), and for the runtime folder without `XDG_RUNTIME_DIR` a private
+//! `latchkey-$UID` folder under the temp dir, which the caller must check for owner
+//! and mode before trusting it (as ssh-agent does).
 //!
 //! Nothing here touches the file system: the caller reads the environment into
 //! [`EnvInputs`] once, and tests feed any combination they like.
@@ -93,7 +94,8 @@ fn absolute(p: &Option<PathBuf>) -> Option<&Path> {
 }
 
 impl Paths {
-    /// Applies the rules of SPEC §3 to the given environment values.
+    /// Applies the path rules (docs/behaviour.md, "Files and environment") to the
+    /// given environment values.
     pub fn resolve(env: &EnvInputs) -> Result<Paths, PathError> {
         let explicit_socket = match env.latchkey_socket.as_deref() {
             Some(p) if p.as_os_str().is_empty() => None,

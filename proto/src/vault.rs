@@ -1,4 +1,4 @@
-//! The vault file format (SPEC §6).
+//! The vault file format (docs/behaviour.md, "Vault format").
 //!
 //! ```text
 //! magic            8 bytes   b"LKVAULT\0"

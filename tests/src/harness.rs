@@ -197,8 +197,8 @@ impl Run {
 
 /// A home with a running fake provider and a `work` profile pointing at it, that
 /// checks on drop that no token the provider issued appeared in anything captured
-/// (SPEC §7, §9): every run's stderr, and stdout of every command but `latchkey
-/// token`. This is the one shared leak check of the cross-process tests.
+/// (docs/behaviour.md, "Security"): every run's stderr, and stdout of every command
+/// but `latchkey token`. This is the one shared leak check of the cross-process tests.
 pub struct World {
     pub home: Home,
     pub idp: crate::fake_idp::FakeIdp,
@@ -643,9 +643,10 @@ pub fn load_vault(state_dir: &Path) -> Result<Option<latchkey_daemon::vault::Loa
         .map_err(|e| e.to_string())
 }
 
-/// One "refreshed; the new session is on disk" line of the engine's log (SPEC §9):
-/// the generation written and the microseconds from the provider's answer to the
-/// fsync of the new vault.
+/// One "refreshed; the new session is on disk" line of the engine's log: the
+/// generation written and the microseconds from the provider's answer to the fsync of
+/// the new vault, the window that docs/behaviour.md, "Reliability under faults" asks
+/// to keep to milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefreshWindow {
     pub generation: u64,

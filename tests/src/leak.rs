@@ -1,5 +1,6 @@
-//! The leak check (SPEC §7, §9): no token the provider issued may appear in
-//! anything the tests capture, except `latchkey token`'s own stdout.
+//! The leak check (docs/behaviour.md, "Security" and "Reliability under faults"): no
+//! token the provider issued may appear in anything the tests capture, except
+//! `latchkey token`'s own stdout.
 
 /// Tokens shorter than this are not searched for: a short string could occur by
 /// chance, and every real token (and every fake-provider token) is longer.

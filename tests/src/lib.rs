@@ -1,4 +1,4 @@
-//! Cross-process test support for Latchkey (SPEC §10, tier 2).
+//! Cross-process test support for Latchkey (tier 2 of docs/behaviour.md, "Test tiers").
 //!
 //! - [`fake_idp`]: an OAuth 2.0 / OIDC provider with counters, a request log and
 //!   scripted faults, usable in-process and as the `fake-idp` binary.

@@ -1,5 +1,5 @@
-//! The real `oidc-provider` npm package on loopback, for the interop tier (SPEC §10,
-//! tier 3) and for `scripts/demo`.
+//! The real `oidc-provider` npm package on loopback, for the interop tier (tier 3 of
+//! docs/behaviour.md, "Test tiers") and for `scripts/demo`.
 //!
 //! [`OidcProvider::start`] runs `node interop/provider.mjs` (pinned in
 //! `interop/package.json`), reads the issuer from its first stdout line and kills it on

@@ -50,7 +50,7 @@ pub fn challenge_of(verifier: &Secret) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.expose().as_bytes()))
 }
 
-/// A `state` value of 256 random bits (SPEC: at least 128).
+/// A `state` value of 256 random bits; the login rules ask for at least 128.
 pub fn random_state() -> Result<String, OAuthError> {
     Ok(URL_SAFE_NO_PAD.encode(crypto::random::<32>().map_err(|_| no_random())?))
 }
@@ -224,7 +224,8 @@ impl Callback {
             }
             *slot = Some(v.into_owned());
         }
-        // The state is checked before anything else is looked at (SPEC §4).
+        // The state is checked before anything else is looked at, and so before any
+        // token exchange (docs/behaviour.md, "Commands").
         if !state.is_some_and(|s| same(&s, &self.state)) {
             return bad();
         }

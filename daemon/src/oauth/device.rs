@@ -1,8 +1,11 @@
 //! The device authorization grant (RFC 8628): start, then poll on a schedule.
 //!
-//! Poll timing (SPEC §4): the server's interval, 5 s when it gives none; +5 s on each
-//! `slow_down`; never faster than the server's interval; at most 10 s between polls
-//! unless the server's own interval is longer (its interval is a floor we must keep).
+//! Poll timing (docs/behaviour.md, "Commands"): the server's interval, 5 s when it
+//! gives none; +5 s on each `slow_down`; never faster than the server's interval; at
+//! most 10 s between polls unless the server's own interval is longer (its interval
+//! is a floor we must keep). Polling stops at the code's `expires_in` by our own
+//! clock, since some providers never answer `expired_token`. The user code is
+//! shown exactly as issued.
 
 use std::time::Duration;
 
@@ -51,17 +54,6 @@ pub async fn start(
         return Err(answer.malformed("empty user or device code"));
     }
     Ok(auth)
-}
-
-/// Formats a user code for reading aloud: `ABCDEFGH` becomes `ABCD-EFGH`. Codes the
-/// server already punctuated, and odd lengths, are shown as given.
-pub fn format_user_code(code: &str) -> String {
-    let len = code.chars().count();
-    if code.contains('-') || len < 6 || !len.is_multiple_of(2) || !code.is_ascii() {
-        return code.to_string();
-    }
-    let (a, b) = code.split_at(len / 2);
-    format!("{a}-{b}")
 }
 
 /// The pure poll-interval rules.
@@ -146,14 +138,6 @@ pub async fn poll(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn user_codes_are_grouped() {
-        assert_eq!(format_user_code("BDFGHJKL"), "BDFG-HJKL");
-        assert_eq!(format_user_code("WDJB-MJHT"), "WDJB-MJHT");
-        assert_eq!(format_user_code("ABCDEFG"), "ABCDEFG");
-        assert_eq!(format_user_code("ABC"), "ABC");
-    }
 
     #[test]
     fn schedule_rules() {

@@ -1,6 +1,7 @@
 //! What can go wrong talking to a provider, typed so the engine can map it to one
-//! SPEC §4 category. Messages name the endpoint and host, never a token or a raw
-//! body; a provider's `error_description` is shown only cleaned and shortened.
+//! error category (docs/behaviour.md, "Exit codes and error categories"). Messages
+//! name the endpoint and host, never a token or a raw body; a provider's
+//! `error_description` is shown only cleaned and shortened.
 
 use latchkey_proto::error::Category;
 
@@ -50,7 +51,7 @@ pub enum OAuthError {
 }
 
 impl OAuthError {
-    /// The SPEC §4 category. Called only by `EngineError::category`, the crate's one
+    /// The error category. Called only by `EngineError::category`, the crate's one
     /// mapping.
     pub(crate) fn category(&self) -> Category {
         match self {

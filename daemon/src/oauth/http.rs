@@ -1,5 +1,5 @@
 //! The only outbound HTTP of the engine: one reqwest client (rustls), with connect
-//! and total timeouts, no redirects (a token endpoint must answer itself, SPEC §7),
+//! and total timeouts, no redirects (a token endpoint must answer itself),
 //! and bodies bounded in size.
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
-//! Process hardening at daemon start (SPEC §7): no core dumps, no ptrace attach by
-//! other processes of the same user, where the OS allows. Failures are warnings:
-//! the daemon still runs, and says what it could not do.
+//! Process hardening at daemon start (docs/behaviour.md, "Security"): no core dumps,
+//! no ptrace attach by other processes of the same user, where the OS allows.
+//! Failures are warnings: the daemon still runs, and says what it could not do.
 
 /// Applies what this OS supports.
 pub fn harden() {

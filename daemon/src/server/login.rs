@@ -149,15 +149,6 @@ impl Daemon {
                 }
             });
             *lock(&task_login.finished_at) = Some(std::time::Instant::now());
-            // Reading the new vault publishes `login` when the daemon had a view of
-            // this profile; without one, say it here.
-            let had_view = daemon.has_view(&profile_name);
-            if result.is_ok() && !had_view {
-                daemon.publish(&profile_name, "login", None);
-            }
-            if let Err(e) = daemon.current(&profile_name) {
-                tracing::warn!(profile = %profile_name, error = %e, "cannot read the vault after a login");
-            }
         });
         // Answer once there is something to show, or the login already ended.
         let mut rx = pending.state.subscribe();

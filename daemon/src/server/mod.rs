@@ -1,5 +1,6 @@
-//! `latchkeyd`: the engine served on a local socket (SPEC §1, §5): a Unix socket, or
-//! a named pipe on Windows (unverified there; see `listen`).
+//! `latchkeyd`: the engine served on a local socket (docs/behaviour.md,
+//! "Daemon and fallback" and "Socket API"): a Unix socket, or a named pipe on Windows
+//! (unverified there; see `listen`).
 //!
 //! [`run`] takes an already-bound listener ([`Incoming`]), so tests can start the
 //! real server in process on a temporary socket. Per connection: the peer check
@@ -35,9 +36,6 @@ use tower::ServiceExt;
 pub use peer::PeerVerified;
 pub use state::Daemon;
 
-use crate::session::refresh::Want;
-use crate::vault::unix_now;
-
 /// At most this many connections at once; more are closed at once. Generous, since
 /// idle ones are dropped after [`HEADER_TIMEOUT`].
 pub const MAX_CONNECTIONS: usize = 512;
@@ -65,7 +63,7 @@ pub async fn run<L: Incoming>(listener: L, daemon: Arc<Daemon>, idle_exit: Optio
     let app = routes::router(daemon.clone());
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let tracker = TaskTracker::new();
-    tracker.spawn(proactive_refresh(daemon.clone()));
+    tracker.spawn(maintenance(daemon.clone()));
     if let Some(idle) = idle_exit {
         tracker.spawn(idle_watch(daemon.clone(), slots.clone(), idle));
     }
@@ -124,66 +122,34 @@ pub async fn run<L: Incoming>(listener: L, daemon: Arc<Daemon>, idle_exit: Optio
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("some connections were still open after the drain time");
     }
-    // A refresh in flight finishes and writes before the daemon exits; the provider
-    // call itself is bounded by the HTTP client's timeouts.
-    daemon.refreshes.close();
-    if tokio::time::timeout(REFRESH_DRAIN, daemon.refreshes.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "a refresh was still running after {} s; exiting anyway",
-            REFRESH_DRAIN.as_secs()
+    // A refresh in flight finishes and writes before the daemon exits (the provider
+    // call itself is bounded by the HTTP client's timeouts), and an unsaved session
+    // gets one last write.
+    let lost = daemon.engine.shutdown(REFRESH_DRAIN).await;
+    if !lost.is_empty() {
+        tracing::error!(
+            profiles = ?lost.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            "stopping with sessions that could not be saved; they must log in again"
         );
     }
 }
 
-/// Refreshes sessions before callers need it (SPEC §6): when less than max(60 s,
-/// 20% of the lifetime) is left, never before half the lifetime, with jitter.
-async fn proactive_refresh(daemon: Arc<Daemon>) {
+/// The daemon's background pass (the engine's `maintain`): unsaved sessions are
+/// written as soon as the disk allows, and sessions are refreshed before callers
+/// need it. Every ~4 s, with jitter.
+async fn maintenance(daemon: Arc<Daemon>) {
     loop {
         let jitter = crate::vault::crypto::random::<1>().map_or(0, |b| u64::from(b[0]) * 4);
         tokio::select! {
             () = daemon.shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(4_000 + jitter)) => {}
         }
-        for profile in daemon.unsaved_profiles() {
-            if let Err(e) = daemon.save_unsaved(&profile).await {
-                tracing::warn!(profile, error = %e, "still cannot save the refreshed session");
-            }
-        }
-        for profile in daemon.engine.config().profile_names() {
-            if daemon.unsaved_profiles().contains(&profile) {
-                continue;
-            }
-            let Ok(Some(l)) = daemon.current(&profile) else {
-                continue;
-            };
-            let s = &l.session;
-            let (Some(expires_at), Some(_)) = (s.expires_at, &s.refresh_token) else {
-                continue;
-            };
-            if s.expired {
-                continue;
-            }
-            let lifetime = u64::try_from(expires_at - s.issued_at).unwrap_or(0);
-            let threshold = (lifetime / 5).max(60);
-            if crate::policy::is_fresh_enough(unix_now(), s.issued_at, Some(expires_at), threshold)
-            {
-                continue;
-            }
-            tracing::info!(profile, "refreshing ahead of expiry");
-            if let Err(e) = daemon
-                .refresh(&profile, Want::Fresh { min_ttl: threshold })
-                .await
-            {
-                tracing::warn!(profile, error = %e, "proactive refresh failed");
-            }
-        }
+        daemon.engine.maintain().await;
     }
 }
 
-/// Cancels the daemon after `idle` without requests and with no open connection.
+/// Cancels the daemon after `idle` without requests, with no open connection and
+/// no unsaved session.
 async fn idle_watch(daemon: Arc<Daemon>, slots: Arc<Semaphore>, idle: Duration) {
     loop {
         tokio::select! {
@@ -195,7 +161,11 @@ async fn idle_watch(daemon: Arc<Daemon>, slots: Arc<Semaphore>, idle: Duration) 
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let quiet = Duration::from_millis(now.saturating_sub(last));
-        if quiet >= idle && slots.available_permits() == MAX_CONNECTIONS {
+        // An unsaved session exists nowhere else: idling out would lose it.
+        if quiet >= idle
+            && slots.available_permits() == MAX_CONNECTIONS
+            && daemon.engine.unsaved_profiles().is_empty()
+        {
             tracing::info!(idle_secs = idle.as_secs(), "idle: exiting");
             daemon.shutdown.cancel();
             return;

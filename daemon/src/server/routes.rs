@@ -1,4 +1,5 @@
-//! The socket API's routes (SPEC §5) and the one mapping of engine errors to HTTP.
+//! The socket API's routes (docs/behaviour.md, "Socket API") and the one mapping of
+//! engine errors to HTTP.
 //!
 //! Every handler takes the connection's [`PeerVerified`], which only the peer check
 //! can create. Each request gets one audit line (peer pid, uid, executable, endpoint,
@@ -24,13 +25,12 @@ use latchkey_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 use serde::Deserialize;
 
 use super::peer::PeerVerified;
-use super::state::{Daemon, Served};
+use super::state::Daemon;
 use crate::convert::{self, rfc3339};
+use crate::engine::Served;
 use crate::error::EngineError;
-use crate::session::logout::LogoutOutcome;
-use crate::session::refresh::Want;
 
-/// The most a request body may weigh (SPEC §5: bounded bodies).
+/// The most a request body may weigh: request bodies are bounded.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Every ordinary request's deadline. A refresh against a slow provider is bounded
 /// by the HTTP client's own 30 s; this is the outer bound.
@@ -300,7 +300,7 @@ async fn token(
 ) -> Response {
     let min_ttl = q.min_ttl.unwrap_or(crate::engine::DEFAULT_MIN_TTL);
     match d.token(&profile, min_ttl).await {
-        Ok((t, served)) => reply(
+        Ok(t) => reply(
             api::Token {
                 access_token: t.access_token,
                 token_type: t.token_type,
@@ -308,8 +308,8 @@ async fn token(
                 generation: t.generation,
             },
             Some(&profile),
-            match served {
-                Served::FromMemory => "served",
+            match t.served {
+                Served::AsHeld => "served",
                 Served::Refreshed => "refreshed",
             },
         ),
@@ -327,10 +327,6 @@ async fn session(
     Extension(_): Extension<PeerVerified>,
     Path(profile): Path<String>,
 ) -> Response {
-    // Through the cache, so the file check and the event bookkeeping apply.
-    if let Err(e) = d.current(&profile) {
-        return fail(&e, Some(&profile), None);
-    }
     match d.engine.status(&profile) {
         Ok(st) => reply(convert::session(st), Some(&profile), "served"),
         Err(e) => fail(&e, Some(&profile), None),
@@ -342,28 +338,7 @@ async fn refresh(
     Extension(_): Extension<PeerVerified>,
     Path(profile): Path<String>,
 ) -> Response {
-    let seen = match d.current(&profile) {
-        Ok(Some(l)) => l.generation,
-        Ok(None) => {
-            return fail(
-                &EngineError::NotLoggedIn {
-                    profile: profile.clone(),
-                },
-                Some(&profile),
-                None,
-            );
-        }
-        Err(e) => return fail(&e, Some(&profile), None),
-    };
-    match d
-        .refresh(
-            &profile,
-            Want::Forced {
-                seen_generation: seen,
-            },
-        )
-        .await
-    {
+    match d.engine.refresh(&profile).await {
         Ok(t) => reply(
             api::Refreshed {
                 profile: profile.clone(),
@@ -387,17 +362,9 @@ async fn logout(
         Ok(b) => b.is_none_or(|b| b.revoke),
         Err(r) => return r,
     };
-    let result = d.engine.logout(&profile, revoke).await;
-    d.invalidate(&profile);
-    if let Err(e) = d.current(&profile) {
-        tracing::warn!(profile, error = %e, "cannot re-read the vault after a logout");
-    }
-    match result {
+    match d.engine.logout(&profile, revoke).await {
         Ok(outcome) => {
             let name = outcome.name();
-            if !matches!(outcome, LogoutOutcome::NotLoggedIn) {
-                d.publish(&profile, "logout", None);
-            }
             reply(convert::logged_out(outcome), Some(&profile), name)
         }
         Err(e) => fail(&e, Some(&profile), None),
@@ -452,7 +419,7 @@ async fn login_status(
 }
 
 async fn events(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
-    let rx = d.events.subscribe();
+    let rx = d.engine.subscribe();
     let guard = Subscriber::new(d.clone());
     let shutdown = d.shutdown.clone();
     let stream = futures_util::stream::unfold(
@@ -464,8 +431,11 @@ async fn events(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Resp
                     n = rx.recv() => n,
                 };
                 match next {
-                    Ok(ev) => {
-                        let event = Event::default().event("session").json_data(&ev).ok()?;
+                    Ok(change) => {
+                        let event = Event::default()
+                            .event("session")
+                            .json_data(convert::session_event(change))
+                            .ok()?;
                         return Some((Ok::<_, Infallible>(event), (rx, guard, shutdown)));
                     }
                     // A slow subscriber lost some events; it keeps the newer ones.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use latchkey_proto::vault::{SessionRecord, UserInfo};
 
+use super::slot::Change;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::oauth::authcode::{self, AuthorizeParams};
@@ -17,7 +18,7 @@ use crate::oauth::token::{self, Grant};
 use crate::oauth::{OAuthError, discovery, userinfo};
 use crate::vault::unix_now;
 
-/// SPEC §4: the default time a person has to finish a login.
+/// The default time a person has to finish a login: 5 minutes.
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Which interactive flow to run.
@@ -32,15 +33,17 @@ pub enum Flow {
 /// What the device flow shows the person.
 #[derive(Debug, Clone)]
 pub struct DeviceCode {
-    /// Formatted for reading, `ABCD-EFGH`.
+    /// Exactly as the provider issued it: some providers compare it byte for byte,
+    /// so a dash added for readability would send the person to a dead end.
     pub user_code: String,
     pub verification_uri: String,
     pub verification_uri_complete: Option<String>,
     pub expires_in: u64,
 }
 
-/// How a login talks to the person. The CLI prints and opens a browser; the daemon
-/// will publish events.
+/// How a login talks to the person. The CLI prints and opens a browser; the daemon's
+/// socket login (`server::login`) records what to show, for the login request and its
+/// long-poll.
 pub trait LoginUi: Send + Sync {
     /// The browser flow's URL is ready: show it (always) and open it (if wanted).
     fn authorize_url(&self, url: &str);
@@ -154,7 +157,7 @@ impl Engine {
                     .await
                     .map_err(oauth)?;
                 ui.device_code(&DeviceCode {
-                    user_code: device::format_user_code(&auth.user_code),
+                    user_code: auth.user_code.clone(),
                     verification_uri: auth.verification_uri.clone(),
                     verification_uri_complete: auth.verification_uri_complete.clone(),
                     expires_in: auth.expires_in,
@@ -198,13 +201,31 @@ impl Engine {
             revocation_endpoint: ep.revocation.as_ref().map(ToString::to_string),
             userinfo_endpoint: ep.userinfo.as_ref().map(ToString::to_string),
         };
-        let lock = self.lock(profile).await?;
-        let stored = self.vault().store(&lock, &session)?;
-        Ok(LoggedIn {
+        let slot = self.sessions.slot(profile);
+        let mut ex = slot.exclusive().await;
+        if !ex.has_lock() {
+            ex.set_lock(self.lock(profile).await?);
+        }
+        let stored = self.vault().store(ex.lock()?, &session)?;
+        // The new login replaces an unsaved session of the old one, whose tokens
+        // nobody holds any more.
+        if slot.view().unsaved.take().is_some()
+            && let Err(e) = ex.lock_mut()?.mark_unsaved(false)
+        {
+            tracing::debug!(profile, error = %e, "cannot clear the unsaved mark");
+        }
+        let logged_in = LoggedIn {
             user,
             groups,
             expires_at: session.expires_at,
             generation: stored.generation,
-        })
+        };
+        self.settle(
+            profile,
+            &slot,
+            Some(stored.loaded(session)),
+            Some(Change::Login),
+        );
+        Ok(logged_in)
     }
 }

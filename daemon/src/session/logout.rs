@@ -2,6 +2,7 @@
 //! token) unless asked not to, then delete the local session whatever the provider
 //! said. The outcome says which of the three things happened.
 
+use super::slot::Change;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::oauth::{OAuthError, discovery, revoke};
@@ -31,37 +32,59 @@ impl LogoutOutcome {
 impl Engine {
     /// Logs `profile` out. A failure to delete the local session is the only error
     /// (local_storage); provider trouble only changes the outcome.
+    ///
+    /// An unsaved session is the one revoked (its refresh token is the live one; the
+    /// vault's is spent) and is forgotten whatever happens next, so a logged-out
+    /// session never comes back.
     pub async fn logout(
         &self,
         profile: &str,
         revoke_at_server: bool,
     ) -> Result<LogoutOutcome, EngineError> {
-        let lock = self.lock(profile).await?;
-        let loaded = match self.vault().load(profile) {
-            Ok(Some(l)) => Some(l),
-            Ok(None) => return Ok(LogoutOutcome::NotLoggedIn),
-            Err(e) => {
-                // An unreadable vault cannot be revoked, but logging out must still
-                // forget it: that is what the person asked for.
-                tracing::warn!(profile, error = %e, "logging out of an unreadable vault");
-                None
-            }
+        self.profile(profile)?;
+        let slot = self.sessions.slot(profile);
+        let mut ex = slot.exclusive().await;
+        if !ex.has_lock() {
+            ex.set_lock(self.lock(profile).await?);
+        }
+        let unsaved = slot.unsaved().map(|u| u.session);
+        let session = match unsaved {
+            Some(s) => Some(s),
+            None => match self.vault().load(profile) {
+                Ok(Some(l)) => Some(l.session),
+                Ok(None) => return Ok(LogoutOutcome::NotLoggedIn),
+                Err(e) => {
+                    // An unreadable vault cannot be revoked, but logging out must
+                    // still forget it: that is what the person asked for.
+                    tracing::warn!(profile, error = %e, "logging out of an unreadable vault");
+                    None
+                }
+            },
         };
-        let outcome = match (&loaded, revoke_at_server) {
+        let outcome = match (&session, revoke_at_server) {
             (None, _) => LogoutOutcome::LocalOnly {
                 reason: "the local vault could not be read, so nothing could be revoked".into(),
             },
             (Some(_), false) => LogoutOutcome::LocalOnly {
                 reason: "revocation was not requested".into(),
             },
-            (Some(l), true) => match self.revoke_session(profile, &l.session).await {
+            (Some(s), true) => match self.revoke_session(profile, s).await {
                 Ok(()) => LogoutOutcome::Revoked,
                 Err(e) => LogoutOutcome::LocalOnly {
                     reason: e.to_string(),
                 },
             },
         };
-        self.vault().delete(&lock)?;
+        // Forgotten before the deletion, which may fail: the person asked for this
+        // session to end, and memory is the one place it still lives.
+        if slot.view().unsaved.take().is_some()
+            && let Err(e) = ex.lock_mut()?.mark_unsaved(false)
+        {
+            tracing::debug!(profile, error = %e, "cannot clear the unsaved mark");
+        }
+        let deleted = self.vault().delete(ex.lock()?);
+        self.settle(profile, &slot, None, Some(Change::Logout));
+        deleted?;
         Ok(outcome)
     }
 

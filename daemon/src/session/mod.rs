@@ -1,12 +1,25 @@
-//! Session operations of the engine, one module each: the refresh transaction
-//! (`refresh`), interactive login (`login`), logout with revocation (`logout`) and
-//! the offline status (`status`). They are `impl Engine` blocks, so the CLI's
-//! embedded path and the daemon call the very same code.
+//! The session service: the one owner of every session rule. The daemon, the
+//! client's embedded path and doctor all call it; none of them keeps a copy of a
+//! rule.
+//!
+//! - `slot`: the per-profile state (single flight, the cached view of the vault,
+//!   the unsaved session), the refresh tasks, the change feed and statistics;
+//! - `view`: the current session, from memory while the vault file is unchanged;
+//! - `refresh`: the token request and the refresh transaction;
+//! - `unsaved`: sessions the provider rotated and the disk refused;
+//! - `maintain`: the daemon's background pass (retry writes, refresh ahead);
+//! - `login`, `logout`, `status`: the other operations.
+//!
+//! They are `impl Engine` blocks, so every caller runs the very same code.
 
 pub mod login;
 pub mod logout;
+pub mod maintain;
 pub mod refresh;
+pub mod slot;
 pub mod status;
+pub mod unsaved;
+pub mod view;
 
 use latchkey_proto::vault::SessionRecord;
 

@@ -1,31 +1,45 @@
-//! The refresh transaction (SPEC §6), and the token request that uses it.
+//! The refresh transaction, and the token request that uses it.
 //!
 //! 1. In-process single flight: wait for this profile's slot.
-//! 2. Take the profile's file lock (machine-wide single flight).
-//! 3. Re-read the vault. If another process already refreshed (the token is now
+//! 2. Take the profile's file lock (machine-wide single flight), unless this
+//!    process already holds it for an unsaved session.
+//! 3. Write an unsaved session first. While the disk still refuses it, nothing is
+//!    sent to the provider: its refresh token is the only one left, and a refresh
+//!    would only make another session that cannot be saved.
+//! 4. Re-read the vault. If another process already refreshed (the token is now
 //!    fresh enough, or a forced refresh finds a newer generation), use that.
-//! 4. Call the token endpoint with the stored refresh token.
-//! 5. Persist the new session (keeping the old refresh token when none came back),
-//!    then release the lock.
+//! 5. Reserve the space the new vault needs ([`crate::vault::fs::Reservation`]): a
+//!    full or read-only disk fails here, before the refresh token is spent.
+//! 6. Call the token endpoint with the stored refresh token.
+//! 7. Write the new session into the reserved space (keeping the old refresh token
+//!    when none came back). If even that fails, the session is kept unsaved
+//!    ([`super::unsaved`]) and the file lock stays held until it is written.
 //!
 //! On `invalid_grant` or HTTP 409 the vault is re-read: if it holds a different
 //! refresh token than the one just sent (a writer we could not exclude), the refresh
 //! is retried once with it; otherwise the session is marked expired, keeping the
 //! user so status can say who must log in again. A refresh token that was rejected
-//! is never sent again. On a transport or 5xx failure a still-valid access token is
-//! served.
+//! is never sent again. When a refresh cannot happen (the provider is down, the
+//! disk refuses the reservation, another process holds an unsaved session) a token
+//! request is still answered with an access token that has not expired.
+//!
+//! The transaction runs in a task of its own: a caller that gives up (the client's
+//! fallback deadline, a closed connection, a library caller's timeout) stops
+//! waiting but cannot cancel it between the provider's answer and the write.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use latchkey_proto::error::Category;
 use latchkey_proto::vault::SessionRecord;
 
-use crate::engine::{AccessToken, Engine};
+use super::slot::{Change, Current};
+use crate::engine::{AccessToken, Engine, Served};
 use crate::error::EngineError;
 use crate::oauth::token::{self, Grant, TokenSet};
 use crate::oauth::{OAuthError, discovery};
 use crate::policy;
-use crate::vault::{Loaded, ProfileLock, unix_now};
+use crate::vault::unix_now;
 
 /// Why a refresh is wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,21 +50,32 @@ pub enum Want {
     Forced { seen_generation: u64 },
 }
 
+fn fresh_enough(s: &SessionRecord, min_ttl: u64) -> bool {
+    policy::is_fresh_enough(unix_now(), s.issued_at, s.expires_at, min_ttl)
+}
+
+fn still_valid(s: &SessionRecord) -> bool {
+    s.expires_at.is_none_or(|e| e > unix_now())
+}
+
 impl Engine {
     /// An access token for `profile` that is fresh enough for `min_ttl` seconds,
     /// refreshed first when it is not.
-    pub async fn token(&self, profile: &str, min_ttl: u64) -> Result<AccessToken, EngineError> {
-        let loaded = self.load_usable(profile)?;
-        let s = &loaded.session;
-        if policy::is_fresh_enough(unix_now(), s.issued_at, s.expires_at, min_ttl) {
-            return Ok(AccessToken::from_loaded(&loaded));
+    pub async fn token(
+        self: &Arc<Self>,
+        profile: &str,
+        min_ttl: u64,
+    ) -> Result<AccessToken, EngineError> {
+        let current = self.usable(profile)?;
+        if fresh_enough(&current.session, min_ttl) {
+            return Ok(current.token(Served::AsHeld));
         }
         self.refresh_as(profile, Want::Fresh { min_ttl }).await
     }
 
     /// Refreshes now, joining a refresh that completed while this call waited.
-    pub async fn refresh(&self, profile: &str) -> Result<AccessToken, EngineError> {
-        let seen = self.load_usable(profile)?.generation;
+    pub async fn refresh(self: &Arc<Self>, profile: &str) -> Result<AccessToken, EngineError> {
+        let seen = self.usable(profile)?.generation;
         self.refresh_as(
             profile,
             Want::Forced {
@@ -60,42 +85,84 @@ impl Engine {
         .await
     }
 
-    /// The stored session, or the error that says why there is none to use.
-    fn load_usable(&self, profile: &str) -> Result<Loaded, EngineError> {
-        let loaded = self
-            .load(profile)?
+    /// The current session, or the error that says why there is none to use.
+    pub(crate) fn usable(&self, profile: &str) -> Result<Current, EngineError> {
+        let current = self
+            .current(profile)?
             .ok_or_else(|| EngineError::NotLoggedIn {
                 profile: profile.to_string(),
             })?;
-        if loaded.session.expired {
-            return Err(super::expired(profile, &loaded.session));
+        if current.session.expired {
+            return Err(super::expired(profile, &current.session));
         }
-        Ok(loaded)
+        Ok(current)
     }
 
-    /// Steps 1 to 5 of the transaction.
-    pub async fn refresh_as(&self, profile: &str, want: Want) -> Result<AccessToken, EngineError> {
-        let flight = self.flight(profile);
-        let _in_flight = flight.lock().await;
-        let lock = self.lock(profile).await?;
-        let current = self.load_usable(profile)?;
-        let s = &current.session;
-        let done_by_another = match want {
-            Want::Fresh { min_ttl } => {
-                policy::is_fresh_enough(unix_now(), s.issued_at, s.expires_at, min_ttl)
+    /// Runs the transaction in a task of its own (see the module documentation) and
+    /// counts its outcome.
+    pub(crate) async fn refresh_as(
+        self: &Arc<Self>,
+        profile: &str,
+        want: Want,
+    ) -> Result<AccessToken, EngineError> {
+        let this = Arc::clone(self);
+        let name = profile.to_string();
+        let task = self.sessions.tasks.spawn(async move {
+            let result = this.transact(&name, want).await;
+            this.sessions.record(&result);
+            result
+        });
+        task.await
+            .map_err(|e| EngineError::Internal(format!("the refresh task failed: {e}")))?
+    }
+
+    /// Steps 1 to 7 of the transaction.
+    async fn transact(&self, profile: &str, want: Want) -> Result<AccessToken, EngineError> {
+        let slot = self.sessions.slot(profile);
+        let mut ex = slot.exclusive().await;
+        if !ex.has_lock() {
+            match self.lock(profile).await {
+                Ok(lock) => ex.set_lock(lock),
+                Err(e) => return self.fall_short(profile, want, e),
             }
+        }
+        if let Err(e) = self.save_unsaved_locked(profile, &slot, &mut ex) {
+            return self.fall_short(profile, want, e);
+        }
+        let current = match self.load(profile)? {
+            Some(l) => {
+                self.remember(profile, &slot, Some(l.clone()));
+                l
+            }
+            None => {
+                self.remember(profile, &slot, None);
+                return Err(EngineError::NotLoggedIn {
+                    profile: profile.to_string(),
+                });
+            }
+        };
+        let s = &current.session;
+        if s.expired {
+            return Err(super::expired(profile, s));
+        }
+        let served = Current::from_loaded(&current);
+        let done_by_another = match want {
+            Want::Fresh { min_ttl } => fresh_enough(s, min_ttl),
             Want::Forced { seen_generation } => current.generation > seen_generation,
         };
         if done_by_another {
-            return Ok(AccessToken::from_loaded(&current));
+            return Ok(served.token(Served::Refreshed));
         }
-        let still_valid = s.expires_at.is_none_or(|e| e > unix_now());
         let Some(sent) = s.refresh_token.clone() else {
             // Nothing to refresh with: serve what is left, or the person must log in.
             return match want {
-                Want::Fresh { .. } if still_valid => Ok(AccessToken::from_loaded(&current)),
+                Want::Fresh { .. } if still_valid(s) => Ok(served.token(Served::AsHeld)),
                 _ => Err(super::expired(profile, s)),
             };
+        };
+        let reservation = match self.vault().reserve(ex.lock()?) {
+            Ok(r) => r,
+            Err(e) => return self.fall_short(profile, want, e.into()),
         };
         // The session the answer applies to: the one read under the lock (or, after a
         // retry, the one re-read), so nothing between the provider's answer and the
@@ -104,54 +171,78 @@ impl Engine {
         let mut attempt = self.call_token_endpoint(profile, s, &sent).await;
         if matches!(&attempt, Err(e) if e.is_invalid_grant()) {
             // Re-read: was the token rotated by a writer that did not hold our lock?
-            let reread = self.load_usable(profile)?;
-            match reread.session.refresh_token.clone() {
-                Some(other) if other != sent => {
-                    attempt = self
-                        .call_token_endpoint(profile, &reread.session, &other)
-                        .await;
-                    base = reread.session;
-                }
-                _ => {}
+            if let Some(reread) = self.load(profile)?
+                && let Some(other) = reread.session.refresh_token.clone()
+                && other != sent
+                && !reread.session.expired
+            {
+                attempt = self
+                    .call_token_endpoint(profile, &reread.session, &other)
+                    .await;
+                base = reread.session;
             }
         }
-        // From here until the fsync inside `persist`, the provider has spent the old
+        // From here until the fsync of the new vault, the provider has spent the old
         // refresh token and only this process holds the new one: the one window in
-        // which a crash loses the session (SPEC §9). It is logged so that it can be
-        // measured.
+        // which a crash loses the session. It is logged so that it can be measured.
         let answered = Instant::now();
         match attempt {
             Ok(tokens) => {
                 let updated = apply(base, tokens);
-                let written = self.persist(&lock, &updated)?;
-                let window_us = u64::try_from(answered.elapsed().as_micros()).unwrap_or(u64::MAX);
-                tracing::info!(
-                    profile,
-                    generation = written.generation,
-                    window_us,
-                    "refreshed; the new session is on disk (window_us: provider answer to fsync)"
-                );
-                Ok(written)
+                let generation = current.generation.saturating_add(1);
+                match self
+                    .vault()
+                    .store_reserved(ex.lock()?, reservation, &updated)
+                {
+                    Ok(stored) => {
+                        let window_us =
+                            u64::try_from(answered.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        tracing::info!(
+                            profile,
+                            generation = stored.generation,
+                            window_us,
+                            "refreshed; the new session is on disk (window_us: provider answer to fsync)"
+                        );
+                        let loaded = stored.loaded(updated);
+                        let token = Current::from_loaded(&loaded).token(Served::Refreshed);
+                        self.settle(profile, &slot, Some(loaded), Some(Change::Refresh));
+                        Ok(token)
+                    }
+                    Err(e) => self.keep_unsaved(profile, &slot, &mut ex, updated, generation, e),
+                }
             }
             Err(e) if e.is_invalid_grant() => {
-                let mut dead = self.load_usable(profile)?.session;
+                let mut dead = match self.load(profile)? {
+                    Some(l) => l.session,
+                    None => base,
+                };
                 dead.expired = true;
                 // The rejected refresh token is spent: drop it so it is never sent again.
                 dead.refresh_token = None;
-                self.vault().store(&lock, &dead)?;
+                let stored = self
+                    .vault()
+                    .store_reserved(ex.lock()?, reservation, &dead)?;
                 tracing::info!(
                     profile,
                     "the provider rejected the refresh token; the session is expired"
                 );
-                Err(super::expired(profile, &dead))
+                let error = super::expired(profile, &dead);
+                self.settle(
+                    profile,
+                    &slot,
+                    Some(stored.loaded(dead)),
+                    Some(Change::Expired),
+                );
+                Err(error)
             }
             Err(error) => {
-                // SPEC §6: when the provider is unreachable or failing, a token that
-                // has not expired yet is still worth serving.
+                drop(reservation);
+                // When the provider is unreachable or failing, a token that has not
+                // expired yet is still worth serving.
                 let outage = matches!(error.category(), Category::Transport | Category::Server);
-                if matches!(want, Want::Fresh { .. }) && still_valid && outage {
+                if matches!(want, Want::Fresh { .. }) && still_valid(s) && outage {
                     tracing::warn!(profile, %error, "refresh failed; serving the still-valid access token");
-                    return Ok(AccessToken::from_loaded(&current));
+                    return Ok(served.token(Served::AsHeld));
                 }
                 Err(EngineError::OAuth {
                     profile: profile.to_string(),
@@ -159,6 +250,26 @@ impl Engine {
                 })
             }
         }
+    }
+
+    /// A refresh that could not start: the lock is held for another process's
+    /// unsaved session, the disk refuses the reservation, or this process's own
+    /// unsaved session cannot be written. A token request is still answered from
+    /// an access token that has not expired; anything else gets the error.
+    fn fall_short(
+        &self,
+        profile: &str,
+        want: Want,
+        error: EngineError,
+    ) -> Result<AccessToken, EngineError> {
+        if matches!(want, Want::Fresh { .. })
+            && let Ok(current) = self.usable(profile)
+            && still_valid(&current.session)
+        {
+            tracing::warn!(profile, %error, "cannot refresh now; serving the still-valid access token");
+            return Ok(current.token(Served::AsHeld));
+        }
+        Err(error)
     }
 
     /// One token-endpoint call with `refresh_token`.
@@ -190,31 +301,6 @@ impl Engine {
             &extra,
         )
         .await
-    }
-
-    /// Writes the refreshed session under the lock and answers from what was written.
-    /// A failed write hands the rotated session back in [`EngineError::Unsaved`]:
-    /// the provider has already spent the old refresh token, so this session is the
-    /// only one that still works.
-    fn persist(
-        &self,
-        lock: &ProfileLock,
-        session: &SessionRecord,
-    ) -> Result<AccessToken, EngineError> {
-        let stored = self
-            .vault()
-            .store(lock, session)
-            .map_err(|source| EngineError::Unsaved {
-                profile: lock.profile().to_string(),
-                session: Box::new(session.clone()),
-                source,
-            })?;
-        Ok(AccessToken {
-            access_token: session.access_token.clone(),
-            token_type: session.token_type.clone(),
-            expires_at: session.expires_at,
-            generation: stored.generation,
-        })
     }
 }
 

@@ -24,11 +24,13 @@ pub struct SessionStatus {
     pub expires_at: Option<i64>,
     pub has_refresh_token: bool,
     pub generation: Option<u64>,
+    /// Rotated at the provider, not on disk yet (see `session::unsaved`).
+    pub unsaved: bool,
     pub vault_path: PathBuf,
 }
 
 impl Engine {
-    /// Reads the status of `profile` from its vault.
+    /// The status of `profile`'s current session (an unsaved one included).
     pub fn status(&self, profile: &str) -> Result<SessionStatus, EngineError> {
         let vault_path = self.vault().path(profile)?;
         let empty = SessionStatus {
@@ -41,14 +43,13 @@ impl Engine {
             expires_at: None,
             has_refresh_token: false,
             generation: None,
+            unsaved: false,
             vault_path,
         };
-        let loaded = match self.load(profile) {
-            Ok(Some(l)) => l,
-            Ok(None) | Err(EngineError::NotLoggedIn { .. }) => return Ok(empty),
-            Err(e) => return Err(e),
+        let Some(current) = self.current(profile)? else {
+            return Ok(empty);
         };
-        let s = loaded.session;
+        let s = current.session;
         let has_refresh_token = s.refresh_token.is_some();
         let access_expired = s.expires_at.is_some_and(|e| e <= unix_now());
         let session_expired = s.expired || (access_expired && !has_refresh_token);
@@ -60,28 +61,32 @@ impl Engine {
             scopes: s.scopes,
             expires_at: s.expires_at,
             has_refresh_token,
-            generation: Some(loaded.generation),
+            generation: Some(current.generation),
+            unsaved: current.unsaved,
             ..empty
         })
     }
 }
 
 impl Engine {
-    /// Asks the provider's userinfo endpoint about the current session, refreshing
-    /// first when needed: the proof that the provider still accepts it (`doctor
-    /// --server`).
-    pub async fn userinfo(&self, profile: &str) -> Result<(UserInfo, Vec<String>), EngineError> {
+    /// Asks the provider's userinfo endpoint about `access_token`, a token of
+    /// `profile`'s current session: the proof that the provider still accepts it
+    /// (`doctor --server`, which gets the token through the daemon when one runs).
+    pub async fn userinfo(
+        &self,
+        profile: &str,
+        access_token: &latchkey_proto::secret::Secret,
+    ) -> Result<(UserInfo, Vec<String>), EngineError> {
         use crate::oauth::{OAuthError, discovery, userinfo};
         let oauth = |error| EngineError::OAuth {
             profile: profile.to_string(),
             error,
         };
-        let token = self.token(profile, crate::engine::DEFAULT_MIN_TTL).await?;
         let p = self.profile(profile)?;
         let http = self.http(profile)?;
         let stored = self
-            .load(profile)?
-            .and_then(|l| l.session.userinfo_endpoint);
+            .current(profile)?
+            .and_then(|c| c.session.userinfo_endpoint);
         let url = match stored {
             Some(u) => crate::config::check_url(&u).map_err(|r| oauth(OAuthError::Setup(r)))?,
             None => discovery::endpoints(http, &p)
@@ -94,7 +99,7 @@ impl Engine {
                     ))
                 })?,
         };
-        userinfo::fetch(http, &url, &token.access_token, &p.groups_claim)
+        userinfo::fetch(http, &url, access_token, &p.groups_claim)
             .await
             .map_err(oauth)
     }

@@ -9,9 +9,9 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use latchkey_proto::vault::{KdfParams, NONCE_LEN, SALT_LEN};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-/// The lowest scrypt cost accepted anywhere (SPEC §6: never below log_n 10).
+/// The lowest scrypt cost accepted anywhere: never below log_n 10.
 pub const MIN_LOG_N: u8 = 10;
-/// The default scrypt cost (SPEC §6).
+/// The default scrypt cost (docs/behaviour.md, "Key derivation").
 pub const DEFAULT_KDF: KdfParams = KdfParams::Scrypt {
     log_n: 15,
     r: 8,

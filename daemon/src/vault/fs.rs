@@ -11,13 +11,14 @@
 //! through this module.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 use crate::error::StorageError;
 
-/// The identity of a file as far as cache invalidation cares (SPEC §6): a change of
-/// any field means the file was replaced or rewritten.
+/// The identity of a file as far as cache invalidation cares (docs/behaviour.md,
+/// "Cache invalidation by file identity"): a change of any field means the file was
+/// replaced or rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileIdentity {
     pub dev: u64,
@@ -215,13 +216,21 @@ pub enum Replace {
     CreateNew,
 }
 
-/// Writes `bytes` to `path` atomically and durably, mode 0600. The folder must
-/// already be private ([`ensure_private_dir`]).
-pub fn write_atomic(path: &Path, bytes: &[u8], replace: Replace) -> Result<(), StorageError> {
-    let dir = path.parent().ok_or_else(|| StorageError::Insecure {
-        path: path.to_path_buf(),
-        reason: "it has no parent folder".into(),
-    })?;
+/// Space claimed on disk for a coming atomic write: a temporary file in the target's
+/// folder, created 0600 with O_EXCL, filled with `len` zero bytes and fsync'd.
+///
+/// This is how a refresh makes sure its result can be saved *before* it spends the
+/// refresh token: on a full or read-only disk the reservation fails and the provider
+/// is never asked. Writing the real bytes later reuses the claimed blocks, so it
+/// needs no new space as long as they fit. Dropping a reservation removes the file.
+#[derive(Debug)]
+pub struct Reservation {
+    tmp: tempfile::NamedTempFile,
+    dir: std::path::PathBuf,
+}
+
+/// Reserves `len` bytes for a write into `dir` (which must already be private).
+pub fn reserve(dir: &Path, len: u64) -> Result<Reservation, StorageError> {
     // tempfile creates with O_EXCL and mode 0600 on Unix: no other user can open the
     // file between its creation and the rename, whatever the umask.
     let mut tmp = tempfile::Builder::new()
@@ -229,18 +238,66 @@ pub fn write_atomic(path: &Path, bytes: &[u8], replace: Replace) -> Result<(), S
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| StorageError::io("create a temporary file in", dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| StorageError::io("write", tmp.path().to_path_buf(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| StorageError::io("flush", tmp.path().to_path_buf(), e))?;
-    match replace {
-        // rename(2) replaces a symlink at `path` rather than following it.
-        Replace::Overwrite => tmp.persist(path).map(drop),
-        Replace::CreateNew => tmp.persist_noclobber(path).map(drop),
+    if len > 0 {
+        let zeros = [0u8; 4096];
+        let mut left = len;
+        while left > 0 {
+            let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
+            tmp.write_all(&zeros[..n])
+                .map_err(|e| StorageError::io("reserve space in", dir, e))?;
+            left -= n as u64;
+        }
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| StorageError::io("reserve space in", dir, e))?;
     }
-    .map_err(|e| StorageError::io("replace", path, e.error))?;
-    sync_dir(dir)
+    Ok(Reservation {
+        tmp,
+        dir: dir.to_path_buf(),
+    })
+}
+
+impl Reservation {
+    /// Writes `bytes` into the reserved file, trims it to their length, fsyncs it,
+    /// renames it over `path` and fsyncs the folder. `path` must be in the folder the
+    /// reservation was made in.
+    pub fn commit(
+        mut self,
+        path: &Path,
+        bytes: &[u8],
+        replace: Replace,
+    ) -> Result<(), StorageError> {
+        if path.parent() != Some(self.dir.as_path()) {
+            return Err(StorageError::Insecure {
+                path: path.to_path_buf(),
+                reason: "it is not in the folder its space was reserved in".into(),
+            });
+        }
+        let file = self.tmp.as_file_mut();
+        file.seek(std::io::SeekFrom::Start(0))
+            .and_then(|_| file.write_all(bytes))
+            .and_then(|()| file.set_len(bytes.len() as u64))
+            .map_err(|e| StorageError::io("write", path, e))?;
+        file.sync_all()
+            .map_err(|e| StorageError::io("flush", path, e))?;
+        match replace {
+            // rename(2) replaces a symlink at `path` rather than following it.
+            Replace::Overwrite => self.tmp.persist(path).map(drop),
+            Replace::CreateNew => self.tmp.persist_noclobber(path).map(drop),
+        }
+        .map_err(|e| StorageError::io("replace", path, e.error))?;
+        sync_dir(&self.dir)
+    }
+}
+
+/// Writes `bytes` to `path` atomically and durably, mode 0600. The folder must
+/// already be private ([`ensure_private_dir`]).
+pub fn write_atomic(path: &Path, bytes: &[u8], replace: Replace) -> Result<(), StorageError> {
+    let dir = path.parent().ok_or_else(|| StorageError::Insecure {
+        path: path.to_path_buf(),
+        reason: "it has no parent folder".into(),
+    })?;
+    reserve(dir, 0)?.commit(path, bytes, replace)
 }
 
 /// Removes a file durably; `Ok(false)` when it was not there.

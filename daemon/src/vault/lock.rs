@@ -9,6 +9,12 @@
 //!
 //! A [`ProfileLock`] is the proof a caller holds the lock: the vault's write and
 //! delete operations take one, so an unlocked write does not compile.
+//!
+//! A process that holds a session the provider rotated but the disk refused (an
+//! *unsaved* session) keeps the lock until the session is written, and marks the
+//! lock file `PID unsaved`: the refresh token in the vault is spent, and no other
+//! process may send it again. Whoever finds that mark gets
+//! [`StorageError::HeldUnsaved`] at once instead of waiting out the timeout.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -17,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::StorageError;
 
-/// SPEC §6: the bounded wait for a profile lock.
+/// The bounded wait for a profile lock (docs/behaviour.md, "Locks").
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A held profile lock. Released on drop (closing the file releases it).
@@ -26,7 +32,7 @@ pub struct ProfileLock {
     profile: String,
     path: PathBuf,
     // Held for its lock; closing the descriptor releases it.
-    _file: File,
+    file: File,
 }
 
 impl ProfileLock {
@@ -39,6 +45,29 @@ impl ProfileLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Marks the lock as held for an unsaved session (or clears the mark), so other
+    /// processes stop waiting for it. The bytes overwrite the pid already there, so
+    /// a full disk does not stop this small write.
+    pub fn mark_unsaved(&mut self, unsaved: bool) -> Result<(), StorageError> {
+        let text = if unsaved {
+            format!("{} {UNSAVED_MARK}", std::process::id())
+        } else {
+            std::process::id().to_string()
+        };
+        record(&mut self.file, &text).map_err(|e| StorageError::io("write the lock", &self.path, e))
+    }
+}
+
+/// What the holder of an unsaved session writes after its pid.
+const UNSAVED_MARK: &str = "unsaved";
+
+/// Writes `text` over the lock file's content: the write first, then the length,
+/// so replacing the few bytes already there needs no new space.
+fn record(file: &mut File, text: &str) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(text.as_bytes())?;
+    file.set_len(text.len() as u64)
 }
 
 fn open_lock_file(path: &Path) -> std::io::Result<File> {
@@ -53,12 +82,19 @@ fn open_lock_file(path: &Path) -> std::io::Result<File> {
     opts.open(path)
 }
 
-/// Reads the pid the current holder wrote, if any.
-fn holder_pid(file: &mut File) -> Option<u32> {
+/// What the current holder wrote: its pid, and whether it holds an unsaved session.
+fn holder(file: &mut File) -> (Option<u32>, bool) {
     let mut s = String::new();
-    file.seek(SeekFrom::Start(0)).ok()?;
-    file.take(32).read_to_string(&mut s).ok()?;
-    s.trim().parse().ok()
+    if file
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| file.take(64).read_to_string(&mut s))
+        .is_err()
+    {
+        return (None, false);
+    }
+    let mut words = s.split_whitespace();
+    let pid = words.next().and_then(|w| w.parse().ok());
+    (pid, words.next() == Some(UNSAVED_MARK))
 }
 
 /// Takes the exclusive lock of `profile` at `path`, waiting at most `timeout`.
@@ -73,11 +109,18 @@ pub fn acquire(profile: &str, path: &Path, timeout: Duration) -> Result<ProfileL
         match file.try_lock() {
             Ok(()) => break,
             Err(TryLockError::WouldBlock) => {
+                let (pid, unsaved) = holder(&mut file);
+                if unsaved {
+                    return Err(StorageError::HeldUnsaved {
+                        path: path.to_path_buf(),
+                        holder: pid,
+                    });
+                }
                 if start.elapsed() >= timeout {
                     return Err(StorageError::LockTimeout {
                         path: path.to_path_buf(),
                         waited_secs: timeout.as_secs(),
-                        holder: holder_pid(&mut file),
+                        holder: pid,
                     });
                 }
                 std::thread::sleep(pause.min(timeout.saturating_sub(start.elapsed())));
@@ -89,14 +132,12 @@ pub fn acquire(profile: &str, path: &Path, timeout: Duration) -> Result<ProfileL
     // Record who holds the lock, for the timeout message of whoever waits next. A
     // failure here loses only that courtesy, but it also means the disk refuses
     // writes, which the caller is about to find out anyway; report it now.
-    file.set_len(0)
-        .and_then(|()| file.seek(SeekFrom::Start(0)))
-        .and_then(|_| write!(file, "{}", std::process::id()))
+    record(&mut file, &std::process::id().to_string())
         .map_err(|e| StorageError::io("write the lock", path, e))?;
     Ok(ProfileLock {
         profile: profile.to_string(),
         path: path.to_path_buf(),
-        _file: file,
+        file,
     })
 }
 
@@ -118,6 +159,26 @@ mod tests {
         drop(held);
         let again = acquire("work", &p, Duration::from_millis(100)).unwrap();
         assert_eq!(again.profile(), "work");
+    }
+
+    #[test]
+    fn a_lock_marked_unsaved_is_refused_at_once_naming_the_holder() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("work.lock");
+        let mut held = acquire("work", &p, Duration::from_secs(1)).unwrap();
+        held.mark_unsaved(true).unwrap();
+        let start = Instant::now();
+        let err = acquire("work", &p, Duration::from_secs(20)).unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(5), "no waiting");
+        assert!(
+            matches!(err, StorageError::HeldUnsaved { holder: Some(pid), .. } if pid == std::process::id()),
+            "{err:?}"
+        );
+        held.mark_unsaved(false).unwrap();
+        let err = acquire("work", &p, Duration::from_millis(100)).unwrap_err();
+        assert!(matches!(err, StorageError::LockTimeout { .. }), "{err:?}");
+        drop(held);
+        acquire("work", &p, Duration::from_millis(100)).unwrap();
     }
 
     #[test]

@@ -37,7 +37,21 @@ pub struct Loaded {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
     pub generation: u64,
+    /// Unix seconds, as in the header.
+    pub written_at: i64,
     pub identity: FileIdentity,
+}
+
+impl Stored {
+    /// What a load of the file just written would give.
+    pub fn loaded(self, session: SessionRecord) -> Loaded {
+        Loaded {
+            session,
+            generation: self.generation,
+            written_at: self.written_at,
+            identity: self.identity,
+        }
+    }
 }
 
 /// The store of all profiles' vaults under one state folder.
@@ -144,8 +158,37 @@ impl Vault {
         lock: &ProfileLock,
         session: &SessionRecord,
     ) -> Result<Stored, StorageError> {
+        self.ensure_dirs()?;
+        self.write(lock, session, None)
+    }
+
+    /// Claims the space a rewrite of the profile's vault will need (see
+    /// [`fs::Reservation`]): the size of the current file with as much again as
+    /// headroom for tokens that grew, at least [`RESERVE_HEADROOM`].
+    pub fn reserve(&self, lock: &ProfileLock) -> Result<fs::Reservation, StorageError> {
         let path = self.path(lock.profile())?;
         self.ensure_dirs()?;
+        let current = fs::identity(&path)?.map_or(0, |i| i.size);
+        fs::reserve(&self.profiles_dir, reservation_len(current))
+    }
+
+    /// [`Vault::store`] into space claimed earlier by [`Vault::reserve`].
+    pub fn store_reserved(
+        &self,
+        lock: &ProfileLock,
+        reservation: fs::Reservation,
+        session: &SessionRecord,
+    ) -> Result<Stored, StorageError> {
+        self.write(lock, session, Some(reservation))
+    }
+
+    fn write(
+        &self,
+        lock: &ProfileLock,
+        session: &SessionRecord,
+        reservation: Option<fs::Reservation>,
+    ) -> Result<Stored, StorageError> {
+        let path = self.path(lock.profile())?;
         let previous = fs::read_private(&path, MAX_FILE_LEN, false)?;
         let (generation, salt) = match previous.as_ref().map(|(b, _)| codec::parse(b)) {
             None => (0, None),
@@ -180,7 +223,10 @@ impl Vault {
                 path: path.clone(),
                 reason,
             })?;
-        fs::write_atomic(&path, &bytes, fs::Replace::Overwrite)?;
+        match reservation {
+            Some(r) => r.commit(&path, &bytes, fs::Replace::Overwrite)?,
+            None => fs::write_atomic(&path, &bytes, fs::Replace::Overwrite)?,
+        }
         let identity = fs::identity(&path)?.ok_or_else(|| {
             StorageError::io(
                 "inspect",
@@ -193,6 +239,7 @@ impl Vault {
         })?;
         Ok(Stored {
             generation: header.generation,
+            written_at: header.written_at,
             identity,
         })
     }
@@ -202,6 +249,15 @@ impl Vault {
     pub fn delete(&self, lock: &ProfileLock) -> Result<bool, StorageError> {
         fs::remove(&self.path(lock.profile())?)
     }
+}
+
+/// The least headroom a reservation adds to the current vault's size.
+pub const RESERVE_HEADROOM: u64 = 8 * 1024;
+
+/// How many bytes to reserve for rewriting a vault of `current` bytes: twice its
+/// size, and at least [`RESERVE_HEADROOM`] more (a new ID token, longer tokens).
+pub fn reservation_len(current: u64) -> u64 {
+    current.saturating_add(current.max(RESERVE_HEADROOM))
 }
 
 fn decode_error(path: &Path, e: codec::DecodeError) -> StorageError {

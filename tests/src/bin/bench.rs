@@ -1,7 +1,8 @@
-//! Latchkey's benchmarks against its peers (SPEC §8): figures printed side by side from
-//! one run, as medians and ratios against a floor measured in the same run. Nothing here
-//! asserts a time; it does check that each contestant did the work it is timed for (a
-//! token the provider issued, a refresh the provider counted, a file rewritten).
+//! Latchkey's benchmarks against its peers (docs/behaviour.md, "Performance targets"):
+//! figures printed side by side from one run, as medians and ratios against a floor
+//! measured in the same run. Nothing here asserts a time; it does check that each
+//! contestant did the work it is timed for (a token the provider issued, a refresh the
+//! provider counted, a file rewritten).
 //!
 //! `scripts/bench-deps && scripts/bench [--short] [--write docs/benchmarks.md]`
 //! (`scripts/bench` builds the release binaries and runs `target/release/bench`).
@@ -31,7 +32,7 @@ use latchkey_tests::fake_idp::{FakeIdpConfig, TokenKind, http};
 use latchkey_tests::harness::{CLIENT_ID, World, bin, raw_request, refresh_windows};
 use latchkey_tests::peers::{self, Gh, OidcAgent};
 
-/// The SPEC §8 budgets the figures are held against.
+/// The budgets the figures are held against (docs/behaviour.md, "Performance targets").
 const TOKEN_RATIO_TARGET: f64 = 1.3;
 const REFRESH_TARGET_MS: f64 = 10.0;
 const RSS_TARGET_MIB: f64 = 8.0;
@@ -47,7 +48,8 @@ const PREAMBLE: &str = "\
 This file is generated: it is one run's output of the benchmark binary \
 (`tests/src/bin/bench.rs`), preamble included. Edit the template there, not here.
 
-What is measured (SPEC §8), all in one run on the machine below:
+What is measured, all in one run on the machine below, for the targets of \
+[behaviour.md](behaviour.md#performance-targets):
 
 - **Token**: `latchkey token` through a warm `latchkeyd`, against the *floor* (`floor get`, \
   a minimal Rust program doing one HTTP/1.1 request over a Unix socket to a trivial \
@@ -82,10 +84,10 @@ What is measured (SPEC §8), all in one run on the machine below:
 - **Breakdowns**: `floor start` (a process that only starts), `latchkey --version` (the \
   `latchkey` binary's start-up without any work), one refresh at the provider from inside \
   the benchmark process, the daemon's own logs (its audit log's time per request, and \
-  per refresh the time from the provider's answer to the fsync of the new vault, SPEC \
-  §9), and an atomic fsync'd write \
-  of a small file (write, fsync, rename, fsync of the folder) on the vault's file system: \
-  they explain where the time of the headline figures goes.
+  per refresh the time from the provider's answer to the fsync of the new vault, the \
+  window of [behaviour.md](behaviour.md#reliability-under-faults)), and an atomic \
+  fsync'd write of a small file (write, fsync, rename, fsync of the folder) on the \
+  vault's file system: they explain where the time of the headline figures goes.
 
 Timing is never asserted (CI machines are noisy); CI runs `scripts/bench --short`, which \
 prints the same table from fewer runs.";
@@ -380,7 +382,7 @@ fn environment(
     ]
 }
 
-/// A target of SPEC §8 and how this run fared against it.
+/// A performance target and how this run fared against it.
 struct Verdict {
     target: String,
     figure: String,
@@ -416,7 +418,7 @@ fn main() -> ExitCode {
          and {oidc_refreshes} oidc-agent refreshes, {kdf_runs} calls per key-derivation count",
         if short { "short" } else { "full" },
     );
-    println!("Latchkey benchmarks against peers (SPEC §8)");
+    println!("Latchkey benchmarks against peers");
     println!(
         "{run_line}; release binaries from {}",
         bin("latchkey").display()
@@ -595,7 +597,7 @@ fn main() -> ExitCode {
     }
     let refresh_med = median(&lk_refresh_t);
     // The daemon logs, per refresh, the time from the provider's answer to the fsync of
-    // the new vault (SPEC §9); the last ones are the timed refreshes.
+    // the new vault (the window); the last ones are the timed refreshes.
     let windows: Vec<Duration> = refresh_windows(&world.daemon_logs())
         .iter()
         .rev()
@@ -998,12 +1000,12 @@ fn main() -> ExitCode {
     println!();
     print!("{table}");
     println!();
-    println!("Targets (SPEC §8):");
+    println!("Targets (docs/behaviour.md, \"Performance targets\"):");
     print!("{targets}");
     println!("{calls} in-process calls.");
 
     if let Some(path) = write_to {
-        let mut doc = String::from("# Benchmarks against peers (SPEC §8)\n\n");
+        let mut doc = String::from("# Benchmarks against peers\n\n");
         doc.push_str(PREAMBLE);
         let _ = write!(
             doc,
@@ -1018,7 +1020,7 @@ fn main() -> ExitCode {
             doc,
             "\n## Results\n\n{run_line}; {calls} in-process `Client` calls. Medians of \
              whole-process wall time unless the row says otherwise.\n\n{table}\n\
-             ## Targets (SPEC §8)\n\n{targets}"
+             ## Targets\n\n{targets}"
         );
         std::fs::write(&path, doc).expect("the report can be written");
         println!("wrote {}", path.display());

@@ -1,9 +1,10 @@
-//! The benchmark floor (SPEC §8): the least a token command can cost. `floor serve
-//! SOCKET` answers every HTTP request on a Unix socket with a small fixed JSON body;
-//! `floor get SOCKET` is a minimal Rust program doing one HTTP/1.1 request over that
-//! socket and printing the body. `latchkey token` with a warm daemon is measured
-//! against `floor get`. `floor start` only starts and exits: the cost of a process,
-//! which the benchmark subtracts to split a command into start-up and work.
+//! The benchmark floor (docs/behaviour.md, "Performance targets"): the least a token
+//! command can cost. `floor serve SOCKET` answers every HTTP request on a Unix socket
+//! with a small fixed JSON body; `floor get SOCKET` is a minimal Rust program doing one
+//! HTTP/1.1 request over that socket and printing the body. `latchkey token` with a
+//! warm daemon is measured against `floor get`. `floor start` only starts and exits:
+//! the cost of a process, which the benchmark subtracts to split a command into
+//! start-up and work.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};

@@ -1,6 +1,7 @@
-//! The fault soak (SPEC §9, §10 tier 4): kill -9 at random moments during repeated
-//! forced refreshes against a provider that rotates refresh tokens and detects reuse,
-//! with provider faults mixed in. Prints a report; nothing here asserts a time.
+//! The fault soak (docs/behaviour.md, "Reliability under faults"; tier 4 of
+//! "Test tiers"): kill -9 at random moments during repeated forced refreshes against a
+//! provider that rotates refresh tokens and detects reuse, with provider faults mixed
+//! in. Prints a report; nothing here asserts a time.
 //!
 //! `scripts/soak [--short] [--duration SECS] [--seed N] [--kinds embedded,daemon,client]`
 //! builds the binaries and runs this. Each kill iteration:
@@ -13,7 +14,7 @@
 //!      which would hide whose kill lost what);
 //!    - `client`: a `latchkey refresh` run talking to a live daemon (the daemon is not
 //!      killed, so it must finish the refresh: a session lost here was dropped by a
-//!      live process, which SPEC §9 does not allow);
+//!      live process, which is never allowed);
 //! 3. waits on the profile's file lock (any refresh still running in a daemon ends
 //!    first), then decrypts the vault in-process with the engine's vault code and with
 //!    `latchkey status --json`: it must always decrypt;
@@ -46,7 +47,7 @@ use latchkey_tests::fake_idp::{Endpoint, FakeIdpConfig, Fault, LoggedRequest, fi
 use latchkey_tests::harness::{Run, World, api, bin, refresh_windows};
 
 #[derive(Parser, Debug)]
-#[command(about = "kill -9 soak of Latchkey's refresh path (SPEC §9)")]
+#[command(about = "kill -9 soak of Latchkey's refresh path")]
 struct Args {
     /// The CI version: 40 s of kills instead of 10 minutes.
     #[arg(long)]
@@ -178,7 +179,7 @@ struct Tally {
     /// In-window kills whose session still worked afterwards (not a failure; it would
     /// mean the provider's reuse detection did not fire).
     kept_in_window: usize,
-    /// Sessions lost where SPEC §9 allows no loss.
+    /// Sessions lost where none may be: anywhere but a crash inside the window.
     lost_outside: usize,
     faults: usize,
     fault_failures: Vec<String>,
@@ -539,7 +540,7 @@ fn main() {
         u64::from_le_bytes(b)
     });
     println!(
-        "Latchkey fault soak (SPEC §9): {} s of kills ({}), seed {seed}, binaries from {}",
+        "Latchkey fault soak: {} s of kills ({}), seed {seed}, binaries from {}",
         duration.as_secs(),
         kinds
             .iter()

@@ -93,6 +93,13 @@ pub struct FakeIdpConfig {
     pub user: UserInfo,
     /// Claim name of the groups at `/userinfo` and in the ID token. Default `groups`.
     pub groups_claim: String,
+    /// Characters appended to every access and refresh token minted from now on (a
+    /// provider whose tokens grew: more claims, a longer signature). Default 0.
+    pub token_padding: usize,
+    /// Whether a poll with an expired device code is answered `expired_token`. When
+    /// false the provider keeps answering `authorization_pending` forever, as some
+    /// do, and the client must stop by its own clock. Default true.
+    pub device_expiry_answered: bool,
 }
 
 impl Default for FakeIdpConfig {
@@ -118,6 +125,8 @@ impl Default for FakeIdpConfig {
             revocation: true,
             user: UserInfo::default(),
             groups_claim: "groups".into(),
+            token_padding: 0,
+            device_expiry_answered: true,
         }
     }
 }
@@ -175,6 +184,10 @@ pub struct ConfigPatch {
     pub user: Option<UserInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups_claim: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_padding: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_expiry_answered: Option<bool>,
 }
 
 /// Distinguishes an explicit `null` (`Some(None)`: clear the setting) from an absent field
@@ -247,6 +260,11 @@ impl ConfigPatch {
         set(&mut cfg.revocation, &self.revocation);
         set(&mut cfg.user, &self.user);
         set(&mut cfg.groups_claim, &self.groups_claim);
+        set(&mut cfg.token_padding, &self.token_padding);
+        set(
+            &mut cfg.device_expiry_answered,
+            &self.device_expiry_answered,
+        );
         Ok(())
     }
 }
@@ -274,6 +292,8 @@ impl From<&FakeIdpConfig> for ConfigPatch {
             revocation: Some(cfg.revocation),
             user: Some(cfg.user.clone()),
             groups_claim: Some(cfg.groups_claim.clone()),
+            token_padding: Some(cfg.token_padding),
+            device_expiry_answered: Some(cfg.device_expiry_answered),
         }
     }
 }

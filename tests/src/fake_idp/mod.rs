@@ -1,6 +1,7 @@
-//! A fake OAuth 2.0 / OIDC identity provider for cross-process tests (SPEC §10, tier 2):
-//! loopback only, with counters, a request log, every issued secret on record, and faults
-//! scripted per endpoint for the next N requests.
+//! A fake OAuth 2.0 / OIDC identity provider for cross-process tests (tier 2 of
+//! docs/behaviour.md, "Test tiers"): loopback only, with counters, a request log,
+//! every issued secret on record, and faults scripted per endpoint for the next N
+//! requests.
 //!
 //! Start it in-process with [`FakeIdp::start`] (on the caller's tokio runtime) or
 //! [`FakeIdp::start_blocking`] (on its own thread, for synchronous tests), or run the
@@ -272,6 +273,11 @@ impl FakeIdp {
     /// Makes every device code issued so far expired.
     pub fn expire_device_codes(&self) {
         self.shared.lock().expire_device_codes();
+    }
+
+    /// Whether the provider would accept `token` (access or refresh) now.
+    pub fn is_active(&self, token: &str) -> bool {
+        self.shared.lock().is_active(token)
     }
 
     /// Approves the device authorization showing `user_code`; false when there is none.

@@ -325,7 +325,10 @@ impl State {
             TokenKind::AuthorizationCode => "fk_ac_",
             TokenKind::DeviceCode => "fk_dc_",
         };
-        let value = format!("{prefix}{}", random_b64());
+        let mut value = format!("{prefix}{}", random_b64());
+        if matches!(kind, TokenKind::AccessToken | TokenKind::RefreshToken) {
+            value.extend(std::iter::repeat_n('p', self.cfg.token_padding));
+        }
         self.issued.push(IssuedToken {
             kind,
             value: value.clone(),
@@ -588,7 +591,7 @@ impl State {
         if rec.exchanged {
             return Err(OAuthError::invalid_grant("device code already used"));
         }
-        if Instant::now() >= rec.expires_at {
+        if Instant::now() >= rec.expires_at && self.cfg.device_expiry_answered {
             return Err(OAuthError::bad("expired_token", "device code expired"));
         }
         if self.cfg.device_slow_down_polls > 0 {
@@ -802,6 +805,20 @@ impl State {
             return Err(BearerError::Invalid("access token expired"));
         }
         Ok(())
+    }
+
+    /// Whether the provider would accept `token` now: a live access token (not
+    /// revoked, not expired), or a refresh token that is neither spent nor revoked
+    /// nor expired. What an introspection endpoint would answer as `active`.
+    pub(crate) fn is_active(&self, token: &str) -> bool {
+        if self.check_bearer(Some(token)).is_ok() {
+            return true;
+        }
+        self.refresh.get(token).is_some_and(|r| {
+            !r.spent
+                && !self.grant_revoked(r.grant)
+                && r.expires_at.is_none_or(|e| Instant::now() < e)
+        })
     }
 
     /// `POST /revoke` (RFC 7009). Unknown tokens succeed, as §2.2 requires.

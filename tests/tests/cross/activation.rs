@@ -1,10 +1,10 @@
-//! Socket activation (SPEC §1, §4): `latchkeyd` started the way systemd starts it,
-//! without systemd. A short Python activator binds the socket at the path the client
-//! computes, then forks and execs the daemon with the listening socket on fd 3 and
-//! `LISTEN_FDS=1`, `LISTEN_PID=<its pid>`, as `systemd.socket` does
-//! (sd_listen_fds(3)). The daemon must adopt that socket instead of binding its own,
-//! say so in `latchkey daemon status`, serve tokens through it, and leave the
-//! activator's socket in place when SIGTERM stops it.
+//! Socket activation (docs/behaviour.md, "Daemon and fallback"): `latchkeyd` started
+//! the way systemd starts it, without systemd. A short Python activator binds the
+//! socket at the path the client computes, then forks and execs the daemon with the
+//! listening socket on fd 3 and `LISTEN_FDS=1`, `LISTEN_PID=<its pid>`, as
+//! `systemd.socket` does (sd_listen_fds(3)). The daemon must adopt that socket instead
+//! of binding its own, say so in `latchkey daemon status`, serve tokens through it, and
+//! leave the activator's socket in place when SIGTERM stops it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};

@@ -1,7 +1,8 @@
-//! Every error category of SPEC §4, each produced by injecting its fault at the fake
-//! provider (or on disk) and checked through the real binary: the exit code, the JSON
-//! `category`, `retryable` and hint, the plain `error:`/`hint:` lines on stderr, and the
-//! side effects that matter (provider counters, the vault file's bytes).
+//! Every error category (docs/behaviour.md, "Exit codes and error categories"), each
+//! produced by injecting its fault at the fake provider (or on disk) and checked
+//! through the real binary: the exit code, the JSON `category`, `retryable` and hint,
+//! the plain `error:`/`hint:` lines on stderr, and the side effects that matter
+//! (provider counters, the vault file's bytes).
 //!
 //! Statuses the fake provider cannot script (502, 504, a bare 403 without an OAuth
 //! body) come from a one-answer loopback server that a planted session points at.

@@ -1,8 +1,8 @@
-//! `latchkey doctor [--server]` (SPEC §4): offline by default, which the provider's
-//! counters prove; every check has a name, a status, a detail and (when not ok) a
-//! hint; a failing check exits 1; `--server` adds discovery, clock skew, refresh and
-//! userinfo, and fails clearly, pointing at `latchkey login`, once the provider
-//! rejects the session.
+//! `latchkey doctor [--server]` (docs/behaviour.md, "Commands"): offline by default,
+//! which the provider's counters prove; every check has a name, a status, a detail and
+//! (when not ok) a hint; a failing check exits 1; `--server` adds discovery, clock
+//! skew, refresh and userinfo, and fails clearly, pointing at `latchkey login`, once
+//! the provider rejects the session.
 
 use latchkey_tests::fake_idp::{FakeIdp, FakeIdpConfig};
 use latchkey_tests::harness::{Run, World};

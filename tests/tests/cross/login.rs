@@ -24,8 +24,8 @@ fn device_login_reports_json_lines_and_the_session_works() {
     assert_eq!(ev.first().unwrap()["event"], "device_code", "{ev:?}");
     let code = ev[0]["user_code"].as_str().unwrap();
     assert!(
-        code.len() == 9 && code.as_bytes()[4] == b'-',
-        "formatted ABCD-EFGH: {code}"
+        code.len() == 8 && code.bytes().all(|b| b.is_ascii_uppercase()),
+        "exactly as issued (eight letters, no dash added): {code}"
     );
     assert!(
         ev[0]["verification_uri"]
@@ -281,8 +281,8 @@ fn device_flow_denied_and_expired_end_clearly() {
     );
 }
 
-/// SPEC §4: the server's interval, +5 s on slow_down, never faster. Asserted on the
-/// provider's own arrival times.
+/// Device polls keep the server's interval, add 5 s on slow_down and never go
+/// faster. Asserted on the provider's own arrival times.
 #[test]
 fn device_polls_keep_the_interval_and_slow_down() {
     let world = World::new(FakeIdpConfig {
@@ -319,4 +319,86 @@ fn device_polls_keep_the_interval_and_slow_down() {
         gap <= 10_500,
         "never more than 10 s between polls, got {gap} ms"
     );
+}
+
+/// Reads `child`'s stdout line by line until `pick` finds the user code in one.
+fn user_code_from(
+    child: &mut std::process::Child,
+    pick: impl Fn(&str) -> Option<String>,
+) -> (String, Vec<String>) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("stdout is text");
+        seen.push(line.clone());
+        if let Some(code) = pick(&line) {
+            return (code, seen);
+        }
+    }
+    panic!("no user code in {seen:?}");
+}
+
+/// Regression: the code was shown as `ABCD-EFGH` for an issued `ABCDEFGH`, and a
+/// provider that compares user codes byte for byte (as this fake does) answered
+/// "incorrect code": the person could not sign in.
+#[test]
+fn a_device_login_works_with_the_user_code_exactly_as_printed() {
+    for json in [false, true] {
+        let world = World::new(FakeIdpConfig {
+            device_approval: DeviceApproval::Manual,
+            device_interval: Some(1),
+            ..FakeIdpConfig::default()
+        });
+        let mut args = vec!["login", "--device"];
+        if json {
+            args.push("--json");
+        }
+        let mut child = world.latchkey(args).spawn();
+        let (code, seen) = user_code_from(&mut child, |line| {
+            if json {
+                let ev: serde_json::Value = serde_json::from_str(line).ok()?;
+                ev["user_code"].as_str().map(str::to_string)
+            } else {
+                line.split("enter the code: ")
+                    .nth(1)
+                    .map(|c| c.trim().to_string())
+            }
+        });
+        assert!(
+            world.idp.approve_device(&code),
+            "the provider does not know the code as printed: {code:?} ({seen:?})"
+        );
+        let status = child.wait().expect("latchkey login ran");
+        assert!(status.success(), "login after approval (json: {json})");
+        world.latchkey(["token"]).run().ok();
+    }
+}
+
+/// Some providers never answer `expired_token`: polling stops at the code's
+/// `expires_in` by Latchkey's own clock, with the clear timeout error.
+#[test]
+fn device_polling_stops_at_expires_in_when_the_provider_never_says_expired() {
+    let world = World::new(FakeIdpConfig {
+        device_approval: DeviceApproval::Manual,
+        device_code_ttl: Duration::from_secs(3),
+        device_expiry_answered: false,
+        device_interval: Some(1),
+        ..FakeIdpConfig::default()
+    });
+    let start = std::time::Instant::now();
+    let expired = world.latchkey(["login", "--device"]).run();
+    expired.code(3);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "polling went on past the code's lifetime: {:?}",
+        start.elapsed()
+    );
+    assert!(
+        expired.stderr.contains("not completed"),
+        "{}",
+        expired.stderr
+    );
+    let polls = world.idp.counters().token_requests.device_code;
+    assert!((1..=4).contains(&polls), "{polls} polls in a 3 s lifetime");
 }

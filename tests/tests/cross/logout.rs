@@ -1,8 +1,8 @@
-//! `latchkey logout [--local]` (SPEC §4): each of the three outcomes (`revoked`,
-//! `local_only`, `not_logged_in`) in JSON and plain sentences, what the provider
-//! recorded (revocations, the refresh token dead or alive afterwards), that `--local`
-//! sends nothing at all, that the vault file is gone in every case, and that a local
-//! deletion failure exits 8.
+//! `latchkey logout [--local]` (docs/behaviour.md, "Commands"): each of the three
+//! outcomes (`revoked`, `local_only`, `not_logged_in`) in JSON and plain sentences,
+//! what the provider recorded (revocations, the refresh token dead or alive
+//! afterwards), that `--local` sends nothing at all, that the vault file is gone in
+//! every case, and that a local deletion failure exits 8.
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
-//! Cross-process tests (SPEC §10, tier 2): the real `latchkey` binary in a
-//! temporary LATCHKEY_HOME with a cleared environment.
+//! Cross-process tests (tier 2 of docs/behaviour.md, "Test tiers"): the real `latchkey`
+//! binary in a temporary LATCHKEY_HOME with a cleared environment.
 
 mod activation;
 mod api_docs;

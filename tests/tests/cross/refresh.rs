@@ -1,6 +1,6 @@
-//! The refresh transaction across processes (SPEC §6): one refresh for many
-//! concurrent processes, recovery from a rotation by a writer outside the lock, and
-//! providers that do not rotate.
+//! The refresh transaction across processes (docs/behaviour.md,
+//! "The refresh transaction"): one refresh for many concurrent processes, recovery from
+//! a rotation by a writer outside the lock, and providers that do not rotate.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,7 +1,7 @@
-//! The leak check with the real provider's tokens (SPEC §7, §9): a whole lifecycle
-//! (device login, token, forced refresh, status, doctor, logout) with trace-level
-//! logs in the client and the daemon, and no access, refresh or ID token that
-//! oidc-provider issued shows up anywhere but `latchkey token`'s stdout. The check
+//! The leak check with the real provider's tokens (docs/behaviour.md, "Security"): a
+//! whole lifecycle (device login, token, forced refresh, status, doctor, logout) with
+//! trace-level logs in the client and the daemon, and no access, refresh or ID token
+//! that oidc-provider issued shows up anywhere but `latchkey token`'s stdout. The check
 //! itself runs when the world is dropped; this test makes sure it has something to
 //! find.
 

@@ -1,5 +1,5 @@
-//! The interop tier (SPEC §10, tier 3): the real `latchkey` and `latchkeyd` binaries
-//! against the real `oidc-provider` npm package on loopback.
+//! The interop tier (tier 3 of docs/behaviour.md, "Test tiers"): the real `latchkey`
+//! and `latchkeyd` binaries against the real `oidc-provider` npm package on loopback.
 //!
 //! Needs `node`, `interop/node_modules` and, for the browser logins, Debian's
 //! Chromium: `scripts/interop-deps` installs them. Without them each test prints a

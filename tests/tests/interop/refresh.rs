@@ -12,7 +12,7 @@ use latchkey_tests::oidc_provider::ProviderOptions;
 use crate::world::Interop;
 
 /// Access tokens from a login or forced refresh live this long; half of it must pass
-/// before a refresh is due (SPEC §6, "fresh enough").
+/// before a refresh is due (docs/behaviour.md, "Fresh enough").
 const SHORT: Duration = Duration::from_secs(4);
 /// Tokens issued by the refresh under test live an hour, so a slow machine cannot
 /// make a second refresh due within a round.

@@ -1,10 +1,11 @@
-//! A refresh in the daemon whose caller goes away (SPEC §6, §9). The soak found that
-//! killing a `latchkey refresh` that talks to a live daemon could lose the session:
-//! the daemon ran the refresh inside the request's future, which the HTTP server drops
-//! when the caller's connection closes, so a refresh dropped after the provider
-//! rotated the token but before the new vault was written left the vault holding a
-//! spent refresh token, without any process having crashed. The daemon now runs the
-//! refresh in a task of its own (docs/soak.md, finding 1).
+//! A refresh in the daemon whose caller goes away (docs/behaviour.md,
+//! "The refresh transaction" and "Reliability under faults"). The soak found that
+//! killing a `latchkey refresh` that talks to a live daemon could lose the session: the
+//! daemon ran the refresh inside the request's future, which the HTTP server drops when
+//! the caller's connection closes, so a refresh dropped after the provider rotated the
+//! token but before the new vault was written left the vault holding a spent refresh
+//! token, without any process having crashed. The daemon now runs the refresh in a task
+//! of its own (docs/soak.md, finding 1).
 //!
 //! This reproduces the situation deterministically: the token endpoint sits behind a proxy that
 //! forwards the request (the provider rotates), holds the answer until the caller has

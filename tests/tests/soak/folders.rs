@@ -1,6 +1,7 @@
-//! State and runtime folders with the wrong owner or mode (SPEC §9): refused with a
-//! clear error naming the folder, and `latchkey doctor` explains it. Root can chown
-//! and chmod freely, so these need no mount.
+//! State and runtime folders with the wrong owner or mode (docs/behaviour.md,
+//! "Reliability under faults"): refused with a clear error naming the folder, and
+//! `latchkey doctor` explains it. Root can chown and chmod freely, so these need no
+//! mount.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

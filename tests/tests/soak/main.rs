@@ -1,13 +1,16 @@
-//! The deterministic fault tests of SPEC §9 that the cross tests do not already cover
-//! (docs/soak.md lists which existing test proves each other item). The random kill -9
-//! soak is a separate binary, `scripts/soak`.
+//! The deterministic fault tests (docs/behaviour.md, "Reliability under faults") that
+//! the cross tests do not already cover (docs/soak.md lists which existing test proves
+//! each other item). The random kill -9 soak is a separate binary, `scripts/soak`.
 //!
 //! - `storage`: a full disk (a small tmpfs) and a read-only state folder (a read-only
 //!   bind mount) during refresh and login;
 //! - `vault`: truncated, corrupt and wrong-key vaults;
 //! - `folders`: state and runtime folders with the wrong owner or mode;
 //! - `provider`: a provider slower than the HTTP timeout;
-//! - `socket`: slow clients and a connection flood on the daemon's socket.
+//! - `socket`: slow clients and a connection flood on the daemon's socket;
+//! - `unsaved`: sessions the provider rotated and the disk refused: never lost while
+//!   a daemon holds them, never back after a logout, their spent refresh token
+//!   never sent by anyone.
 //!
 //! The machines run as root, where file modes stop nothing: mounts make writes fail.
 //! Where mounting is not allowed the storage tests say so and pass, except under
@@ -18,6 +21,7 @@ mod folders;
 mod provider;
 mod socket;
 mod storage;
+mod unsaved;
 mod vault;
 
 use latchkey_tests::harness::{Run, World};

@@ -1,8 +1,9 @@
-//! A provider slower than the engine's HTTP timeout (SPEC §9: "no hang past the
-//! timeouts"): the refresh ends as a retryable transport failure, and meanwhile a
-//! daemon keeps serving everyone else. (Down, 5xx, 429, reset and malformed answers
-//! are proven in tests/tests/cross/categories.rs; a slow but timely answer in
-//! refresh.rs and in the soak.)
+//! A provider slower than the engine's HTTP timeout (docs/behaviour.md,
+//! "Reliability under faults": no hang beyond the timeouts): the refresh ends as a
+//! retryable transport failure, and meanwhile a daemon keeps serving everyone else.
+//! (Down, 5xx, 429, reset and malformed answers are proven in
+//! tests/tests/cross/categories.rs; a slow but timely answer in refresh.rs and in the
+//! soak.)
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,8 @@
-//! Slow clients and a connection flood on the daemon's socket (SPEC §9): other clients
-//! are still served by the daemon, the slow ones are cut, and memory stays bounded.
-//! (Garbage, a 200 KB header, a 50 MB body and 200 idle connections are proven in
-//! tests/tests/cross/daemon.rs; another uid there too.)
+//! Slow clients and a connection flood on the daemon's socket (docs/behaviour.md,
+//! "Reliability under faults"): other clients are still served by the daemon, the slow
+//! ones are cut, and memory stays bounded. (Garbage, a 200 KB header, a 50 MB body and
+//! 200 idle connections are proven in tests/tests/cross/daemon.rs; another uid there
+//! too.)
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

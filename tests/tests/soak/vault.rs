@@ -1,8 +1,8 @@
-//! Truncated, corrupt and wrong-key vaults (SPEC §9): local_storage naming the file,
-//! the file left byte for byte as it was, nothing sent to the provider, doctor's vault
-//! check failing; with and without a daemon. (A flipped bit, a newer format version
-//! and a missing key are proven in tests/tests/cross: categories.rs, token.rs,
-//! doctor.rs.)
+//! Truncated, corrupt and wrong-key vaults (docs/behaviour.md,
+//! "Reliability under faults"): local_storage naming the file, the file left byte for
+//! byte as it was, nothing sent to the provider, doctor's vault check failing; with and
+//! without a daemon. (A flipped bit, a newer format version and a missing key are
+//! proven in tests/tests/cross: categories.rs, token.rs, doctor.rs.)
 
 use latchkey_tests::harness::World;
 

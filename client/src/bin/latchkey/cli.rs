@@ -118,8 +118,9 @@ pub enum DaemonCommand {
 }
 
 /// `latchkey token` in its common forms, recognised without building clap's command
-/// tree, which costs more than the rest of the hot path's own work (SPEC §8: a
-/// token through a warm daemon should cost little more than starting a process).
+/// tree, which costs more than the rest of the hot path's own work (a token through a
+/// warm daemon should cost little more than starting a process; docs/behaviour.md,
+/// "Performance targets").
 /// Accepts only `token` with `--profile P`, `--json` and `--min-ttl N` (each at most
 /// once, `--opt value` or `--opt=value`, globals before or after `token`); anything
 /// else, including every error and `--help`, goes to clap, so the two cannot

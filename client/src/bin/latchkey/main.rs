@@ -99,6 +99,9 @@ fn run(cli: Cli, json: bool) -> ExitCode {
         Command::Logout { local } => block_on(cmd::logout::run(&ctx, local)),
         Command::Doctor { server } => block_on(cmd::doctor::run(&ctx, server)),
     };
+    // An embedded refresh whose session the disk refused is lost at exit: say so
+    // (local_storage) instead of printing what cannot last.
+    let result = result.and_then(|out| ctx.client.close().map(|()| out));
     for notice in ctx.client.take_notices() {
         render::notice(&notice);
     }

@@ -1,9 +1,10 @@
 //! Everything the CLI prints goes through here.
 //!
 //! With `--json` each run prints exactly one JSON document on stdout, success or
-//! failure (login's JSON Lines come later). Without it, answers go to stdout as
-//! sentences and errors to stderr as `error: ...` plus `hint: ...`. A closed stdout
-//! (`latchkey token | head -c0`) is not an error.
+//! failure; `login` prints JSON Lines, one per step ([`progress`]). Without it,
+//! answers go to stdout as sentences and errors to stderr as `error: ...` plus
+//! `hint: ...`. A closed stdout (`latchkey token | head -c0`) is not an error
+//! (docs/behaviour.md, "CLI contract").
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -69,7 +70,8 @@ pub fn notice(text: &str) {
     eprintln!("warning: {text}");
 }
 
-/// Prints an error and returns its exit code (SPEC §4).
+/// Prints an error and returns its exit code (docs/behaviour.md, "Exit codes and
+/// error categories").
 #[allow(clippy::print_stderr, reason = "this is the CLI's one error printer")]
 pub fn error(json: bool, err: &Error) -> ExitCode {
     let code = exit_code(err.category().exit_code());

@@ -1,4 +1,4 @@
-//! Terminal and desktop helpers for `latchkey login` (SPEC §4).
+//! Terminal and desktop helpers for `latchkey login` (docs/behaviour.md, "Commands").
 //!
 //! - [`choose_browser`] decides whether a browser can be opened, and with what,
 //!   so login can fall back to the device flow and say why when none can.

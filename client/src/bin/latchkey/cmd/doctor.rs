@@ -67,7 +67,7 @@ pub async fn run(ctx: &Ctx, server: bool) -> Result<Output, Error> {
         checks.push(daemon_check(ctx).await);
     }
     if server && let Some((engine, profile)) = &config {
-        online(engine, profile, &mut checks).await;
+        online(ctx, engine, profile, &mut checks).await;
     }
     let any_failed = checks.iter().any(|c| c.status == Status::Fail);
     let mut text = String::new();
@@ -394,7 +394,7 @@ fn session_checks(engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
     });
 }
 
-async fn online(engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
+async fn online(ctx: &Ctx, engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
     let p = match engine.profile(profile) {
         Ok(p) => p,
         Err(e) => return checks.push(failed("discovery", &Error::from(e))),
@@ -422,25 +422,33 @@ async fn online(engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
             return;
         }
     }
-    match engine
+    // Through the client: a running daemon refreshes (it may hold the session
+    // unsaved), and only without one does this process refresh itself.
+    let token = match ctx
+        .client
         .token(profile, latchkey_daemon::engine::DEFAULT_MIN_TTL)
         .await
     {
-        Ok(t) => checks.push(check(
-            "refresh",
-            Status::Ok,
-            match t.expires_at {
-                Some(at) => format!("access token valid, expires {}", in_words(at - unix_now())),
-                None => "access token valid".to_string(),
-            },
-            None,
-        )),
+        Ok(t) => t,
         Err(e) => {
-            checks.push(failed("refresh", &Error::from(e)));
+            checks.push(failed("refresh", &e));
             return;
         }
-    }
-    checks.push(match engine.userinfo(profile).await {
+    };
+    checks.push(check(
+        "refresh",
+        Status::Ok,
+        match token
+            .expires_at
+            .as_deref()
+            .and_then(super::token::seconds_until)
+        {
+            Some(left) => format!("access token valid, expires {}", in_words(left)),
+            None => "access token valid".to_string(),
+        },
+        None,
+    ));
+    checks.push(match engine.userinfo(profile, &token.access_token).await {
         Ok((user, _)) => check(
             "userinfo",
             Status::Ok,

@@ -1,10 +1,11 @@
 //! `latchkey login [--device|--headless] [--no-browser] [--timeout SECS] [--qr]`.
 //!
-//! Flow choice (SPEC §4): `--device` runs the device flow. Otherwise the browser
-//! flow, opening LATCHKEY_BROWSER, then BROWSER, then the platform opener; when no
-//! browser can be opened here (no display, an SSH session, a container) and none
-//! was named explicitly, the device flow runs instead and the person is told why.
-//! The URL is always printed too, and with `--json` every step is a JSON line.
+//! Flow choice (docs/behaviour.md, "Commands"): `--device` runs the device flow.
+//! Otherwise the browser flow, opening LATCHKEY_BROWSER, then BROWSER, then the
+//! platform opener; when no browser can be opened here (no display, an SSH session, a
+//! container) and none was named explicitly, the device flow runs instead and the
+//! person is told why. The URL is always printed too, and with `--json` every step is a
+//! JSON line.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -68,7 +68,8 @@ impl Ctx {
         self.profile(&self.config()?)
     }
 
-    /// The profile this run is about (SPEC §4 resolution order).
+    /// The profile this run is about: `--profile`, then LATCHKEY_PROFILE, then the
+    /// config's default, then the only profile.
     pub fn profile(&self, config: &Config) -> Result<String, Error> {
         let from_env = std::env::var("LATCHKEY_PROFILE").ok();
         Ok(config.resolve_profile(self.explicit_profile.as_deref(), from_env.as_deref())?)

@@ -9,7 +9,7 @@ use super::Ctx;
 use super::token::seconds_until;
 use crate::render::{Output, in_words};
 
-/// How storage is described to people (SPEC §4).
+/// How storage is described to people (docs/behaviour.md, "Commands").
 const STORAGE: &str = "encrypted file (scrypt, XChaCha20-Poly1305)";
 
 pub async fn run(ctx: &Ctx, all: bool) -> Result<Output, Error> {

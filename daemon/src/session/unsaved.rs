@@ -1,0 +1,157 @@
+//! Unsaved sessions: rotated at the provider, refused by the disk.
+//!
+//! Once the provider has answered a refresh, the refresh token in the vault is
+//! spent and the new session exists only in this process. Until it is written:
+//! - it is the current session for every operation (token, refresh, logout,
+//!   status): [`Engine::current`] answers it;
+//! - this process keeps the profile's file lock, marked `unsaved` in the lock file,
+//!   so no other process sends the spent refresh token (they fail at once with
+//!   `HeldUnsaved`, or serve an access token that has not expired);
+//! - every refresh writes it before anything else, the daemon retries the write on
+//!   its maintenance tick, and a graceful stop tries one last write;
+//! - a logout revokes its tokens and forgets it, so it never comes back;
+//! - a login replaces it.
+//!
+//! Reserving space before the refresh (step 5 of the transaction) makes this state
+//! rare: it takes a write that fails after the reservation succeeded (a session
+//! larger than the space claimed, a folder turned read-only meanwhile).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use latchkey_proto::vault::SessionRecord;
+
+use super::slot::{Change, Current, Exclusive, Slot, Unsaved};
+use crate::engine::{AccessToken, Engine, Served};
+use crate::error::{EngineError, StorageError};
+
+impl Engine {
+    /// Enters the unsaved state with `session` after its write failed with `error`,
+    /// and answers its token: the session works, it is only not durable yet.
+    pub(crate) fn keep_unsaved(
+        &self,
+        profile: &str,
+        slot: &Arc<Slot>,
+        ex: &mut Exclusive,
+        session: SessionRecord,
+        generation: u64,
+        error: StorageError,
+    ) -> Result<AccessToken, EngineError> {
+        tracing::error!(
+            profile,
+            %error,
+            "the refreshed session could not be saved; it is kept in memory, and the profile locked, until it is"
+        );
+        let current = Current {
+            session: session.clone(),
+            generation,
+            unsaved: true,
+        };
+        slot.view().unsaved = Some(Unsaved {
+            session,
+            generation,
+        });
+        if let Err(e) = ex.lock_mut()?.mark_unsaved(true) {
+            // Other processes then wait out the lock timeout instead of failing at
+            // once; they still cannot take the lock.
+            tracing::warn!(profile, error = %e, "cannot mark the profile lock as held for an unsaved session");
+        }
+        self.sessions.publish(profile, Change::Refresh, None);
+        Ok(current.token(Served::Refreshed))
+    }
+
+    /// Writes the unsaved session of `profile`, if there is one, under the flight
+    /// and file lock held by `ex`. `Err` (local_storage) when the disk still refuses.
+    pub(crate) fn save_unsaved_locked(
+        &self,
+        profile: &str,
+        slot: &Arc<Slot>,
+        ex: &mut Exclusive,
+    ) -> Result<(), EngineError> {
+        let Some(unsaved) = slot.unsaved() else {
+            return Ok(());
+        };
+        let stored = self
+            .vault()
+            .store(ex.lock()?, &unsaved.session)
+            .map_err(|source| EngineError::Unsaved {
+                profile: profile.to_string(),
+                source,
+            })?;
+        slot.view().unsaved = None;
+        if let Err(e) = ex.lock_mut()?.mark_unsaved(false) {
+            // Harmless: the lock is released when `ex` drops, which clears it.
+            tracing::debug!(profile, error = %e, "cannot clear the unsaved mark");
+        }
+        tracing::info!(
+            profile,
+            generation = stored.generation,
+            "the refreshed session is saved now"
+        );
+        self.settle(profile, slot, Some(stored.loaded(unsaved.session)), None);
+        Ok(())
+    }
+
+    /// Tries to write the unsaved session of `profile`; `Ok` when none is left.
+    pub async fn save_unsaved(&self, profile: &str) -> Result<(), EngineError> {
+        let slot = self.sessions.slot(profile);
+        if slot.unsaved().is_none() {
+            return Ok(());
+        }
+        let mut ex = slot.exclusive().await;
+        self.save_unsaved_locked(profile, &slot, &mut ex)
+    }
+
+    /// Profiles whose session is unsaved.
+    pub fn unsaved_profiles(&self) -> Vec<String> {
+        self.sessions
+            .all()
+            .into_iter()
+            .filter(|(_, slot)| slot.unsaved().is_some())
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    /// A graceful stop: waits up to `wait` for refreshes in flight, then makes one
+    /// last attempt to write every unsaved session. Says in the log whether each
+    /// one survived; the `Err`s are the sessions that are lost.
+    pub async fn shutdown(&self, wait: Duration) -> Vec<(String, EngineError)> {
+        self.sessions.tasks.close();
+        if tokio::time::timeout(wait, self.sessions.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a refresh was still running after {} s; stopping anyway",
+                wait.as_secs()
+            );
+        }
+        self.save_all_unsaved()
+    }
+
+    /// The last write of a process about to exit, without waiting: one attempt per
+    /// unsaved session whose profile is not busy. The `Err`s are the sessions that
+    /// are lost (the provider spent the refresh token on disk).
+    pub fn save_all_unsaved(&self) -> Vec<(String, EngineError)> {
+        let mut lost = Vec::new();
+        for (profile, slot) in self.sessions.all() {
+            if slot.unsaved().is_none() {
+                continue;
+            }
+            let result = match slot.try_exclusive() {
+                Some(mut ex) => self.save_unsaved_locked(&profile, &slot, &mut ex),
+                None => Err(EngineError::Internal(
+                    "an operation was still running at the stop".into(),
+                )),
+            };
+            match result {
+                Ok(()) => tracing::info!(profile, "the unsaved session was saved at the stop"),
+                Err(e) => {
+                    tracing::error!(profile, error = %e, "the unsaved session could not be saved at the stop and is lost; log in again");
+                    lost.push((profile, e));
+                }
+            }
+        }
+        lost
+    }
+}
