@@ -141,6 +141,10 @@ fn refreshes_of_an_unsaved_session_never_send_the_spent_refresh_token() {
         .cloned()
         .expect("a daemon check");
     assert_eq!(daemon_check["status"], "warn", "{doctor}");
+    let status = world.latchkey(["status", "--json"]).run();
+    assert_eq!(status.ok().json()["unsaved"], true, "{status:#?}");
+    let plain = world.latchkey(["status"]).run();
+    assert!(plain.ok().stdout.contains("NOT SAVED"), "{}", plain.stdout);
     // A token request is still answered, from the unsaved session.
     let token = world.latchkey(["token"]).run();
     assert_eq!(

@@ -60,6 +60,7 @@ fn document(s: &api::Session, daemon: Option<&api::DaemonStatus>) -> Value {
         "has_refresh_token": s.has_refresh_token,
         "generation": s.generation,
         "storage": s.storage,
+        "unsaved": s.unsaved,
         "daemon": {"running": daemon.is_some(), "pid": daemon.map(|d| d.pid)},
     })
 }
@@ -120,6 +121,9 @@ fn sentences(s: &api::Session, daemon: Option<&api::DaemonStatus>) -> String {
         "  refresh token: none\n"
     });
     out.push_str(&format!("  storage: {STORAGE} at {}\n", s.storage.path));
+    if s.unsaved {
+        out.push_str("  NOT SAVED: the session was refreshed but the disk refused the write; the daemon keeps it and retries (free disk space, see `latchkey doctor`)\n");
+    }
     match daemon {
         Some(d) => out.push_str(&format!(
             "  daemon: running, pid {}, up {}\n",
