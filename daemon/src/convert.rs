@@ -11,10 +11,15 @@ use crate::session::slot::{Change, SessionChange};
 use crate::session::status::SessionStatus;
 use crate::vault::unix_now;
 
-/// Unix seconds as RFC 3339 UTC (whole seconds), the API's time format.
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const MAX_RFC3339: i64 = 253_402_300_799;
+
+/// Unix seconds as RFC 3339 UTC (whole seconds), the API's time format. Times
+/// outside what the format can hold are written as its first or last second, never
+/// a panic (a vault written before lifetimes were bounded may hold one).
 pub fn rfc3339(unix: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    let secs = u64::try_from(unix.clamp(0, MAX_RFC3339)).unwrap_or(0);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -22,7 +27,7 @@ pub fn rfc3339(unix: i64) -> String {
 pub fn session(st: SessionStatus) -> api::Session {
     api::Session {
         expires_at: st.expires_at.map(rfc3339),
-        expires_in_seconds: st.expires_at.map(|e| e - unix_now()),
+        expires_in_seconds: st.expires_at.map(|e| e.saturating_sub(unix_now())),
         storage: api::Storage {
             kind: "encrypted_file".into(),
             path: st.vault_path.display().to_string(),
@@ -78,6 +83,8 @@ mod tests {
     fn times_are_rfc3339_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
     }
 
     #[test]

@@ -34,6 +34,21 @@ pub fn refresh_ahead(now: i64, issued_at: i64, expires_at: i64) -> Option<u64> {
     (!is_fresh_enough(now, issued_at, Some(expires_at), threshold)).then_some(threshold)
 }
 
+/// The shortest lifetime a token is given: `expires_in` of zero or less would
+/// otherwise make every call refresh.
+pub const MIN_LIFETIME: i64 = 60;
+/// The longest: ten years. Some providers send `Long.MAX_VALUE` for "never"; past
+/// this it could not even be written as a date.
+pub const MAX_LIFETIME: i64 = 10 * 365 * 24 * 3600;
+
+/// When a token issued at `now` with the provider's `expires_in` expires, by the
+/// engine's bound: absent means unknown (served as is, never refreshed ahead, as
+/// for providers whose tokens do not expire); zero or negative counts as
+/// [`MIN_LIFETIME`]; more than [`MAX_LIFETIME`] counts as that.
+pub fn expires_at(now: i64, expires_in: Option<i64>) -> Option<i64> {
+    expires_in.map(|e| now.saturating_add(e.clamp(MIN_LIFETIME, MAX_LIFETIME)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +92,26 @@ mod tests {
         // Thirty seconds: never before half the lifetime, whatever the floor says.
         assert_eq!(refresh_ahead(14, 0, 30), None);
         assert_eq!(refresh_ahead(15, 0, 30), Some(60));
+    }
+
+    #[test]
+    fn provider_lifetimes_are_bounded() {
+        let now = 1_000_000;
+        assert_eq!(expires_at(now, None), None);
+        assert_eq!(expires_at(now, Some(3600)), Some(now + 3600));
+        assert_eq!(expires_at(now, Some(0)), Some(now + MIN_LIFETIME));
+        assert_eq!(expires_at(now, Some(-5)), Some(now + MIN_LIFETIME));
+        assert_eq!(expires_at(now, Some(i64::MIN)), Some(now + MIN_LIFETIME));
+        assert_eq!(
+            expires_at(now, Some(1_000_000_000_000_000_000)),
+            Some(now + MAX_LIFETIME)
+        );
+        assert_eq!(expires_at(i64::MAX, Some(i64::MAX)), Some(i64::MAX));
+        // A clamped short lifetime never refreshes more than once per half-life.
+        let issued = now;
+        let e = expires_at(issued, Some(0)).unwrap();
+        assert!(is_fresh_enough(issued + 29, issued, Some(e), 60));
+        assert_eq!(refresh_ahead(issued + 29, issued, e), None);
     }
 
     #[test]

@@ -19,7 +19,9 @@
 //! user codes, a usable token endpoint, a `sub`); errors of a 2xx are `Malformed`
 //! and of any other status `Rejected` or `Status` with that status; a provider's
 //! error code is cleaned before it is shown; no error text carries a control
-//! character or a token value taken from the body.
+//! character or a token value taken from the body; whatever `expires_in` says
+//! (zero, negative, 1e18, a string), the engine's lifetime bound holds and the
+//! expiry can be written as a date.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -211,6 +213,20 @@ pub fn run(data: &[u8]) {
                             assert!(!t.access_token.is_empty());
                             assert_eq!(t.token_type, "Bearer");
                             assert!(t.refresh_token.as_ref().is_none_or(|r| !r.is_empty()));
+                            // Whatever `expires_in` said, the engine's bound holds and
+                            // the expiry can be written as a date.
+                            let now = 1_800_000_000;
+                            if let Some(at) = latchkey_daemon::policy::expires_at(now, t.expires_in)
+                            {
+                                let lifetime = at - now;
+                                assert!(
+                                    (latchkey_daemon::policy::MIN_LIFETIME
+                                        ..=latchkey_daemon::policy::MAX_LIFETIME)
+                                        .contains(&lifetime),
+                                    "lifetime {lifetime} out of bounds"
+                                );
+                                assert!(!latchkey_daemon::convert::rfc3339(at).is_empty());
+                            }
                         })
                 }
                 1 => device::start(http, &url("/device"), "fuzz", "openid", &[])

@@ -13,7 +13,9 @@ pub struct TokenSet {
     pub access_token: Secret,
     /// Normalised to `Bearer`.
     pub token_type: String,
-    pub expires_in: Option<u64>,
+    /// As the provider sent it (possibly zero, negative or absurd); the engine
+    /// bounds it with [`crate::policy::expires_at`].
+    pub expires_in: Option<i64>,
     pub refresh_token: Option<Secret>,
     pub id_token: Option<Secret>,
     /// Space-separated scopes, when the server says which were granted.
@@ -24,8 +26,8 @@ pub struct TokenSet {
 struct TokenResponse {
     access_token: Secret,
     token_type: String,
-    #[serde(default, deserialize_with = "lenient_u64")]
-    expires_in: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    expires_in: Option<i64>,
     #[serde(default)]
     refresh_token: Option<Secret>,
     #[serde(default)]
@@ -34,23 +36,32 @@ struct TokenResponse {
     scope: Option<String>,
 }
 
-/// Accepts `expires_in` as a number or a numeric string: some providers send the
-/// latter, and refusing it would lock their users out.
-fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+/// Accepts `expires_in` as an integer, a float or a numeric string: some providers
+/// send the latter, and refusing it would lock their users out. The value is kept as
+/// sent, sign and size included (saturating at the ends of `i64`); bounding it is
+/// the engine's rule, not the parser's.
+fn lenient_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum N {
-        Num(u64),
+        Int(i64),
         Float(f64),
         Str(String),
     }
+    // `as` saturates (and maps NaN to 0): a fractional lifetime rounds toward zero,
+    // and 1e30 becomes i64::MAX, which the engine's bound then clamps.
+    let float = |f: f64| f as i64;
     Ok(match Option::<N>::deserialize(d)? {
         None => None,
-        Some(N::Num(n)) => Some(n),
-        // Truncation is intended: a fractional lifetime rounds down.
-        Some(N::Float(f)) if f.is_finite() && f >= 0.0 => Some(f as u64),
-        Some(N::Float(_)) => None,
-        Some(N::Str(s)) => s.trim().parse().ok(),
+        Some(N::Int(n)) => Some(n),
+        Some(N::Float(f)) if f.is_nan() => None,
+        Some(N::Float(f)) => Some(float(f)),
+        Some(N::Str(s)) => {
+            let s = s.trim();
+            s.parse::<i64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().filter(|f| !f.is_nan()).map(float))
+        }
     })
 }
 
@@ -145,6 +156,22 @@ mod tests {
                 Some(59),
             ),
             (r#"{"access_token":"a","token_type":"bearer"}"#, None),
+            (
+                r#"{"access_token":"a","token_type":"bearer","expires_in":-5}"#,
+                Some(-5),
+            ),
+            (
+                r#"{"access_token":"a","token_type":"bearer","expires_in":1e18}"#,
+                Some(1_000_000_000_000_000_000),
+            ),
+            (
+                r#"{"access_token":"a","token_type":"bearer","expires_in":18446744073709551615}"#,
+                Some(i64::MAX),
+            ),
+            (
+                r#"{"access_token":"a","token_type":"bearer","expires_in":"abc"}"#,
+                None,
+            ),
             (
                 r#"{"access_token":"a","token_type":"bearer","expires_in":null}"#,
                 None,

@@ -183,9 +183,7 @@ impl Engine {
             client_id: p.client_id.clone(),
             access_token: tokens.access_token,
             token_type: tokens.token_type,
-            expires_at: tokens
-                .expires_in
-                .map(|e| now.saturating_add(i64::try_from(e).unwrap_or(i64::MAX))),
+            expires_at: crate::policy::expires_at(now, tokens.expires_in),
             issued_at: now,
             refresh_token: tokens.refresh_token,
             id_token: tokens.id_token,

@@ -311,9 +311,7 @@ pub(crate) fn apply(mut s: SessionRecord, t: TokenSet) -> SessionRecord {
     s.access_token = t.access_token;
     s.token_type = t.token_type;
     s.issued_at = now;
-    s.expires_at = t
-        .expires_in
-        .map(|e| now.saturating_add(i64::try_from(e).unwrap_or(i64::MAX)));
+    s.expires_at = policy::expires_at(now, t.expires_in);
     if let Some(rt) = t.refresh_token {
         s.refresh_token = Some(rt);
     }

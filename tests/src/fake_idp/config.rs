@@ -100,6 +100,10 @@ pub struct FakeIdpConfig {
     /// false the provider keeps answering `authorization_pending` forever, as some
     /// do, and the client must stop by its own clock. Default true.
     pub device_expiry_answered: bool,
+    /// The `expires_in` that token responses state, as raw JSON (`0`, `-5`, `1e18`,
+    /// `"3600"`), whatever the tokens' real lifetime (`access_token_ttl`). `None`
+    /// states the real lifetime in seconds. Default `None`.
+    pub expires_in_raw: Option<String>,
 }
 
 impl Default for FakeIdpConfig {
@@ -127,6 +131,7 @@ impl Default for FakeIdpConfig {
             groups_claim: "groups".into(),
             token_padding: 0,
             device_expiry_answered: true,
+            expires_in_raw: None,
         }
     }
 }
@@ -188,6 +193,13 @@ pub struct ConfigPatch {
     pub token_padding: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_expiry_answered: Option<bool>,
+    /// `null` clears it.
+    #[serde(
+        default,
+        deserialize_with = "explicit_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_in_raw: Option<Option<String>>,
 }
 
 /// Distinguishes an explicit `null` (`Some(None)`: clear the setting) from an absent field
@@ -265,6 +277,12 @@ impl ConfigPatch {
             &mut cfg.device_expiry_answered,
             &self.device_expiry_answered,
         );
+        if let Some(Some(raw)) = &self.expires_in_raw
+            && serde_json::from_str::<serde_json::Value>(raw).is_err()
+        {
+            return Err(format!("expires_in_raw: {raw:?} is not JSON"));
+        }
+        set(&mut cfg.expires_in_raw, &self.expires_in_raw);
         Ok(())
     }
 }
@@ -294,6 +312,7 @@ impl From<&FakeIdpConfig> for ConfigPatch {
             groups_claim: Some(cfg.groups_claim.clone()),
             token_padding: Some(cfg.token_padding),
             device_expiry_answered: Some(cfg.device_expiry_answered),
+            expires_in_raw: Some(cfg.expires_in_raw.clone()),
         }
     }
 }

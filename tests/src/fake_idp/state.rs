@@ -437,6 +437,11 @@ impl State {
         if let Some(rt) = refresh_token {
             body["refresh_token"] = json!(rt);
         }
+        if let Some(raw) = &self.cfg.expires_in_raw {
+            // Checked to be JSON when set through the admin patch; a bad value set
+            // in process states nothing.
+            body["expires_in"] = serde_json::from_str(raw).unwrap_or(Value::Null);
+        }
         if self.cfg.id_token {
             body["id_token"] = json!(self.mint_id_token(grant));
         }

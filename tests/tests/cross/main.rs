@@ -6,6 +6,7 @@ mod api_docs;
 mod categories;
 mod daemon;
 mod doctor;
+mod lifetimes;
 mod login;
 mod logout;
 mod logs;
