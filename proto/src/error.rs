@@ -1,4 +1,5 @@
-//! Error categories, exit codes and the JSON error document of SPEC §4.
+//! Error categories, exit codes, HTTP statuses and the JSON error document (the
+//! table in README.md and `docs/api.md`).
 //!
 //! Every crate keeps its own typed errors and maps them to a [`Category`] in exactly
 //! one function. The category is what scripts, plugins and exit codes rely on; the
@@ -6,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The error categories of SPEC §4. The serialized names are the `category` field of
+/// The error categories. The serialized names are the `category` field of
 /// the JSON error document and never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,7 +43,7 @@ impl Category {
         Category::LocalStorage,
     ];
 
-    /// The process exit code for this category (SPEC §4).
+    /// The process exit code for this category.
     pub const fn exit_code(self) -> i32 {
         match self {
             Category::Internal => 1,
@@ -53,6 +54,22 @@ impl Category {
             Category::Transport => 6,
             Category::Server => 7,
             Category::LocalStorage => 8,
+        }
+    }
+
+    /// The HTTP status of the socket API's answer for an error of this category:
+    /// the one mapping, used by the daemon's routes and checked against
+    /// `docs/openapi.yaml`. The category stays authoritative; the status is for
+    /// generic HTTP tooling. (The routes depart from it in two documented places: an
+    /// unknown profile, login or endpoint is 404, the request deadline 504.)
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Category::Usage => 400,
+            Category::NotLoggedIn | Category::SessionExpired => 401,
+            Category::Forbidden => 403,
+            Category::Transport => 503,
+            Category::Server => 502,
+            Category::LocalStorage | Category::Internal => 500,
         }
     }
 

@@ -74,7 +74,7 @@ pub struct Daemon {
     pub(crate) started: Instant,
     pub(crate) started_at: i64,
     pub(crate) socket: PathBuf,
-    pub(crate) activation: &'static str,
+    pub(crate) activation: api::Activation,
     /// The one shutdown source: signals, `POST /v1/shutdown` and idle exit cancel it.
     pub shutdown: CancellationToken,
     /// Refreshes in flight, each in a task of its own: a graceful stop waits for
@@ -86,7 +86,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(engine: Engine, socket: PathBuf, activation: &'static str) -> Arc<Daemon> {
+    pub fn new(engine: Engine, socket: PathBuf, activation: api::Activation) -> Arc<Daemon> {
         let (events, _) = broadcast::channel(256);
         let identity = crate::vault::fs::identity(&engine.paths().config_file)
             .ok()
@@ -168,21 +168,27 @@ impl Daemon {
     /// Publishes what changed between two views of a vault, so subscribers learn
     /// about logins, refreshes and logouts done by any process.
     fn announce_change(&self, profile: &str, before: Option<&Loaded>, after: Option<&Loaded>) {
+        use api::SessionChange as C;
         let change = match (before, after) {
-            (None, Some(a)) if !a.session.expired => "login",
-            (Some(_), None) => "logout",
-            (Some(b), Some(a)) if a.session.expired && !b.session.expired => "expired",
-            (Some(b), Some(a)) if a.session.logged_in_at != b.session.logged_in_at => "login",
-            (Some(b), Some(a)) if a.generation != b.generation && !a.session.expired => "refresh",
+            (None, Some(a)) if !a.session.expired => C::Login,
+            (Some(_), None) => C::Logout,
+            (Some(b), Some(a)) if a.session.expired && !b.session.expired => C::Expired,
+            (Some(b), Some(a)) if a.session.logged_in_at != b.session.logged_in_at => C::Login,
+            (Some(b), Some(a)) if a.generation != b.generation && !a.session.expired => C::Refresh,
             _ => return,
         };
         self.publish(profile, change, after.map(|a| a.generation));
     }
 
-    pub(crate) fn publish(&self, profile: &str, change: &str, generation: Option<u64>) {
+    pub(crate) fn publish(
+        &self,
+        profile: &str,
+        change: api::SessionChange,
+        generation: Option<u64>,
+    ) {
         let event = api::SessionEvent {
             profile: profile.to_string(),
-            change: change.to_string(),
+            change,
             generation,
         };
         if self.events.send(event).is_err() {
@@ -375,7 +381,7 @@ impl Daemon {
             protocol: latchkey_proto::PROTOCOL_VERSION,
             uptime_seconds: self.started.elapsed().as_secs(),
             socket: self.socket.display().to_string(),
-            activation: self.activation.to_string(),
+            activation: self.activation,
             profiles: self.profiles(),
             counters: api::Counters {
                 requests: c.requests.load(Ordering::Relaxed),

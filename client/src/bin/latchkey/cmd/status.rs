@@ -9,12 +9,16 @@ use super::Ctx;
 use super::token::seconds_until;
 use crate::render::{Output, in_words};
 
-/// How storage is described to people (SPEC §4).
+/// How storage is described to people.
 const STORAGE: &str = "encrypted file (scrypt, XChaCha20-Poly1305)";
 
 pub async fn run(ctx: &Ctx, all: bool) -> Result<Output, Error> {
     let names = if all {
-        ctx.config()?.profile_names()
+        ctx.config()?
+            .profile_names()
+            .into_iter()
+            .map(super::checked)
+            .collect::<Result<Vec<_>, _>>()?
     } else {
         vec![ctx.profile_name()?]
     };
