@@ -84,6 +84,7 @@ impl Outgoing {
 
     /// The whole head for a connection used for one exchange (the blocking path):
     /// request line, [`FIELDS`], the body's type and length, `Connection: close`.
+    #[cfg_attr(not(unix), allow(dead_code, reason = "the blocking path is Unix only"))]
     pub fn head_once(&self) -> String {
         let mut head = format!("{} {} HTTP/1.1\r\n", self.method, self.target);
         for (name, value) in FIELDS {
@@ -158,6 +159,7 @@ pub fn decode<T: DeserializeOwned>(status: u16, body: &[u8]) -> Reach<T> {
 }
 
 /// Where reading a buffered answer stands.
+#[cfg_attr(not(unix), allow(dead_code, reason = "the blocking path is Unix only"))]
 #[derive(Debug)]
 pub enum Parsed<T> {
     /// More bytes are needed.
@@ -167,6 +169,7 @@ pub enum Parsed<T> {
 
 /// Reads an answer from the bytes received so far: an HTTP/1.1 head, then a
 /// Content-Length body (what the daemon sends), both by the rules above.
+#[cfg_attr(not(unix), allow(dead_code, reason = "the blocking path is Unix only"))]
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Parsed<T> {
     let mut fields = [httparse::EMPTY_HEADER; 32];
     let mut response = httparse::Response::new(&mut fields);
