@@ -3,7 +3,7 @@
 //!
 //! Every call goes to the daemon first and falls back to the embedded engine (the
 //! same code the daemon runs) by an explicit table, applied in one place
-//! ([`Client::settle`]) to the outcome ([`wire::Reach`]) of either way of asking:
+//! (`Client::settle`) to the outcome (`wire::Reach`) of either way of asking:
 //!
 //! | daemon                                      | outcome   | client does                                  |
 //! |---------------------------------------------|-----------|----------------------------------------------|

@@ -4,7 +4,7 @@
 //! The router serves exactly the proto's closed set of endpoints
 //! ([`latchkey_proto::request::Endpoint::ALL`]), each at the proto's template and
 //! method, and each handler answers the body type of the proto's request type for
-//! it ([`reply`] takes `R::Answer`). A profile in the path is a [`ProfileName`] by
+//! it (`reply` takes `R::Answer`). A profile in the path is a [`ProfileName`] by
 //! the time a handler runs: a name that breaks the rules is a `usage` error before
 //! any handler logic.
 //!
