@@ -29,6 +29,13 @@ pub enum Error {
         message: String,
         hint: Option<String>,
     },
+    /// Something answered on the daemon's socket, but not in the protocol (not
+    /// HTTP, no Content-Length, a body that is not the endpoint's JSON). Category
+    /// `internal`: daemon and client ship together, so this is a bug (or something
+    /// of the same user's posing as the daemon); it is surfaced, never answered
+    /// around by autostart or the embedded engine.
+    #[error("the daemon at {socket} answered outside the protocol: {why}")]
+    Broken { socket: String, why: String },
     /// A bug or an environment the program cannot run in.
     #[error("internal error: {0}")]
     Internal(String),
@@ -53,7 +60,7 @@ impl Error {
             Error::Usage { .. } => Category::Usage,
             Error::Remote(b) => b.category,
             Error::Daemon { category, .. } => *category,
-            Error::Output(_) | Error::Internal(_) => Category::Internal,
+            Error::Broken { .. } | Error::Output(_) | Error::Internal(_) => Category::Internal,
         }
     }
 
@@ -64,6 +71,9 @@ impl Error {
             Error::Usage { hint, .. } => hint.clone(),
             Error::Remote(b) => b.hint.clone(),
             Error::Daemon { hint, .. } => hint.clone(),
+            Error::Broken { .. } => Some(
+                "run `latchkey daemon restart`; LATCHKEY_NO_DAEMON=1 answers from the encrypted file meanwhile".into(),
+            ),
             Error::Output(_) | Error::Internal(_) => None,
         }
     }
@@ -114,5 +124,19 @@ mod tests {
                 .unwrap()
                 .contains("latchkey login --profile work")
         );
+    }
+
+    #[test]
+    fn a_broken_daemon_is_internal_with_a_way_out() {
+        let e = Error::Broken {
+            socket: "/run/l.sock".into(),
+            why: "not an HTTP answer".into(),
+        };
+        let doc = e.to_document();
+        assert_eq!(doc.error.category, Category::Internal);
+        assert_eq!(doc.error.category.exit_code(), 1);
+        assert!(doc.error.message.contains("/run/l.sock"));
+        let hint = doc.error.hint.unwrap();
+        assert!(hint.contains("latchkey daemon restart") && hint.contains("LATCHKEY_NO_DAEMON=1"));
     }
 }

@@ -2,15 +2,29 @@
 //! that embed Latchkey.
 //!
 //! Every call goes to the daemon first and falls back to the embedded engine (the
-//! same code the daemon runs) by an explicit table:
+//! same code the daemon runs) by an explicit table, applied in one place
+//! (`Client::settle`) to the outcome (`wire::Reach`) of either way of asking:
 //!
-//! | daemon                                   | client does                                  |
-//! |------------------------------------------|----------------------------------------------|
-//! | no socket / nobody listening             | autostart it (unless disabled), else embedded at once |
-//! | connected, no answer within 500 ms       | embedded, with a notice                      |
-//! | answers with another protocol version    | embedded, notice: `latchkey daemon restart`  |
-//! | socket, folder or listener not ours      | embedded, notice saying why; nothing sent    |
-//! | answers (success or typed error)         | that answer is final: no fallback            |
+//! | daemon                                      | outcome   | client does                                  |
+//! |---------------------------------------------|-----------|----------------------------------------------|
+//! | no socket / nobody listening / went away    | `Dead`    | autostart it (unless disabled), else embedded at once |
+//! | connected, no answer within 500 ms          | `Hung`    | embedded, with a notice                      |
+//! | answers with another protocol version       | `Stale`   | embedded, notice: `latchkey daemon restart`  |
+//! | socket, folder or listener not this user's  | `Refused` | embedded, notice saying why; nothing sent    |
+//! | answers, but not in the protocol            | `Broken`  | error `internal` (exit 1): no autostart, no fallback |
+//! | answers (success or typed error)            | `Answer`  | that answer is final: no fallback            |
+//!
+//! A malformed answer (not HTTP, no Content-Length, a body that is not the
+//! endpoint's JSON) is `Broken`, not `Dead`: something that speaks our socket
+//! answered, so starting a second daemon or quietly answering from the file would
+//! hide a bug (or an impostor of the same user). The error says so and hints at
+//! `latchkey daemon restart` and `LATCHKEY_NO_DAEMON=1`.
+//!
+//! Requests are the proto's closed set ([`latchkey_proto::request`]); profiles are
+//! [`ProfileName`]s, so no unchecked name reaches a URL or a file name.
+//! [`Client::token_blocking`] is the entry point for callers without a runtime
+//! (`latchkey token`): it asks with one blocking exchange and builds a runtime only
+//! when it must fall back.
 //!
 //! A daemon found hung, stale or foreign is not asked again by the same `Client`.
 //! Autostart is serialised by a lock in the runtime folder, so many processes
@@ -23,6 +37,7 @@
 
 pub mod error;
 mod transport;
+mod wire;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -31,13 +46,14 @@ use std::time::Duration;
 use latchkey_daemon::Engine;
 use latchkey_daemon::config::Config;
 use latchkey_proto::api;
-use latchkey_proto::error::ErrorDocument;
 use latchkey_proto::paths::Paths;
+use latchkey_proto::profile::ProfileName;
+use latchkey_proto::request::{self as rq, Request};
 use latchkey_proto::secret::Secret;
-use serde::de::DeserializeOwned;
 
 pub use error::Error;
-use transport::{Reach, Transport};
+use transport::Transport;
+use wire::Reach;
 
 /// How long the daemon may take to answer before the client falls back.
 pub const DAEMON_DEADLINE: Duration = Duration::from_millis(500);
@@ -176,20 +192,84 @@ impl Client {
         }
     }
 
-    /// An access token fresh enough for `min_ttl` seconds.
-    pub async fn token(&self, profile: &str, min_ttl: u64) -> Result<Token, Error> {
-        let path = format!("/v1/profiles/{profile}/token?min_ttl={min_ttl}");
-        if let Some(answer) = self.daemon::<api::Token>("GET", &path, None).await {
-            let t = answer?;
-            return Ok(Token {
-                access_token: t.access_token,
-                token_type: t.token_type,
-                expires_at: t.expires_at,
-                generation: t.generation,
-                via: Via::Daemon,
-            });
+    /// An access token fresh enough for `min_ttl` seconds, for async callers: the
+    /// daemon over the connection pool, then the fallback table.
+    pub async fn token(&self, profile: &ProfileName, min_ttl: u64) -> Result<Token, Error> {
+        let request = rq::Token {
+            profile: profile.clone(),
+            min_ttl,
+        };
+        self.token_after(request, None).await
+    }
+
+    /// An access token fresh enough for `min_ttl` seconds, for callers without an
+    /// async runtime (`latchkey token`). The daemon is asked first with one
+    /// blocking exchange: no runtime, no config, no engine; when it answers (a
+    /// token or a typed error), or answers outside the protocol (`Broken`), that
+    /// is the result. Only otherwise is a current-thread runtime built, to go on
+    /// by the fallback table as [`Client::token`] does (start a missing daemon,
+    /// else the embedded engine). Inside an async runtime, call [`Client::token`]:
+    /// this one then refuses with an `internal` error rather than block it.
+    pub fn token_blocking(&self, profile: &ProfileName, min_ttl: u64) -> Result<Token, Error> {
+        let request = rq::Token {
+            profile: profile.clone(),
+            min_ttl,
+        };
+        let first = self.ask_blocking(&request);
+        let first = match first {
+            Some(Reach::Answer(answer)) => {
+                return answer.map(from_daemon).map_err(Error::Remote);
+            }
+            Some(Reach::Broken(why)) => return Err(self.broken(why)),
+            other => other,
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::Internal(
+                "Client::token_blocking was called inside an async runtime; call Client::token"
+                    .into(),
+            ));
         }
-        let t = self.shared_engine()?.token(profile, min_ttl).await?;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?
+            .block_on(self.token_after(request, first))
+    }
+
+    /// The blocking exchange of [`Client::token_blocking`]; `None` when the daemon
+    /// is not to be asked (or cannot be without a runtime: Windows).
+    fn ask_blocking<R: Request>(&self, request: &R) -> Option<Reach<R::Answer>> {
+        if !self.daemon_allowed() {
+            return None;
+        }
+        #[cfg(unix)]
+        {
+            Some(transport::call_blocking(
+                &self.paths.socket,
+                request,
+                self.deadline,
+            ))
+        }
+        #[cfg(not(unix))]
+        {
+            let _unused = request;
+            None
+        }
+    }
+
+    /// The token path after a first outcome, if there was one.
+    async fn token_after(
+        &self,
+        request: rq::Token,
+        first: Option<Reach<api::Token>>,
+    ) -> Result<Token, Error> {
+        if let Some(answer) = self.daemon(&request, first).await {
+            return answer.map(from_daemon);
+        }
+        let t = self
+            .shared_engine()?
+            .token(request.profile.as_str(), request.min_ttl)
+            .await?;
         Ok(Token {
             access_token: t.access_token,
             token_type: t.token_type,
@@ -200,9 +280,11 @@ impl Client {
     }
 
     /// Refreshes now (joining one in flight).
-    pub async fn refresh(&self, profile: &str) -> Result<api::Refreshed, Error> {
-        let path = format!("/v1/profiles/{profile}/refresh");
-        if let Some(answer) = self.daemon("POST", &path, None).await {
+    pub async fn refresh(&self, profile: &ProfileName) -> Result<api::Refreshed, Error> {
+        let request = rq::Refresh {
+            profile: profile.clone(),
+        };
+        if let Some(answer) = self.daemon(&request, None).await {
             return answer;
         }
         let t = self.shared_engine()?.refresh(profile).await?;
@@ -214,10 +296,16 @@ impl Client {
     }
 
     /// Logs out, revoking at the provider unless `revoke` is false.
-    pub async fn logout(&self, profile: &str, revoke: bool) -> Result<api::LoggedOut, Error> {
-        let path = format!("/v1/profiles/{profile}/logout");
-        let body = serde_json::to_vec(&api::LogoutRequest { revoke }).ok();
-        if let Some(answer) = self.daemon("POST", &path, body).await {
+    pub async fn logout(
+        &self,
+        profile: &ProfileName,
+        revoke: bool,
+    ) -> Result<api::LoggedOut, Error> {
+        let request = rq::Logout {
+            profile: profile.clone(),
+            body: api::LogoutRequest { revoke },
+        };
+        if let Some(answer) = self.daemon(&request, None).await {
             return answer;
         }
         let outcome = self.engine()?.logout(profile, revoke).await?;
@@ -225,9 +313,11 @@ impl Client {
     }
 
     /// A session's state (no tokens), from the daemon when one answers.
-    pub async fn session(&self, profile: &str) -> Result<(api::Session, Via), Error> {
-        let path = format!("/v1/profiles/{profile}/session");
-        if let Some(answer) = self.daemon("GET", &path, None).await {
+    pub async fn session(&self, profile: &ProfileName) -> Result<(api::Session, Via), Error> {
+        let request = rq::Session {
+            profile: profile.clone(),
+        };
+        if let Some(answer) = self.daemon(&request, None).await {
             return answer.map(|s| (s, Via::Daemon));
         }
         let st = self.engine()?.status(profile)?;
@@ -240,12 +330,9 @@ impl Client {
         if self.mode == Mode::EmbeddedOnly {
             return Ok(None);
         }
-        match self
-            .transport
-            .call("GET", "/v1/status", None, self.deadline)
-            .await
-        {
-            Reach::Answer(r) => decode(&r).map(Some),
+        match self.transport.call(&rq::Status, self.deadline).await {
+            Reach::Answer(answer) => answer.map(Some).map_err(Error::Remote),
+            Reach::Broken(why) => Err(self.broken(why)),
             Reach::Stale { theirs } => Err(Error::usage(
                 format!(
                     "the daemon speaks protocol {theirs}, this client {}",
@@ -260,12 +347,10 @@ impl Client {
 
     /// Asks a running daemon to stop; `Ok(false)` when none answered.
     pub async fn daemon_shutdown(&self) -> Result<bool, Error> {
-        match self
-            .transport
-            .call("POST", "/v1/shutdown", None, self.deadline)
-            .await
-        {
-            Reach::Answer(_) | Reach::Stale { .. } => Ok(true),
+        match self.transport.call(&rq::Shutdown, self.deadline).await {
+            Reach::Answer(Ok(_)) | Reach::Stale { .. } => Ok(true),
+            Reach::Answer(Err(e)) => Err(Error::Remote(e)),
+            Reach::Broken(why) => Err(self.broken(why)),
             Reach::Refused(why) => Err(refused(why)),
             Reach::Dead(_) | Reach::Hung => Ok(false),
         }
@@ -322,56 +407,64 @@ impl Client {
 
     /// Starts the daemon if none answers; `Ok(true)` when one answers afterwards.
     pub async fn daemon_start(&self) -> Result<bool, Error> {
-        if matches!(
-            self.transport
-                .call("GET", "/v1/health", None, self.deadline)
-                .await,
-            Reach::Answer(_)
-        ) {
-            return Ok(true);
+        match self.transport.call(&rq::Health, self.deadline).await {
+            Reach::Answer(_) => Ok(true),
+            Reach::Broken(why) => Err(self.broken(why)),
+            _ => self.autostart().await,
         }
-        self.autostart().await
     }
 
-    /// One request to the daemon by the fallback table. `None` means: fall back.
-    async fn daemon<T: DeserializeOwned>(
+    /// Whether this client asks a daemon at all: not with LATCHKEY_NO_DAEMON, and
+    /// not after it found the daemon hung, stale or not ours.
+    fn daemon_allowed(&self) -> bool {
+        matches!(self.mode, Mode::DaemonFirst { .. })
+            && !self
+                .bypass_daemon
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// One request to the daemon by the fallback table, over the pool unless a
+    /// `first` outcome is already known (the blocking path's). `None` means: fall
+    /// back.
+    async fn daemon<R: Request>(
         &self,
-        method: &str,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Option<Result<T, Error>> {
-        let Mode::DaemonFirst { autostart } = self.mode else {
-            return None;
-        };
-        if self
-            .bypass_daemon
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        request: &R,
+        first: Option<Reach<R::Answer>>,
+    ) -> Option<Result<R::Answer, Error>> {
+        if !self.daemon_allowed() {
             return None;
         }
-        let mut reach = self
-            .transport
-            .call(method, path, body.clone(), self.deadline)
-            .await;
-        if matches!(reach, Reach::Dead(_)) && autostart {
+        let reach = match first {
+            Some(reach) => reach,
+            None => self.transport.call(request, self.deadline).await,
+        };
+        self.settle(request, reach).await
+    }
+
+    /// The fallback table applied to one outcome; a dead daemon is started (when
+    /// allowed) and asked again. `None` means: fall back.
+    async fn settle<R: Request>(
+        &self,
+        request: &R,
+        mut reach: Reach<R::Answer>,
+    ) -> Option<Result<R::Answer, Error>> {
+        if matches!(reach, Reach::Dead(_))
+            && matches!(self.mode, Mode::DaemonFirst { autostart: true })
+        {
             match self.autostart().await {
-                Ok(true) => reach = self.transport.call(method, path, body, self.deadline).await,
+                Ok(true) => reach = self.transport.call(request, self.deadline).await,
                 Ok(false) => {}
                 Err(e) => tracing::debug!(error = %e, "the daemon could not be started"),
             }
         }
-        self.classify(reach)
-    }
-
-    /// The fallback table applied to one outcome. `None` means: fall back.
-    fn classify<T: DeserializeOwned>(&self, reach: Reach) -> Option<Result<T, Error>> {
         let unusable = |notice: String| {
             self.bypass_daemon
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             self.notice(notice);
         };
         match reach {
-            Reach::Answer(r) => Some(decode(&r)),
+            Reach::Answer(answer) => Some(answer.map_err(Error::Remote)),
+            Reach::Broken(why) => Some(Err(self.broken(why))),
             Reach::Dead(reason) => {
                 tracing::debug!(%reason, "no daemon; using the embedded engine");
                 None
@@ -398,32 +491,11 @@ impl Client {
         }
     }
 
-    /// `latchkey token`'s hot path: one blocking request to the daemon, without an
-    /// async runtime. `Some` is the daemon's final answer (a token or a typed
-    /// error); `None` means: call [`Client::token`], which starts a missing daemon
-    /// or uses the embedded engine (a hung, stale or foreign daemon is not asked
-    /// again: the notice is already recorded).
-    pub fn token_blocking(&self, profile: &str, min_ttl: u64) -> Option<Result<Token, Error>> {
-        if self.mode == Mode::EmbeddedOnly {
-            return None;
-        }
-        #[cfg(unix)]
-        {
-            let path = format!("/v1/profiles/{profile}/token?min_ttl={min_ttl}");
-            let reach = transport::get_blocking(&self.paths.socket, &path, self.deadline);
-            let answer = self.classify::<api::Token>(reach)?;
-            Some(answer.map(|t| Token {
-                access_token: t.access_token,
-                token_type: t.token_type,
-                expires_at: t.expires_at,
-                generation: t.generation,
-                via: Via::Daemon,
-            }))
-        }
-        #[cfg(not(unix))]
-        {
-            let _unused = (profile, min_ttl);
-            None
+    /// The error for an answer outside the protocol: final, never a fallback.
+    fn broken(&self, why: String) -> Error {
+        Error::Broken {
+            socket: self.paths.socket.display().to_string(),
+            why,
         }
     }
 
@@ -446,9 +518,7 @@ impl Client {
         .map_err(latchkey_daemon::EngineError::from)?;
         // Whoever held the lock before us may have started it already.
         if matches!(
-            self.transport
-                .call("GET", "/v1/health", None, self.deadline)
-                .await,
+            self.transport.call(&rq::Health, self.deadline).await,
             Reach::Answer(_)
         ) {
             return Ok(true);
@@ -485,9 +555,7 @@ impl Client {
         let start = tokio::time::Instant::now();
         while start.elapsed() < AUTOSTART_WAIT {
             if matches!(
-                self.transport
-                    .call("GET", "/v1/health", None, self.deadline)
-                    .await,
+                self.transport.call(&rq::Health, self.deadline).await,
                 Reach::Answer(_)
             ) {
                 drop(guard);
@@ -523,16 +591,13 @@ fn refused(why: String) -> Error {
     }
 }
 
-fn decode<T: DeserializeOwned>(r: &transport::Reply) -> Result<T, Error> {
-    if (200..300).contains(&r.status) {
-        return serde_json::from_slice(&r.body)
-            .map_err(|e| Error::Internal(format!("the daemon's answer is malformed: {e}")));
-    }
-    match serde_json::from_slice::<ErrorDocument>(&r.body) {
-        Ok(doc) => Err(Error::Remote(doc.error)),
-        Err(_) => Err(Error::Internal(format!(
-            "the daemon answered HTTP {} without an error document",
-            r.status
-        ))),
+/// A token the daemon answered.
+fn from_daemon(t: api::Token) -> Token {
+    Token {
+        access_token: t.access_token,
+        token_type: t.token_type,
+        expires_at: t.expires_at,
+        generation: t.generation,
+        via: Via::Daemon,
     }
 }

@@ -1,22 +1,18 @@
-//! HTTP/1.1 requests to the daemon over its local socket (a Unix socket; a named
-//! pipe on Windows), classified for the client's fallback table (`crate`'s docs;
-//! docs/behaviour.md, "Daemon and fallback").
+//! The two ways to the daemon's local socket (a Unix socket; a named pipe on
+//! Windows), both speaking the protocol of [`crate::wire`] and ending in its
+//! [`Reach`]:
 //!
-//! - `Dead`: no socket, or nobody listening (ENOENT, ECONNREFUSED): fall back at once.
-//! - `Hung`: connected but no answer within the deadline (a stopped or wedged
-//!   daemon): fall back, with a hint.
-//! - `Stale`: the daemon answered with another protocol version: fall back, and
-//!   suggest `latchkey daemon restart`.
-//! - `Refused`: something listens, but it is not this user's daemon (the socket, its
-//!   folder or the listening process belongs to another user): never talk to it;
-//!   fall back, and say why.
-//! - `Answer`: a typed answer, success or error, which is final.
+//! - [`Transport::call`]: hyper over kept-alive connections in a small idle pool,
+//!   so an embedding program pays the connect and handshake once, not per call. A
+//!   pooled connection can die at any time (the daemon drops idle ones after 10 s,
+//!   or restarted): a request that hyper hands back unsent is retried on a fresh
+//!   connection, so reuse never turns into a spurious fallback.
+//! - [`call_blocking`]: one exchange with std I/O and httparse, for `latchkey
+//!   token`'s hot path, which gains nothing from tokio and hyper but their
+//!   start-up cost.
 //!
-//! Connections are kept alive and reused (a small idle pool), so an embedding
-//! program pays the connect and handshake once, not per call. A pooled connection
-//! can die at any time (the daemon drops idle ones after 10 s, or restarted): a
-//! request that hyper hands back unsent is retried on a fresh connection, so reuse
-//! never turns into a spurious fallback.
+//! Both check, before connecting, that the socket is this user's and, after, that
+//! the listener runs as this user; anything else is `Refused`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -24,43 +20,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::Request;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use latchkey_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
+use latchkey_proto::PROTOCOL_HEADER;
+use latchkey_proto::request::Request;
+use serde::de::DeserializeOwned;
 
-/// An answer from the daemon. A token answer's body holds the token, so `Debug`
-/// shows only its size.
-pub struct Reply {
-    pub status: u16,
-    pub body: Bytes,
-}
+use crate::wire::{self, AnswerHead, MAX_REPLY, Outgoing, Reach};
 
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reply")
-            .field("status", &self.status)
-            .field("body_bytes", &self.body.len())
-            .finish()
-    }
-}
-
-/// How a request to the daemon went.
-#[derive(Debug)]
-pub enum Reach {
-    Answer(Reply),
-    Dead(String),
-    Hung,
-    Stale {
-        theirs: String,
-    },
-    /// Only Unix checks files and peers; on Windows the pipe's DACL does it.
-    #[cfg_attr(not(unix), allow(dead_code))]
-    Refused(String),
-}
-
-/// The most a daemon answer may weigh.
-const MAX_REPLY: usize = 1024 * 1024;
 /// Idle connections kept for reuse; more concurrent callers open their own.
 const MAX_IDLE: usize = 16;
 
@@ -88,15 +55,14 @@ impl Transport {
         }
     }
 
-    /// Sends one request and waits at most `deadline` for the whole answer.
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Vec<u8>>,
-        deadline: Duration,
-    ) -> Reach {
-        match tokio::time::timeout(deadline, self.exchange(method, path, body)).await {
+    /// Sends one request of the proto's set and waits at most `deadline` for the
+    /// whole answer.
+    pub async fn call<R: Request>(&self, request: &R, deadline: Duration) -> Reach<R::Answer> {
+        let out = match Outgoing::new(request) {
+            Ok(o) => o,
+            Err(why) => return Reach::Broken(why),
+        };
+        match tokio::time::timeout(deadline, self.exchange(out)).await {
             Ok(r) => r,
             Err(_) => Reach::Hung,
         }
@@ -119,10 +85,10 @@ impl Transport {
         }
     }
 
-    async fn exchange(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reach {
-        let mut request = match build(method, path, body) {
+    async fn exchange<T: DeserializeOwned>(&self, out: Outgoing) -> Reach<T> {
+        let mut request = match build(out) {
             Ok(r) => r,
-            Err(e) => return Reach::Dead(format!("cannot build the request: {e}")),
+            Err(e) => return Reach::Broken(format!("cannot build the request: {e}")),
         };
         while let Some(mut sender) = self.take_idle() {
             if sender.ready().await.is_err() {
@@ -133,7 +99,7 @@ impl Transport {
                 Err(mut e) => match e.take_message() {
                     // Never sent: the connection died under us; try the next one.
                     Some(unsent) => request = unsent,
-                    None => return Reach::Dead(e.into_error().to_string()),
+                    None => return failed(e.into_error()),
                 },
             }
         }
@@ -155,26 +121,29 @@ impl Transport {
         }));
         match sender.send_request(request).await {
             Ok(response) => self.finish(sender, response).await,
-            Err(e) => Reach::Dead(e.to_string()),
+            Err(e) => failed(e),
         }
     }
 
-    /// Reads an answer and returns a healthy connection to the pool.
-    async fn finish(
+    /// Reads an answer by the wire rules and returns a healthy connection to the
+    /// pool.
+    async fn finish<T: DeserializeOwned>(
         &self,
         sender: Sender,
         response: hyper::Response<hyper::body::Incoming>,
-    ) -> Reach {
-        let theirs = response
-            .headers()
-            .get(PROTOCOL_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none")
-            .to_string();
-        if theirs != PROTOCOL_VERSION.to_string() {
-            return Reach::Stale { theirs };
-        }
+    ) -> Reach<T> {
         let status = response.status().as_u16();
+        let fields = response.headers();
+        let head = AnswerHead {
+            status,
+            protocol: fields.get(PROTOCOL_HEADER).map(|v| v.as_bytes()),
+            content_length: fields
+                .get(hyper::header::CONTENT_LENGTH)
+                .map(|v| v.as_bytes()),
+        };
+        if let Err(reach) = wire::check_head::<T>(&head) {
+            return reach;
+        }
         let limited = http_body_util::Limited::new(response.into_body(), MAX_REPLY);
         let body = match limited.collect().await {
             Ok(b) => b.to_bytes(),
@@ -183,27 +152,29 @@ impl Transport {
         if !sender.is_closed() {
             self.put_idle(sender);
         }
-        Reach::Answer(Reply { status, body })
+        wire::decode(status, &body)
     }
 }
 
-fn build(
-    method: &str,
-    path: &str,
-    body: Option<Vec<u8>>,
-) -> hyper::http::Result<Request<Full<Bytes>>> {
-    let content_type = if body.is_some() {
-        "application/json"
+/// A failed hyper exchange: an answer hyper could not parse is `Broken`; anything
+/// else (reset, closed before the answer) means the daemon went away.
+fn failed<T>(e: hyper::Error) -> Reach<T> {
+    if e.is_parse() || e.is_parse_status() {
+        Reach::Broken(format!("not an HTTP answer: {e}"))
     } else {
-        "text/plain"
-    };
-    Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, "latchkeyd")
-        .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
-        .header(hyper::header::CONTENT_TYPE, content_type)
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        Reach::Dead(e.to_string())
+    }
+}
+
+fn build(out: Outgoing) -> hyper::http::Result<hyper::Request<Full<Bytes>>> {
+    let mut request = hyper::Request::builder().method(out.method).uri(out.target);
+    for (name, value) in wire::FIELDS {
+        request = request.header(name, value);
+    }
+    if out.body.is_some() {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    request.body(Full::new(Bytes::from(out.body.unwrap_or_default())))
 }
 
 /// Whether `socket` may be this user's daemon, before connecting: the socket file
@@ -212,7 +183,7 @@ fn build(
 /// Anything else could be another user's impostor, which could hand out tokens of
 /// its choosing or phish a login.
 #[cfg(unix)]
-fn check_socket(socket: &Path) -> Result<(), Reach> {
+fn check_socket<T>(socket: &Path) -> Result<(), Reach<T>> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let uid = latchkey_daemon::vault::fs::current_uid();
     let meta = match std::fs::symlink_metadata(socket) {
@@ -249,7 +220,7 @@ fn shared_sticky(dir: &Path) -> bool {
 
 /// The listening process must run as us (SO_PEERCRED).
 #[cfg(unix)]
-fn check_peer(socket: &Path, peer_uid: std::io::Result<u32>) -> Result<(), Reach> {
+fn check_peer<T>(socket: &Path, peer_uid: std::io::Result<u32>) -> Result<(), Reach<T>> {
     match peer_uid {
         Ok(uid) if Some(uid) == latchkey_daemon::vault::fs::current_uid() => Ok(()),
         Ok(uid) => Err(refused(format!(
@@ -264,13 +235,13 @@ fn check_peer(socket: &Path, peer_uid: std::io::Result<u32>) -> Result<(), Reach
 }
 
 #[cfg(unix)]
-fn refused(what: String) -> Reach {
+fn refused<T>(what: String) -> Reach<T> {
     Reach::Refused(format!("{what}; not talking to it"))
 }
 
 /// Connects to the daemon's socket, if it is this user's daemon.
 #[cfg(unix)]
-async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, Reach> {
+async fn connect<T>(socket: &Path) -> Result<tokio::net::UnixStream, Reach<T>> {
     check_socket(socket)?;
     let stream = tokio::net::UnixStream::connect(socket)
         .await
@@ -279,14 +250,22 @@ async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, Reach> {
     Ok(stream)
 }
 
-/// One GET without an async runtime, for `latchkey token`'s hot path: a process
-/// that asks once and exits gains nothing from tokio and hyper but their start-up
-/// cost (docs/behaviour.md, "Performance targets"). Same checks and classification
-/// as [`Transport::call`]; the connection is closed after the answer.
+/// One exchange without an async runtime, for `latchkey token`'s hot path: a
+/// process that asks once and exits gains nothing from tokio and hyper but their
+/// start-up cost (docs/benchmarks.md). Same checks, head and classification as
+/// [`Transport::call`]; the connection is closed after the answer.
 #[cfg(unix)]
-pub fn get_blocking(socket: &Path, path: &str, deadline: Duration) -> Reach {
+pub fn call_blocking<R: Request>(
+    socket: &Path,
+    request: &R,
+    deadline: Duration,
+) -> Reach<R::Answer> {
     use std::io::{Read, Write};
     let start = std::time::Instant::now();
+    let out = match Outgoing::new(request) {
+        Ok(o) => o,
+        Err(why) => return Reach::Broken(why),
+    };
     if let Err(reach) = check_socket(socket) {
         return reach;
     }
@@ -306,12 +285,11 @@ pub fn get_blocking(socket: &Path, path: &str, deadline: Duration) -> Reach {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
         )
     };
-    let head = format!(
-        "GET {path} HTTP/1.1\r\nHost: latchkeyd\r\n{PROTOCOL_HEADER}: {PROTOCOL_VERSION}\r\nConnection: close\r\n\r\n"
-    );
+    let mut message = out.head_once().into_bytes();
+    message.extend_from_slice(out.body.as_deref().unwrap_or_default());
     if let Err(e) = stream
         .set_write_timeout(Some(deadline))
-        .and_then(|()| stream.write_all(head.as_bytes()))
+        .and_then(|()| stream.write_all(&message))
     {
         return if timed_out(&e) {
             Reach::Hung
@@ -336,10 +314,10 @@ pub fn get_blocking(socket: &Path, path: &str, deadline: Duration) -> Reach {
             Ok(n) => {
                 answer.extend_from_slice(&chunk[..n]);
                 if answer.len() > MAX_REPLY {
-                    return Reach::Dead("the answer is too large".into());
+                    return Reach::Broken(format!("the answer is larger than {MAX_REPLY} bytes"));
                 }
-                if matches!(parse_answer(&answer), Parsed::Done(_)) {
-                    break;
+                if let wire::Parsed::Done(reach) = wire::parse(&answer) {
+                    return reach;
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -347,56 +325,21 @@ pub fn get_blocking(socket: &Path, path: &str, deadline: Duration) -> Reach {
             Err(e) => return Reach::Dead(e.to_string()),
         }
     }
-    match parse_answer(&answer) {
-        Parsed::Done(reach) => reach,
-        Parsed::Partial => Reach::Dead("the answer broke off".into()),
+    // The daemon closed the connection before a whole answer: it went away.
+    match wire::parse(&answer) {
+        wire::Parsed::Done(reach) => reach,
+        wire::Parsed::Partial if answer.is_empty() => {
+            Reach::Dead("the daemon closed the connection without answering".into())
+        }
+        wire::Parsed::Partial => Reach::Dead("the answer broke off".into()),
     }
-}
-
-#[cfg(unix)]
-enum Parsed {
-    Done(Reach),
-    Partial,
-}
-
-/// An HTTP/1.1 answer with a Content-Length body (what the daemon sends).
-#[cfg(unix)]
-fn parse_answer(bytes: &[u8]) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut response = httparse::Response::new(&mut headers);
-    let head_len = match response.parse(bytes) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(e) => return Parsed::Done(Reach::Dead(format!("not an HTTP answer: {e}"))),
-    };
-    let header = |name: &str| {
-        response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
-    };
-    let theirs = header(PROTOCOL_HEADER).unwrap_or_else(|| "none".into());
-    if theirs != PROTOCOL_VERSION.to_string() {
-        return Parsed::Done(Reach::Stale { theirs });
-    }
-    let Some(length) = header("content-length").and_then(|v| v.parse::<usize>().ok()) else {
-        return Parsed::Done(Reach::Dead("the answer has no Content-Length".into()));
-    };
-    let Some(body) = bytes.get(head_len..head_len.saturating_add(length)) else {
-        return Parsed::Partial;
-    };
-    Parsed::Done(Reach::Answer(Reply {
-        status: response.code.unwrap_or(0),
-        body: Bytes::copy_from_slice(body),
-    }))
 }
 
 /// Windows: the daemon listens on a named pipe whose name is derived from the
 /// socket path (`latchkey_proto::paths::pipe_name`); the pipe's DACL admits only its
 /// owner. Unverified: type-checked by scripts/check-windows, never run.
 #[cfg(windows)]
-async fn connect(socket: &Path) -> Result<interprocess::local_socket::tokio::Stream, Reach> {
+async fn connect<T>(socket: &Path) -> Result<interprocess::local_socket::tokio::Stream, Reach<T>> {
     use interprocess::local_socket::traits::tokio::Stream as _;
     use interprocess::local_socket::{GenericFilePath, ToFsName};
     let name = latchkey_proto::paths::pipe_name(socket);
@@ -410,6 +353,6 @@ async fn connect(socket: &Path) -> Result<interprocess::local_socket::tokio::Str
 }
 
 #[cfg(not(any(unix, windows)))]
-async fn connect(_socket: &Path) -> Result<tokio::net::TcpStream, Reach> {
+async fn connect<T>(_socket: &Path) -> Result<tokio::net::TcpStream, Reach<T>> {
     Err(Reach::Dead("no daemon transport on this platform".into()))
 }

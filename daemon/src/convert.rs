@@ -47,32 +47,32 @@ pub fn session(st: SessionStatus) -> api::Session {
 /// A `session` event of `GET /v1/events`.
 pub fn session_event(c: SessionChange) -> api::SessionEvent {
     let change = match c.change {
-        Change::Login => "login",
-        Change::Refresh => "refresh",
-        Change::Logout => "logout",
-        Change::Expired => "expired",
+        Change::Login => api::SessionChange::Login,
+        Change::Refresh => api::SessionChange::Refresh,
+        Change::Logout => api::SessionChange::Logout,
+        Change::Expired => api::SessionChange::Expired,
     };
     api::SessionEvent {
         profile: c.profile,
-        change: change.to_string(),
+        change,
         generation: c.generation,
     }
 }
 
 /// `POST /v1/profiles/{p}/logout`.
 pub fn logged_out(outcome: LogoutOutcome) -> api::LoggedOut {
-    let name = outcome.name().to_string();
-    let detail = match outcome {
-        LogoutOutcome::Revoked => {
-            "the provider revoked the session and the local copy was deleted".to_string()
-        }
-        LogoutOutcome::LocalOnly { reason } => reason,
-        LogoutOutcome::NotLoggedIn => "there was no session to log out of".to_string(),
+    let (outcome, detail) = match outcome {
+        LogoutOutcome::Revoked => (
+            api::LogoutOutcome::Revoked,
+            "the provider revoked the session and the local copy was deleted".to_string(),
+        ),
+        LogoutOutcome::LocalOnly { reason } => (api::LogoutOutcome::LocalOnly, reason),
+        LogoutOutcome::NotLoggedIn => (
+            api::LogoutOutcome::NotLoggedIn,
+            "there was no session to log out of".to_string(),
+        ),
     };
-    api::LoggedOut {
-        outcome: name,
-        detail,
-    }
+    api::LoggedOut { outcome, detail }
 }
 
 #[cfg(test)]
@@ -89,17 +89,22 @@ mod tests {
 
     #[test]
     fn logout_outcomes_have_their_wire_names() {
-        assert_eq!(logged_out(LogoutOutcome::Revoked).outcome, "revoked");
+        for outcome in [
+            LogoutOutcome::Revoked,
+            LogoutOutcome::LocalOnly {
+                reason: "down".into(),
+            },
+            LogoutOutcome::NotLoggedIn,
+        ] {
+            let engine_name = outcome.name();
+            assert_eq!(logged_out(outcome).outcome.as_str(), engine_name);
+        }
         let local = logged_out(LogoutOutcome::LocalOnly {
             reason: "down".into(),
         });
         assert_eq!(
-            (local.outcome.as_str(), local.detail.as_str()),
-            ("local_only", "down")
-        );
-        assert_eq!(
-            logged_out(LogoutOutcome::NotLoggedIn).outcome,
-            "not_logged_in"
+            (local.outcome, local.detail.as_str()),
+            (api::LogoutOutcome::LocalOnly, "down")
         );
     }
 }

@@ -34,8 +34,10 @@ pub fn refresh_ahead(now: i64, issued_at: i64, expires_at: i64) -> Option<u64> {
     (!is_fresh_enough(now, issued_at, Some(expires_at), threshold)).then_some(threshold)
 }
 
-/// The shortest lifetime a token is given: `expires_in` of zero or less would
-/// otherwise make every call refresh.
+/// The lifetime given to a token whose `expires_in` is zero or negative, which
+/// would otherwise make every call refresh (zero) or never expire (negative). A
+/// short positive lifetime is the provider's to choose and is kept: the half-life
+/// rule already keeps it from causing a refresh on every call.
 pub const MIN_LIFETIME: i64 = 60;
 /// The longest: ten years. Some providers send `Long.MAX_VALUE` for "never"; past
 /// this it could not even be written as a date.
@@ -46,7 +48,14 @@ pub const MAX_LIFETIME: i64 = 10 * 365 * 24 * 3600;
 /// for providers whose tokens do not expire); zero or negative counts as
 /// [`MIN_LIFETIME`]; more than [`MAX_LIFETIME`] counts as that.
 pub fn expires_at(now: i64, expires_in: Option<i64>) -> Option<i64> {
-    expires_in.map(|e| now.saturating_add(e.clamp(MIN_LIFETIME, MAX_LIFETIME)))
+    expires_in.map(|e| {
+        let lifetime = if e <= 0 {
+            MIN_LIFETIME
+        } else {
+            e.min(MAX_LIFETIME)
+        };
+        now.saturating_add(lifetime)
+    })
 }
 
 #[cfg(test)]
@@ -99,6 +108,11 @@ mod tests {
         let now = 1_000_000;
         assert_eq!(expires_at(now, None), None);
         assert_eq!(expires_at(now, Some(3600)), Some(now + 3600));
+        assert_eq!(
+            expires_at(now, Some(2)),
+            Some(now + 2),
+            "short is the provider's call"
+        );
         assert_eq!(expires_at(now, Some(0)), Some(now + MIN_LIFETIME));
         assert_eq!(expires_at(now, Some(-5)), Some(now + MIN_LIFETIME));
         assert_eq!(expires_at(now, Some(i64::MIN)), Some(now + MIN_LIFETIME));

@@ -12,6 +12,16 @@
 //! URI grammar refuses are percent-encoded, so decoding of paths and queries
 //! (profile names, `min_ttl`, `wait`) sees arbitrary bytes.
 //!
+//! With bit 4 of `flags` set the request is built from the proto's closed request
+//! set instead, as the client builds it: the target line's first byte picks an
+//! endpoint of `Endpoint::ALL` (which also gives the method), and the rest of the
+//! line is its variable (a profile name or a login id). A valid profile name goes
+//! through the proto's request type (`request::Token { .. }.path()`, its JSON body);
+//! an invalid one is put into the template as it is, percent-encoded, so the
+//! router's name check sees it. Numbers (`min_ttl`, `wait`, `revoke`, `flow`) come
+//! from the body's first bytes, and `Latchkey-Protocol: 1` is sent unless a header
+//! line sets it.
+//!
 //! Checked for every request: no panic, no hang; the `Latchkey-Protocol: 1` header;
 //! every non-2xx answer (but HEAD's) is the JSON error document; every 2xx body is
 //! JSON (the event stream is only checked for its status); the stored refresh token
@@ -29,8 +39,11 @@ use latchkey_daemon::Engine;
 use latchkey_daemon::config::Config;
 use latchkey_daemon::server::peer::{self, PeerVerified};
 use latchkey_daemon::server::{Daemon, routes};
+use latchkey_proto::api::{self, Activation};
 use latchkey_proto::error::ErrorDocument;
 use latchkey_proto::paths::{EnvInputs, Paths};
+use latchkey_proto::profile::ProfileName;
+use latchkey_proto::request::{self as rq, Endpoint};
 use latchkey_proto::secret::Secret;
 use latchkey_proto::vault::{SessionRecord, UserInfo};
 use latchkey_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
@@ -146,7 +159,7 @@ impl Fixture {
         drop(lock);
         let vault_file = vault.path("work").expect("a vault path");
         let vault_bytes = std::fs::read(&vault_file).expect("the stored vault reads back");
-        let daemon = Daemon::new(engine, paths.socket.clone(), "fuzz");
+        let daemon = Daemon::new(engine, paths.socket.clone(), Activation::SelfBound);
         let app = routes::router(daemon);
         Fixture {
             _home: home,
@@ -186,6 +199,94 @@ fn target(bytes: &[u8]) -> Option<Uri> {
     s.parse().ok()
 }
 
+/// Raw bytes as one path segment: all but `A-Z a-z 0-9 - . _ ~` percent-encoded,
+/// so the router decodes exactly these bytes (dots stay, so `..` arrives as is).
+fn segment(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 3);
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+/// Bit 4 of `flags`: build the request from the proto's set.
+const TYPED: u8 = 16;
+
+/// A typed input's method, target and body (see the module documentation).
+fn typed(line: &[u8], body: &[u8]) -> Option<(Method, String, Vec<u8>)> {
+    let (&pick, variable) = line.split_first()?;
+    let endpoint = Endpoint::ALL[usize::from(pick) % Endpoint::ALL.len()];
+    let number = {
+        let mut n = [0u8; 8];
+        let len = body.len().min(8);
+        n[..len].copy_from_slice(&body[..len]);
+        u64::from_le_bytes(n)
+    };
+    let first = body.first().copied().unwrap_or(0);
+    let profile = std::str::from_utf8(variable)
+        .ok()
+        .and_then(|v| ProfileName::new(v).ok());
+    fn built<R: rq::Request>(r: &R) -> (String, Vec<u8>) {
+        let body = r
+            .body()
+            .map(|b| serde_json::to_vec(b).expect("the proto's bodies serialise"))
+            .unwrap_or_default();
+        (r.path(), body)
+    }
+    let (target, body) = match (endpoint, profile) {
+        (Endpoint::Health, _) => built(&rq::Health),
+        (Endpoint::Profiles, _) => built(&rq::Profiles),
+        (Endpoint::Events, _) => built(&rq::Events),
+        (Endpoint::Status, _) => built(&rq::Status),
+        (Endpoint::Shutdown, _) => built(&rq::Shutdown),
+        (Endpoint::LoginStatus, _) => built(&rq::LoginStatus {
+            id: String::from_utf8_lossy(variable).into_owned(),
+            // At most 2 s: a long-poll must not slow the fuzzer down.
+            wait: (first & 1 == 1).then_some(number % 3),
+        }),
+        (Endpoint::Token, Some(profile)) => built(&rq::Token {
+            profile,
+            min_ttl: number,
+        }),
+        (Endpoint::Session, Some(profile)) => built(&rq::Session { profile }),
+        (Endpoint::Refresh, Some(profile)) => built(&rq::Refresh { profile }),
+        (Endpoint::Logout, Some(profile)) => built(&rq::Logout {
+            profile,
+            body: api::LogoutRequest {
+                revoke: first & 1 == 1,
+            },
+        }),
+        (Endpoint::Login, Some(profile)) => built(&rq::Login {
+            profile,
+            body: api::LoginRequest {
+                flow: if first & 1 == 1 {
+                    api::LoginFlow::Browser
+                } else {
+                    api::LoginFlow::Device
+                },
+            },
+        }),
+        // A name that breaks the rules, into the template as the router sees it.
+        (
+            Endpoint::Token
+            | Endpoint::Session
+            | Endpoint::Refresh
+            | Endpoint::Logout
+            | Endpoint::Login,
+            None,
+        ) => (
+            endpoint.template().replace("{profile}", &segment(variable)),
+            body.to_vec(),
+        ),
+    };
+    let method = Method::from_bytes(endpoint.method().as_str().as_bytes()).ok()?;
+    Some((method, target, body))
+}
+
 fn request(data: &[u8]) -> Option<Request<Body>> {
     let (&flags, rest) = data.split_first()?;
     let method = match flags & 7 {
@@ -203,8 +304,15 @@ fn request(data: &[u8]) -> Option<Request<Body>> {
         None => (rest, &[][..]),
     };
     let mut lines = head.split(|&b| b == b'\n');
-    let uri = target(lines.next()?)?;
+    let first_line = lines.next()?;
+    let (method, uri, body) = if flags & TYPED != 0 {
+        let (method, target, body) = typed(first_line, body)?;
+        (method, target.parse::<Uri>().ok()?, body)
+    } else {
+        (method, target(first_line)?, body.to_vec())
+    };
     let mut req = Request::builder().method(method).uri(uri);
+    let mut protocol_set = false;
     for line in lines {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
@@ -219,9 +327,13 @@ fn request(data: &[u8]) -> Option<Request<Body>> {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             continue;
         }
+        protocol_set |= name.as_str().eq_ignore_ascii_case(PROTOCOL_HEADER);
         req = req.header(name, value);
     }
-    let mut body = body.to_vec();
+    if flags & TYPED != 0 && !protocol_set {
+        req = req.header(PROTOCOL_HEADER, PROTOCOL_VERSION);
+    }
+    let mut body = body;
     if flags & 8 != 0 {
         let unit = if body.is_empty() {
             vec![b' ']
@@ -322,7 +434,7 @@ pub fn run(data: &[u8]) {
     );
     if !sent(ACCESS_TOKEN) && contains(&body, ACCESS_TOKEN) {
         assert!(
-            status.is_success() && method == Method::GET && path.ends_with("/token"),
+            status.is_success() && Endpoint::find(method.as_str(), &path) == Some(Endpoint::Token),
             "{method} {path} -> {status} shows the access token"
         );
     }

@@ -220,8 +220,7 @@ pub fn run(data: &[u8]) {
                             {
                                 let lifetime = at - now;
                                 assert!(
-                                    (latchkey_daemon::policy::MIN_LIFETIME
-                                        ..=latchkey_daemon::policy::MAX_LIFETIME)
+                                    (1..=latchkey_daemon::policy::MAX_LIFETIME)
                                         .contains(&lifetime),
                                     "lifetime {lifetime} out of bounds"
                                 );

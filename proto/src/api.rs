@@ -1,9 +1,13 @@
-//! The socket API's bodies (docs/behaviour.md, "Socket API"). Documented for other
-//! languages in `docs/openapi.yaml`; the field names here are the contract.
+//! The socket API's bodies. Documented for other languages in `docs/openapi.yaml`
+//! and `docs/api.md`; the field names and the enumerated strings here are the
+//! contract. Which request answers which body is [`crate::request`]'s business.
 //!
 //! Every response carries the `Latchkey-Protocol` header ([`crate::PROTOCOL_VERSION`]);
 //! errors are [`crate::error::ErrorDocument`]s with a fitting HTTP status, and the
 //! category is authoritative.
+//!
+//! The enumerations (`outcome`, `state`, `change`, `activation`) are closed: a value
+//! this crate does not know fails to decode, so adding one is a protocol change.
 
 use serde::{Deserialize, Serialize};
 
@@ -98,12 +102,34 @@ fn yes() -> bool {
     true
 }
 
-/// `POST /v1/profiles/{p}/logout` answer.
+/// `POST /v1/profiles/{p}/logout` answer (and `latchkey logout --json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoggedOut {
-    /// `revoked`, `local_only` or `not_logged_in`.
-    pub outcome: String,
+    pub outcome: LogoutOutcome,
     pub detail: String,
+}
+
+/// Which of the three ends a logout came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogoutOutcome {
+    /// The provider revoked the tokens and the local session was deleted.
+    Revoked,
+    /// The local session was deleted; the provider was not told (`detail` says why).
+    LocalOnly,
+    /// There was no session.
+    NotLoggedIn,
+}
+
+impl LogoutOutcome {
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogoutOutcome::Revoked => "revoked",
+            LogoutOutcome::LocalOnly => "local_only",
+            LogoutOutcome::NotLoggedIn => "not_logged_in",
+        }
+    }
 }
 
 /// `POST /v1/profiles/{p}/login` body.
@@ -126,8 +152,7 @@ pub struct Login {
     pub id: String,
     pub profile: String,
     pub flow: LoginFlow,
-    /// `pending`, `logged_in` or `failed`.
-    pub state: String,
+    pub state: LoginState,
     /// Browser flow: the URL to open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorize_url: Option<String>,
@@ -144,13 +169,31 @@ pub struct Login {
     pub error: Option<crate::error::ErrorBody>,
 }
 
+/// Where a socket login stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginState {
+    Pending,
+    LoggedIn,
+    Failed,
+}
+
 /// A `session` event on `GET /v1/events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionEvent {
     pub profile: String,
-    /// `login`, `refresh`, `logout` or `expired`.
-    pub change: String,
+    pub change: SessionChange,
     pub generation: Option<u64>,
+}
+
+/// What happened to a session, as a `session` event says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionChange {
+    Login,
+    Refresh,
+    Logout,
+    Expired,
 }
 
 /// The operator counters of `GET /v1/status`.
@@ -182,10 +225,127 @@ pub struct DaemonStatus {
     pub protocol: u32,
     pub uptime_seconds: u64,
     pub socket: String,
-    /// `self`, `systemd` or `launchd`.
-    pub activation: String,
+    pub activation: Activation,
     pub profiles: Vec<ProfileState>,
     pub counters: Counters,
     pub last_refresh: Option<LastRefresh>,
     pub rss_bytes: Option<u64>,
+}
+
+/// How the daemon got its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// It bound the socket itself.
+    #[serde(rename = "self")]
+    SelfBound,
+    /// systemd passed it (LISTEN_FDS).
+    Systemd,
+    /// launchd passed it.
+    Launchd,
+}
+
+impl Activation {
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Activation::SelfBound => "self",
+            Activation::Systemd => "systemd",
+            Activation::Launchd => "launchd",
+        }
+    }
+}
+
+/// `POST /v1/shutdown`'s answer (202).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stopping {
+    pub stopping: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The strings of docs/openapi.yaml, each through serde both ways.
+    fn wire<T>(values: &[(T, &str)])
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        for (value, name) in values {
+            let json = serde_json::to_string(value).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(&serde_json::from_str::<T>(&json).unwrap(), value);
+        }
+        assert!(serde_json::from_str::<T>("\"something_else\"").is_err());
+    }
+
+    #[test]
+    fn enumerated_strings_keep_their_wire_names() {
+        wire(&[
+            (LogoutOutcome::Revoked, "revoked"),
+            (LogoutOutcome::LocalOnly, "local_only"),
+            (LogoutOutcome::NotLoggedIn, "not_logged_in"),
+        ]);
+        for o in [
+            LogoutOutcome::Revoked,
+            LogoutOutcome::LocalOnly,
+            LogoutOutcome::NotLoggedIn,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.as_str())
+            );
+        }
+        wire(&[
+            (LoginState::Pending, "pending"),
+            (LoginState::LoggedIn, "logged_in"),
+            (LoginState::Failed, "failed"),
+        ]);
+        wire(&[
+            (SessionChange::Login, "login"),
+            (SessionChange::Refresh, "refresh"),
+            (SessionChange::Logout, "logout"),
+            (SessionChange::Expired, "expired"),
+        ]);
+        wire(&[
+            (Activation::SelfBound, "self"),
+            (Activation::Systemd, "systemd"),
+            (Activation::Launchd, "launchd"),
+        ]);
+        for a in [
+            Activation::SelfBound,
+            Activation::Systemd,
+            Activation::Launchd,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&a).unwrap(),
+                format!("\"{}\"", a.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_are_byte_identical_to_the_documented_ones() {
+        let event = SessionEvent {
+            profile: "work".into(),
+            change: SessionChange::Refresh,
+            generation: Some(2),
+        };
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            r#"{"profile":"work","change":"refresh","generation":2}"#
+        );
+        let out = LoggedOut {
+            outcome: LogoutOutcome::LocalOnly,
+            detail: "down".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            r#"{"outcome":"local_only","detail":"down"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Stopping { stopping: true }).unwrap(),
+            r#"{"stopping":true}"#
+        );
+    }
 }

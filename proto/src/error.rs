@@ -1,4 +1,4 @@
-//! Error categories, exit codes and the JSON error document
+//! Error categories, exit codes, HTTP statuses and the JSON error document
 //! (docs/behaviour.md, "Exit codes and error categories").
 //!
 //! Every crate keeps its own typed errors and maps them to a [`Category`] in exactly
@@ -54,6 +54,22 @@ impl Category {
             Category::Transport => 6,
             Category::Server => 7,
             Category::LocalStorage => 8,
+        }
+    }
+
+    /// The HTTP status of the socket API's answer for an error of this category:
+    /// the one mapping, used by the daemon's routes and checked against
+    /// `docs/openapi.yaml`. The category stays authoritative; the status is for
+    /// generic HTTP tooling. (The routes depart from it in two documented places: an
+    /// unknown profile, login or endpoint is 404, the request deadline 504.)
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Category::Usage => 400,
+            Category::NotLoggedIn | Category::SessionExpired => 401,
+            Category::Forbidden => 403,
+            Category::Transport => 503,
+            Category::Server => 502,
+            Category::LocalStorage | Category::Internal => 500,
         }
     }
 

@@ -1,10 +1,11 @@
 //! Latchkey's wire and file-format types.
 //!
 //! Everything that crosses a process boundary or lands on disk is defined here as
-//! plain serde types: the error categories and exit codes, the protocol version, the
-//! vault header and the session record inside it, and the rules that turn
-//! environment values into paths. The rules they carry are stated in
-//! `docs/behaviour.md`.
+//! plain serde types: the error categories and exit codes, the protocol version,
+//! the socket API's closed set of requests ([`request`]) and their bodies
+//! ([`api`]), validated profile names, the vault header and the session record
+//! inside it, and the rules that turn environment values into paths. The rules they
+//! carry are stated in `docs/behaviour.md`.
 //!
 //! Architecture invariant: this crate performs no I/O. It has no tokio, no sockets
 //! and no files; path rules are pure functions of values the caller read from the
@@ -15,6 +16,7 @@ pub mod api;
 pub mod error;
 pub mod paths;
 pub mod profile;
+pub mod request;
 pub mod secret;
 pub mod vault;
 

@@ -17,22 +17,7 @@ use crate::error::StorageError;
 use crate::vault::fs;
 
 /// How the daemon got its socket (`GET /v1/status`'s `activation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    SelfBound,
-    Systemd,
-    Launchd,
-}
-
-impl Activation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Activation::SelfBound => "self",
-            Activation::Systemd => "systemd",
-            Activation::Launchd => "launchd",
-        }
-    }
-}
+pub use latchkey_proto::api::Activation;
 
 /// The bound, not yet served, listener.
 pub type Listener = std::os::unix::net::UnixListener;

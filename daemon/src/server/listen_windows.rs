@@ -27,17 +27,9 @@ use interprocess::os::windows::security_descriptor::SecurityDescriptor;
 
 use crate::error::StorageError;
 
-/// How the daemon got its socket (`GET /v1/status`'s `activation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    SelfBound,
-}
-
-impl Activation {
-    pub fn as_str(self) -> &'static str {
-        "self"
-    }
-}
+/// How the daemon got its socket (`GET /v1/status`'s `activation`); always
+/// [`Activation::SelfBound`] here.
+pub use latchkey_proto::api::Activation;
 
 /// The pipe is only made inside the runtime (tokio registers it with its reactor),
 /// so binding yields its name.

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use latchkey_proto::api::{self, LoginFlow};
+use latchkey_proto::api::{self, LoginFlow, LoginState};
 use tokio::sync::watch;
 
 use super::state::{Daemon, lock};
@@ -37,13 +37,13 @@ impl PendingLogin {
     }
 
     fn is_pending(&self) -> bool {
-        self.state.borrow().state == "pending"
+        self.state.borrow().state == LoginState::Pending
     }
 
     /// Waits up to `wait` for the login to finish, then answers its state.
     pub async fn wait(&self, wait: Duration) -> api::Login {
         let mut rx = self.state.subscribe();
-        let done = rx.wait_for(|l| l.state != "pending");
+        let done = rx.wait_for(|l| l.state != LoginState::Pending);
         if tokio::time::timeout(wait.min(MAX_WAIT), done)
             .await
             .is_err()
@@ -103,7 +103,7 @@ impl Daemon {
                 id: id.clone(),
                 profile: profile.to_string(),
                 flow,
-                state: "pending".into(),
+                state: LoginState::Pending,
                 authorize_url: None,
                 user_code: None,
                 verification_uri: None,
@@ -140,11 +140,11 @@ impl Daemon {
                 .await;
             task_login.state.send_modify(|l| match &result {
                 Ok(done) => {
-                    l.state = "logged_in".into();
+                    l.state = LoginState::LoggedIn;
                     l.user = done.user.clone();
                 }
                 Err(e) => {
-                    l.state = "failed".into();
+                    l.state = LoginState::Failed;
                     l.error = Some(super::routes::error_body(e, &profile_name, None));
                 }
             });
@@ -153,7 +153,7 @@ impl Daemon {
         // Answer once there is something to show, or the login already ended.
         let mut rx = pending.state.subscribe();
         let ready = rx.wait_for(|l| {
-            l.state != "pending" || l.authorize_url.is_some() || l.user_code.is_some()
+            l.state != LoginState::Pending || l.authorize_url.is_some() || l.user_code.is_some()
         });
         if tokio::time::timeout(Duration::from_secs(30), ready)
             .await

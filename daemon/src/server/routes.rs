@@ -1,5 +1,12 @@
-//! The socket API's routes (docs/behaviour.md, "Socket API") and the one mapping of
-//! engine errors to HTTP.
+//! The socket API's routes (docs/behaviour.md, "Socket API"; `docs/api.md`,
+//! `docs/openapi.yaml`) and the one mapping of engine errors to HTTP.
+//!
+//! The router serves exactly the proto's closed set of endpoints
+//! ([`latchkey_proto::request::Endpoint::ALL`]), each at the proto's template and
+//! method, and each handler answers the body type of the proto's request type for
+//! it (`reply` takes `R::Answer`). A profile in the path is a [`ProfileName`] by
+//! the time a handler runs: a name that breaks the rules is a `usage` error before
+//! any handler logic.
 //!
 //! Every handler takes the connection's [`PeerVerified`], which only the peer check
 //! can create. Each request gets one audit line (peer pid, uid, executable, endpoint,
@@ -12,15 +19,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Path, Query, Request, State};
+use axum::extract::{
+    DefaultBodyLimit, Extension, FromRequestParts, MatchedPath, Path, Query, Request, State,
+};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use latchkey_proto::api;
 use latchkey_proto::error::{Category, ErrorBody, ErrorDocument};
+use latchkey_proto::profile::ProfileName;
+use latchkey_proto::request::{self as rq, Endpoint, Method};
 use latchkey_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 use serde::Deserialize;
 
@@ -45,37 +57,99 @@ struct Audit {
 
 type Shared = State<Arc<Daemon>>;
 
-/// The API as a router, for the server loop and for in-process tests.
+/// Which middleware an endpoint runs behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// Answers from the configuration: config.toml is re-read first when it
+    /// changed on disk (one stat), then the request deadline applies.
+    Configured,
+    /// The request deadline only.
+    Bounded,
+    /// Long-polls and the event stream, which bound themselves.
+    Long,
+}
+
+/// The handler of each endpoint and its group. The match is exhaustive, so an
+/// endpoint of the proto's set without a handler does not compile; the method comes
+/// from the set (`on(method(e), …)`), not from here.
+fn handler(e: Endpoint) -> (Group, MethodRouter<Arc<Daemon>>) {
+    let m = method(e);
+    match e {
+        Endpoint::Health => (Group::Bounded, on(m, health)),
+        Endpoint::Profiles => (Group::Configured, on(m, profiles)),
+        Endpoint::Token => (Group::Configured, on(m, token)),
+        Endpoint::Session => (Group::Configured, on(m, session)),
+        Endpoint::Refresh => (Group::Configured, on(m, refresh)),
+        Endpoint::Logout => (Group::Configured, on(m, logout)),
+        Endpoint::Login => (Group::Configured, on(m, login)),
+        Endpoint::LoginStatus => (Group::Long, on(m, login_status)),
+        Endpoint::Events => (Group::Long, on(m, events)),
+        Endpoint::Status => (Group::Configured, on(m, status)),
+        Endpoint::Shutdown => (Group::Bounded, on(m, shutdown)),
+    }
+}
+
+fn method(e: Endpoint) -> MethodFilter {
+    match e.method() {
+        Method::Get => MethodFilter::GET,
+        Method::Post => MethodFilter::POST,
+    }
+}
+
+/// The API as a router, for the server loop and for in-process tests: every
+/// endpoint of [`Endpoint::ALL`] at its template, and nothing else.
 pub fn router(daemon: Arc<Daemon>) -> Router {
-    // Routes that answer from the configuration: each first re-reads config.toml
-    // when it changed on disk (one stat).
-    let configured = Router::new()
-        .route("/v1/profiles", get(profiles))
-        .route("/v1/profiles/{profile}/token", get(token))
-        .route("/v1/profiles/{profile}/session", get(session))
-        .route("/v1/profiles/{profile}/refresh", post(refresh))
-        .route("/v1/profiles/{profile}/logout", post(logout))
-        .route("/v1/profiles/{profile}/login", post(login))
-        .route("/v1/status", get(status))
-        .route_layer(middleware::from_fn_with_state(
-            daemon.clone(),
-            synced_config,
-        ));
-    let bounded = Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/shutdown", post(shutdown))
+    let (mut configured, mut bounded, mut long) = (Router::new(), Router::new(), Router::new());
+    for e in Endpoint::ALL {
+        let (group, route) = handler(e);
+        let routes = match group {
+            Group::Configured => &mut configured,
+            Group::Bounded => &mut bounded,
+            Group::Long => &mut long,
+        };
+        *routes = std::mem::take(routes).route(e.template(), route);
+    }
+    let configured = configured.route_layer(middleware::from_fn_with_state(
+        daemon.clone(),
+        synced_config,
+    ));
+    let bounded = bounded
         .merge(configured)
         .layer(middleware::from_fn(deadline));
-    // Long-polls and the event stream bound themselves.
-    let long = Router::new()
-        .route("/v1/logins/{id}", get(login_status))
-        .route("/v1/events", get(events));
     bounded
         .merge(long)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(daemon.clone(), audit))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(daemon)
+}
+
+/// A profile name from the path, checked against the naming rules before any
+/// handler logic: a name that breaks them is a `usage` error (400) that quotes it
+/// escaped, and the handler only ever sees a [`ProfileName`].
+#[derive(Debug)]
+struct Profile(ProfileName);
+
+impl<S: Send + Sync> FromRequestParts<S> for Profile {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        ProfileName::new(raw).map(Profile).map_err(|e| {
+            problem(
+                StatusCode::BAD_REQUEST,
+                ErrorBody {
+                    category: Category::Usage,
+                    message: e.to_string(),
+                    hint: Some("see `latchkey profile list`".into()),
+                    retryable: false,
+                },
+                None,
+            )
+        })
+    }
 }
 
 async fn synced_config(
@@ -85,10 +159,11 @@ async fn synced_config(
     next: Next,
 ) -> Response {
     if let Err(e) = d.sync_config() {
+        // Only a valid name goes into the audit line.
         let profile = params
             .iter()
             .find(|(k, _)| *k == "profile")
-            .map(|(_, v)| v.to_string());
+            .and_then(|(_, v)| ProfileName::new(v).ok());
         return fail(&e, profile.as_deref(), None);
     }
     next.run(req).await
@@ -193,7 +268,12 @@ async fn audit(
     response
 }
 
-fn reply<T: serde::Serialize>(body: T, profile: Option<&str>, outcome: &'static str) -> Response {
+/// A success: the answer type of the endpoint's request in the proto's set.
+fn reply<R: rq::Request>(
+    body: R::Answer,
+    profile: Option<&str>,
+    outcome: &'static str,
+) -> Response {
     let mut r = Json(body).into_response();
     r.extensions_mut().insert(Audit {
         profile: profile.map(str::to_string),
@@ -216,17 +296,11 @@ fn category_outcome(c: Category) -> &'static str {
     c.as_str()
 }
 
-/// The one mapping from categories to HTTP statuses. The category stays
-/// authoritative; the status is for generic HTTP tooling.
+/// The HTTP status of a category, by the proto's one mapping
+/// ([`Category::http_status`]). The category stays authoritative; the status is
+/// for generic HTTP tooling.
 pub fn http_status(c: Category) -> StatusCode {
-    match c {
-        Category::Usage => StatusCode::BAD_REQUEST,
-        Category::NotLoggedIn | Category::SessionExpired => StatusCode::UNAUTHORIZED,
-        Category::Forbidden => StatusCode::FORBIDDEN,
-        Category::Transport => StatusCode::SERVICE_UNAVAILABLE,
-        Category::Server => StatusCode::BAD_GATEWAY,
-        Category::LocalStorage | Category::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(c.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// The JSON error body of an engine error. `hint` overrides the engine's own.
@@ -250,11 +324,11 @@ fn fail(e: &EngineError, profile: Option<&str>, hint: Option<String>) -> Respons
 }
 
 async fn health(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
-    reply(d.health(), None, "served")
+    reply::<rq::Health>(d.health(), None, "served")
 }
 
 async fn profiles(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
-    reply(
+    reply::<rq::Profiles>(
         api::Profiles {
             profiles: d.profiles(),
         },
@@ -295,12 +369,12 @@ struct TokenQuery {
 async fn token(
     State(d): Shared,
     Extension(_): Extension<PeerVerified>,
-    Path(profile): Path<String>,
+    Profile(profile): Profile,
     Query(q): Query<TokenQuery>,
 ) -> Response {
     let min_ttl = q.min_ttl.unwrap_or(crate::engine::DEFAULT_MIN_TTL);
     match d.token(&profile, min_ttl).await {
-        Ok(t) => reply(
+        Ok(t) => reply::<rq::Token>(
             api::Token {
                 access_token: t.access_token,
                 token_type: t.token_type,
@@ -325,10 +399,10 @@ async fn token(
 async fn session(
     State(d): Shared,
     Extension(_): Extension<PeerVerified>,
-    Path(profile): Path<String>,
+    Profile(profile): Profile,
 ) -> Response {
     match d.engine.status(&profile) {
-        Ok(st) => reply(convert::session(st), Some(&profile), "served"),
+        Ok(st) => reply::<rq::Session>(convert::session(st), Some(&profile), "served"),
         Err(e) => fail(&e, Some(&profile), None),
     }
 }
@@ -336,12 +410,12 @@ async fn session(
 async fn refresh(
     State(d): Shared,
     Extension(_): Extension<PeerVerified>,
-    Path(profile): Path<String>,
+    Profile(profile): Profile,
 ) -> Response {
     match d.engine.refresh(&profile).await {
-        Ok(t) => reply(
+        Ok(t) => reply::<rq::Refresh>(
             api::Refreshed {
-                profile: profile.clone(),
+                profile: profile.to_string(),
                 expires_at: t.expires_at.map(rfc3339),
                 generation: t.generation,
             },
@@ -355,7 +429,7 @@ async fn refresh(
 async fn logout(
     State(d): Shared,
     Extension(_): Extension<PeerVerified>,
-    Path(profile): Path<String>,
+    Profile(profile): Profile,
     body: axum::body::Bytes,
 ) -> Response {
     let revoke = match parse_body::<api::LogoutRequest>(&body) {
@@ -365,7 +439,7 @@ async fn logout(
     match d.engine.logout(&profile, revoke).await {
         Ok(outcome) => {
             let name = outcome.name();
-            reply(convert::logged_out(outcome), Some(&profile), name)
+            reply::<rq::Logout>(convert::logged_out(outcome), Some(&profile), name)
         }
         Err(e) => fail(&e, Some(&profile), None),
     }
@@ -374,7 +448,7 @@ async fn logout(
 async fn login(
     State(d): Shared,
     Extension(_): Extension<PeerVerified>,
-    Path(profile): Path<String>,
+    Profile(profile): Profile,
     body: axum::body::Bytes,
 ) -> Response {
     let flow = match parse_body::<api::LoginRequest>(&body) {
@@ -382,7 +456,7 @@ async fn login(
         Err(r) => return r,
     };
     match d.start_login(&profile, flow).await {
-        Ok(l) => reply(l, Some(&profile), "login_started"),
+        Ok(l) => reply::<rq::Login>(l, Some(&profile), "login_started"),
         Err(e) => fail(&e, Some(&profile), None),
     }
 }
@@ -415,7 +489,7 @@ async fn login_status(
     };
     let snapshot = l.wait(Duration::from_secs(q.wait.unwrap_or(0))).await;
     let profile = snapshot.profile.clone();
-    reply(snapshot, Some(&profile), "served")
+    reply::<rq::LoginStatus>(snapshot, Some(&profile), "served")
 }
 
 async fn events(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
@@ -481,13 +555,13 @@ impl Drop for Subscriber {
 }
 
 async fn status(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
-    reply(d.status(), None, "served")
+    reply::<rq::Status>(d.status(), None, "served")
 }
 
 async fn shutdown(State(d): Shared, Extension(peer): Extension<PeerVerified>) -> Response {
     tracing::info!(pid = peer.pid(), "shutdown requested over the socket");
     d.shutdown.cancel();
-    let mut r = reply(serde_json::json!({"stopping": true}), None, "shutdown");
+    let mut r = reply::<rq::Shutdown>(api::Stopping { stopping: true }, None, "shutdown");
     *r.status_mut() = StatusCode::ACCEPTED;
     r
 }
@@ -503,4 +577,159 @@ async fn not_found(Extension(_): Extension<PeerVerified>) -> Response {
         },
         None,
     )
+}
+
+#[cfg(test)]
+#[cfg(unix)]
+mod tests {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use latchkey_proto::paths::{EnvInputs, Paths};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::Engine;
+    use crate::config::Config;
+
+    /// The real router over a home whose profile `work` has no session and whose
+    /// provider is a closed port, with the peer value of a real socketpair.
+    struct Fixture {
+        _home: tempfile::TempDir,
+        _pair: (tokio::net::UnixStream, tokio::net::UnixStream),
+        peer: PeerVerified,
+        app: Router,
+    }
+
+    fn fixture() -> Fixture {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let uid = a.peer_cred().unwrap().uid();
+        let peer = super::super::peer::verify_unix(&a, uid).unwrap();
+        let paths = Paths::resolve(&EnvInputs {
+            latchkey_home: Some(home.path().to_path_buf()),
+            temp_dir: std::env::temp_dir(),
+            uid,
+            ..EnvInputs::default()
+        })
+        .unwrap();
+        let p = "http://127.0.0.1:1";
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&paths.config_file)
+            .unwrap()
+            .write_all(
+                format!(
+                    "[vault]\nscrypt_log_n = 10\n\n[profiles.work]\nissuer = \"{p}\"\n\
+                     client_id = \"c\"\ntoken_endpoint = \"{p}/token\"\n\
+                     device_authorization_endpoint = \"{p}/device\"\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        let config = Config::load(&paths.config_file).unwrap();
+        let socket = paths.socket.clone();
+        let daemon = Daemon::new(
+            Engine::new(paths, config),
+            socket,
+            api::Activation::SelfBound,
+        );
+        Fixture {
+            _home: home,
+            _pair: (a, b),
+            peer,
+            app: router(daemon),
+        }
+    }
+
+    async fn ask(fx: &Fixture, method: &str, path: &str) -> (StatusCode, Option<ErrorBody>) {
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(fx.peer.clone());
+        let response = fx.app.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let is_stream = response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if is_stream {
+            return (status, None);
+        }
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let error = serde_json::from_slice::<ErrorDocument>(&body)
+            .ok()
+            .map(|d| d.error);
+        (status, error)
+    }
+
+    /// Every endpoint of the proto's set is routed at its template and method (a
+    /// handler answers, not the fallback), and answers another method with 405.
+    #[tokio::test]
+    async fn the_router_serves_exactly_the_proto_set() {
+        let fx = fixture();
+        for e in Endpoint::ALL {
+            let path = e
+                .template()
+                .replace("{profile}", "work")
+                .replace("{id}", "0123");
+            let (status, error) = ask(&fx, e.method().as_str(), &path).await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{e:?} {path}");
+            assert!(
+                error
+                    .as_ref()
+                    .is_none_or(|e| e.message != "no such endpoint"),
+                "{e:?} {path} is not routed"
+            );
+            let other = match e.method() {
+                Method::Get => "POST",
+                Method::Post => "GET",
+            };
+            let (status, error) = ask(&fx, other, &path).await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}");
+            assert_eq!(error.map(|e| e.category), Some(Category::Usage));
+        }
+        let (status, error) = ask(&fx, "GET", "/v1/nothing").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(error.unwrap().message, "no such endpoint");
+    }
+
+    /// A profile name that breaks the rules is a usage error before any handler
+    /// logic; an unknown valid one is still 404.
+    #[tokio::test]
+    async fn a_bad_profile_name_is_a_usage_error() {
+        let fx = fixture();
+        for (method, path) in [
+            ("GET", "/v1/profiles/../token?min_ttl=60"),
+            ("GET", "/v1/profiles/a%2Fb/session"),
+            ("POST", "/v1/profiles/.x/refresh"),
+            ("POST", "/v1/profiles/a%20b/logout"),
+            ("POST", "/v1/profiles/%C3%A9/login"),
+        ] {
+            let (status, error) = ask(&fx, method, path).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+            let error = error.unwrap();
+            assert_eq!(error.category, Category::Usage, "{path}");
+            assert!(
+                error.message.starts_with("invalid profile name"),
+                "{path}: {}",
+                error.message
+            );
+        }
+        let (status, error) = ask(&fx, "GET", "/v1/profiles/nope/session").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(error.unwrap().category, Category::Usage);
+    }
+
+    #[test]
+    fn http_statuses_follow_the_proto_mapping() {
+        for c in Category::ALL {
+            assert_eq!(http_status(c).as_u16(), c.http_status());
+        }
+    }
 }

@@ -42,7 +42,7 @@ pub struct Daemon {
     pub(crate) started: Instant,
     pub(crate) started_at: i64,
     pub(crate) socket: PathBuf,
-    pub(crate) activation: &'static str,
+    pub(crate) activation: api::Activation,
     /// The one shutdown source: signals, `POST /v1/shutdown` and idle exit cancel it.
     pub shutdown: CancellationToken,
     /// Unix milliseconds of the last request, for `--idle-exit`.
@@ -50,7 +50,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(engine: Engine, socket: PathBuf, activation: &'static str) -> Arc<Daemon> {
+    pub fn new(engine: Engine, socket: PathBuf, activation: api::Activation) -> Arc<Daemon> {
         let identity = crate::vault::fs::identity(&engine.paths().config_file)
             .ok()
             .flatten();
@@ -129,7 +129,7 @@ impl Daemon {
             protocol: latchkey_proto::PROTOCOL_VERSION,
             uptime_seconds: self.started.elapsed().as_secs(),
             socket: self.socket.display().to_string(),
-            activation: self.activation.to_string(),
+            activation: self.activation,
             profiles: self.profiles(),
             counters: api::Counters {
                 requests: c.requests.load(Ordering::Relaxed),

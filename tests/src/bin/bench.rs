@@ -637,13 +637,15 @@ fn main() -> ExitCode {
     let latencies: Vec<Duration> = runtime.block_on(async {
         let stop = Instant::now() + window;
         let mut tasks = Vec::new();
+        let work = latchkey_proto::profile::ProfileName::new("work").expect("a valid name");
         for _ in 0..8 {
             let client = client.clone();
+            let work = work.clone();
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 while Instant::now() < stop {
                     let t0 = Instant::now();
-                    client.token("work", 60).await.expect("token");
+                    client.token(&work, 60).await.expect("token");
                     lat.push(t0.elapsed());
                 }
                 lat

@@ -1,8 +1,10 @@
 //! The socket API's documentation is true: every `curl` example of `docs/api.md` runs,
 //! in document order, against a real `latchkeyd`, and each answer has the shape the
 //! page shows and the shape `docs/openapi.yaml` declares (status, `Latchkey-Protocol`
-//! header, JSON schema). A static check ties `docs/openapi.yaml` to the routes and
-//! the category-to-status mapping of `daemon/src/server/routes.rs`.
+//! header, JSON schema). A static check ties `docs/openapi.yaml` to the proto's
+//! closed set of endpoints (`latchkey_proto::request::Endpoint::ALL`, which the
+//! daemon's router registers) and to the proto's category-to-status mapping
+//! (`Category::http_status`, which the routes use).
 //!
 //! The OpenAPI file is read with a small YAML reader below that accepts only the
 //! subset the file uses (block mappings and sequences, flow sequences of scalars,
@@ -20,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use latchkey_proto::error::Category;
+use latchkey_proto::request::Endpoint;
 use latchkey_tests::fake_idp::FakeIdpConfig;
 use latchkey_tests::harness::{World, bin};
 use serde_json::{Map, Value};
@@ -34,27 +37,34 @@ fn openapi() -> Value {
 }
 
 // ---------------------------------------------------------------------------------
-// The static check: openapi.yaml against routes.rs and the categories of the proto.
+// The static check: openapi.yaml against the proto's endpoints and categories.
 // ---------------------------------------------------------------------------------
 
-/// Every route of routes.rs is documented with its method, and nothing else is;
-/// every operation takes the protocol header and every response declares it; the
-/// category enum is the proto's; the statuses follow `http_status`; and every
-/// operation has a curl example in docs/api.md.
+/// Every endpoint of the proto's set is documented with its method, and nothing
+/// else is; every operation takes the protocol header and every response declares
+/// it; the category enum is the proto's; the statuses follow `http_status`; and
+/// every operation has a curl example in docs/api.md.
 #[test]
 fn openapi_matches_the_routes_the_categories_and_the_examples() {
     let api = openapi();
     assert_eq!(api["openapi"], "3.1.0");
-    let routes_rs = repo_file("daemon/src/server/routes.rs");
 
-    let routes = routes_in(&routes_rs);
+    let routes: BTreeSet<(String, String)> = Endpoint::ALL
+        .iter()
+        .map(|e| (e.method().as_str().to_string(), e.template().to_string()))
+        .collect();
+    assert_eq!(
+        routes.len(),
+        Endpoint::ALL.len(),
+        "one endpoint per (method, path)"
+    );
     let documented: BTreeSet<(String, String)> = operations(&api)
         .into_iter()
         .map(|(m, p, _)| (m, p))
         .collect();
     assert_eq!(
         routes, documented,
-        "routes.rs (left) and docs/openapi.yaml (right) list different endpoints"
+        "Endpoint::ALL (left) and docs/openapi.yaml (right) list different endpoints"
     );
 
     // The category enum is the proto's, in exit-code order.
@@ -101,7 +111,10 @@ fn openapi_matches_the_routes_the_categories_and_the_examples() {
             }
         }
     }
-    let mapping = http_status_in(&routes_rs);
+    let mapping: BTreeMap<String, u16> = Category::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), c.http_status()))
+        .collect();
     assert_eq!(
         mapping.len(),
         Category::ALL.len(),
@@ -146,64 +159,6 @@ fn openapi_matches_the_routes_the_categories_and_the_examples() {
         covered, documented,
         "docs/api.md must show a curl example for every operation (left: shown, right: documented)"
     );
-}
-
-/// `(METHOD, path)` of every `.route("…", get(…))` in routes.rs.
-fn routes_in(source: &str) -> BTreeSet<(String, String)> {
-    let mut out = BTreeSet::new();
-    for line in source.lines() {
-        let Some(rest) = line.trim().strip_prefix(".route(\"") else {
-            continue;
-        };
-        let (path, handler) = rest.split_once('"').expect("a quoted route path");
-        let handler = handler.trim_start_matches(',').trim();
-        for method in ["get", "post", "put", "patch", "delete"] {
-            if handler.starts_with(&format!("{method}(")) {
-                out.insert((method.to_uppercase(), path.to_string()));
-            }
-        }
-        assert!(
-            out.iter().any(|(_, p)| p == path),
-            "cannot read the method of route {path}: {line}"
-        );
-    }
-    assert!(out.len() >= 10, "routes.rs lists its routes: {out:?}");
-    out
-}
-
-/// `category → status` as `http_status` in routes.rs maps them.
-fn http_status_in(source: &str) -> BTreeMap<String, u16> {
-    let start = source
-        .find("pub fn http_status(")
-        .expect("routes.rs has http_status");
-    let body = &source[start..];
-    let end = body.find("\n}").expect("http_status ends");
-    let mut out = BTreeMap::new();
-    for line in body[..end].lines() {
-        let Some((left, right)) = line.split_once("=> StatusCode::") else {
-            continue;
-        };
-        let status = match right.trim().trim_end_matches(',') {
-            "BAD_REQUEST" => 400,
-            "UNAUTHORIZED" => 401,
-            "FORBIDDEN" => 403,
-            "NOT_FOUND" => 404,
-            "INTERNAL_SERVER_ERROR" => 500,
-            "BAD_GATEWAY" => 502,
-            "SERVICE_UNAVAILABLE" => 503,
-            "GATEWAY_TIMEOUT" => 504,
-            other => panic!("add StatusCode::{other} to this table"),
-        };
-        for variant in left.split('|') {
-            let variant = variant.trim().trim_start_matches("Category::");
-            let c = Category::ALL
-                .iter()
-                .find(|c| format!("{c:?}") == variant)
-                .unwrap_or_else(|| panic!("unknown category {variant} in http_status"));
-            out.insert(c.as_str().to_string(), status);
-        }
-    }
-    out
 }
 
 /// The categories an error response's schema allows: the narrowing of its `allOf`

@@ -694,3 +694,77 @@ fn the_daemon_refreshes_ahead_of_expiry_without_being_asked() {
         "a newer token is served"
     );
 }
+
+/// Something on the daemon's socket that answers outside the protocol: serves
+/// `answer` to every connection until the test ends.
+fn impostor(world: &World, answer: &'static [u8]) {
+    use std::os::unix::fs::DirBuilderExt;
+    let socket = world.socket();
+    let run = socket.parent().unwrap();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(run)
+        .unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut head = [0u8; 4096];
+            // A client that left early is no concern here; closing ends the answer.
+            if conn.read(&mut head).is_ok() {
+                conn.write_all(answer).ok();
+            }
+        }
+    });
+}
+
+/// A malformed answer used to count as "no daemon": the client started a second
+/// daemon beside it and answered silently from the file. Now it is an `internal`
+/// error on both client paths (the blocking `token` and the pooled `status`), with
+/// the restart hint, and nothing is started.
+#[test]
+fn a_malformed_answer_is_an_error_not_an_autostart_or_a_silent_fallback() {
+    for (what, answer) in [
+        ("not HTTP", &b"SSH-2.0-OpenSSH_9.6\r\n"[..]),
+        (
+            "no Content-Length",
+            &b"HTTP/1.1 200 OK\r\nLatchkey-Protocol: 1\r\nConnection: close\r\n\r\n{}"[..],
+        ),
+        (
+            "a 2xx that is not the answer",
+            &b"HTTP/1.1 200 OK\r\nLatchkey-Protocol: 1\r\nContent-Length: 6\r\n\r\n<html>"[..],
+        ),
+    ] {
+        let world = World::default_provider();
+        world.login();
+        impostor(&world, answer);
+        for args in [["token", "--json"], ["status", "--json"]] {
+            let run = world
+                .latchkey(args)
+                .env_remove("LATCHKEY_NO_AUTOSTART")
+                .run();
+            let error = run.json_error(1, "internal");
+            let message = error["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("answered outside the protocol"),
+                "{what}, {args:?}: {run:#?}"
+            );
+            assert!(
+                error["hint"]
+                    .as_str()
+                    .is_some_and(|h| h.contains("latchkey daemon restart")),
+                "{what}, {args:?}: {run:#?}"
+            );
+        }
+        assert!(
+            daemons_of(&world).is_empty(),
+            "{what}: a daemon was started beside the impostor"
+        );
+        let run = world
+            .latchkey(["token"])
+            .env("LATCHKEY_NO_DAEMON", "1")
+            .run();
+        run.ok();
+    }
+}

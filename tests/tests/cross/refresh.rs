@@ -270,9 +270,10 @@ fn a_library_caller_timing_out_mid_refresh_does_not_cancel_it() {
         .enable_all()
         .build()
         .unwrap();
+    let work = latchkey_proto::profile::ProfileName::new("work").unwrap();
     runtime.block_on(async {
         let gave_up =
-            tokio::time::timeout(Duration::from_millis(300), client.token("work", 60)).await;
+            tokio::time::timeout(Duration::from_millis(300), client.token(&work, 60)).await;
         assert!(
             gave_up.is_err(),
             "the slow provider should outlast the timeout"

@@ -90,10 +90,7 @@ fn run(cli: Cli, json: bool) -> ExitCode {
         Command::Profile(p) => cmd::profile::run(&ctx, p),
         Command::Status { all } => block_on(cmd::status::run(&ctx, all)),
         Command::Daemon(d) => block_on(cmd::daemon::run(&ctx, d)),
-        Command::Token { min_ttl } => match cmd::token::token_from_daemon(&ctx, min_ttl) {
-            Some(answer) => answer,
-            None => block_on(cmd::token::token(&ctx, min_ttl)),
-        },
+        Command::Token { min_ttl } => cmd::token::token(&ctx, min_ttl),
         Command::Refresh => block_on(cmd::token::refresh(&ctx)),
         Command::Login(args) => block_on(cmd::login::run(&ctx, json, &args)),
         Command::Logout { local } => block_on(cmd::logout::run(&ctx, local)),

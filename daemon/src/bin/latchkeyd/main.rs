@@ -104,7 +104,7 @@ fn main() -> ExitCode {
     };
     let socket = listen::served_path(&listener, activation, &socket);
     let engine = Engine::new(paths, config);
-    let daemon = Daemon::new(engine, socket.clone(), activation.as_str());
+    let daemon = Daemon::new(engine, socket.clone(), activation);
     runtime.block_on(async {
         let incoming = match listen::incoming(listener) {
             Ok(l) => l,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use latchkey::Error;
+use latchkey_proto::api::Activation;
 use latchkey_proto::error::Category;
 use serde_json::json;
 
@@ -23,10 +24,10 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCommand) -> Result<Output, Error> {
                     in_words(i64::try_from(st.uptime_seconds).unwrap_or(i64::MAX))
                         .trim_start_matches("in "),
                     st.socket,
-                    match st.activation.as_str() {
-                        "systemd" => "socket-activated by systemd",
-                        "launchd" => "socket-activated by launchd",
-                        _ => "bound by itself",
+                    match st.activation {
+                        Activation::Systemd => "socket-activated by systemd",
+                        Activation::Launchd => "socket-activated by launchd",
+                        Activation::SelfBound => "bound by itself",
                     }
                 );
                 for p in &st.profiles {
@@ -90,21 +91,20 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCommand) -> Result<Output, Error> {
             }
         }
         DaemonCommand::Stop => {
-            let activation = ctx
-                .client
-                .daemon_status()
-                .await?
-                .map(|s| s.activation)
-                .unwrap_or_default();
+            let activation = ctx.client.daemon_status().await?.map(|s| s.activation);
             let stopped = stop(ctx).await?;
             Ok(Output {
                 exit: 0,
                 text: if stopped {
-                    format!("latchkeyd stopped.{}\n", activation_note(&activation))
+                    format!("latchkeyd stopped.{}\n", activation_note(activation))
                 } else {
                     "latchkeyd was not running.\n".into()
                 },
-                json: json!({"stopped": stopped, "activation": activation}),
+                // "" when none answered before the stop.
+                json: json!({
+                    "stopped": stopped,
+                    "activation": activation.map_or("", Activation::as_str),
+                }),
             })
         }
         DaemonCommand::Restart => {
@@ -157,13 +157,15 @@ async fn stop(ctx: &Ctx) -> Result<bool, Error> {
 }
 
 /// What to say after stopping a daemon that a service manager may restart.
-fn activation_note(activation: &str) -> &'static str {
+fn activation_note(activation: Option<Activation>) -> &'static str {
     match activation {
-        "systemd" => {
+        Some(Activation::Systemd) => {
             " It is socket-activated: the next request starts it again; `systemctl --user stop latchkeyd.socket latchkeyd.service` stops it for good."
         }
-        "launchd" => " launchd may start it again; `launchctl bootout` stops it for good.",
-        _ => "",
+        Some(Activation::Launchd) => {
+            " launchd may start it again; `launchctl bootout` stops it for good."
+        }
+        Some(Activation::SelfBound) | None => "",
     }
 }
 

@@ -424,9 +424,16 @@ async fn online(ctx: &Ctx, engine: &Engine, profile: &str, checks: &mut Vec<Chec
     }
     // Through the client: a running daemon refreshes (it may hold the session
     // unsaved), and only without one does this process refresh itself.
+    let name = match latchkey_proto::profile::ProfileName::new(profile) {
+        Ok(n) => n,
+        Err(e) => {
+            checks.push(check("refresh", Status::Fail, e.to_string(), None));
+            return;
+        }
+    };
     let token = match ctx
         .client
-        .token(profile, latchkey_daemon::engine::DEFAULT_MIN_TTL)
+        .token(&name, latchkey_daemon::engine::DEFAULT_MIN_TTL)
         .await
     {
         Ok(t) => t,

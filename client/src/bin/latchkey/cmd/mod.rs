@@ -12,6 +12,7 @@ pub mod token;
 use latchkey::Error;
 use latchkey_daemon::config::Config;
 use latchkey_proto::paths::Paths;
+use latchkey_proto::profile::ProfileName;
 
 /// What every command needs: the client (paths, daemon mode, the embedded engine
 /// built on demand) and the global options.
@@ -48,24 +49,22 @@ impl Ctx {
     /// The profile this run is about, without building an engine. With `--profile`
     /// or LATCHKEY_PROFILE the config is not even read (the hot path of
     /// `latchkey token`); whoever answers (daemon or engine) checks the profile exists.
-    pub fn profile_name(&self) -> Result<String, Error> {
+    pub fn profile_name(&self) -> Result<ProfileName, Error> {
         let from_env = std::env::var("LATCHKEY_PROFILE")
             .ok()
             .filter(|s| !s.is_empty());
         if let Some(name) = self.explicit_profile.clone().or(from_env) {
-            latchkey_proto::profile::validate_name(&name).map_err(|reason| {
-                Error::from(latchkey_daemon::ConfigError::ProfileName {
-                    name: name.clone(),
-                    reason,
-                })
-            })?;
+            return checked(name);
+        }
+        // `default_profile` without parsing the whole file; the answerer checks it
+        // exists. A name that breaks the rules goes the long way, whose error
+        // names the config.
+        if let Some(name) = latchkey_daemon::config::default_profile_hint(&self.paths.config_file)
+            .and_then(|n| ProfileName::new(n).ok())
+        {
             return Ok(name);
         }
-        // `default_profile` without parsing the whole file; the answerer checks it.
-        if let Some(name) = latchkey_daemon::config::default_profile_hint(&self.paths.config_file) {
-            return Ok(name);
-        }
-        self.profile(&self.config()?)
+        checked(self.profile(&self.config()?)?)
     }
 
     /// The profile this run is about: `--profile`, then LATCHKEY_PROFILE, then the
@@ -74,4 +73,15 @@ impl Ctx {
         let from_env = std::env::var("LATCHKEY_PROFILE").ok();
         Ok(config.resolve_profile(self.explicit_profile.as_deref(), from_env.as_deref())?)
     }
+}
+
+/// A profile name checked against the naming rules, as a usage error if it breaks
+/// them.
+pub fn checked(name: String) -> Result<ProfileName, Error> {
+    ProfileName::new(name).map_err(|e| {
+        Error::from(latchkey_daemon::ConfigError::ProfileName {
+            name: e.name,
+            reason: e.reason,
+        })
+    })
 }

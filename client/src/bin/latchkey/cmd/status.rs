@@ -14,7 +14,11 @@ const STORAGE: &str = "encrypted file (scrypt, XChaCha20-Poly1305)";
 
 pub async fn run(ctx: &Ctx, all: bool) -> Result<Output, Error> {
     let names = if all {
-        ctx.config()?.profile_names()
+        ctx.config()?
+            .profile_names()
+            .into_iter()
+            .map(super::checked)
+            .collect::<Result<Vec<_>, _>>()?
     } else {
         vec![ctx.profile_name()?]
     };

@@ -7,19 +7,11 @@ use serde_json::json;
 use super::Ctx;
 use crate::render::{Output, in_words};
 
-/// The hot path: the daemon asked without an async runtime. `None`: run [`token`].
-pub fn token_from_daemon(ctx: &Ctx, min_ttl: u64) -> Option<Result<Output, Error>> {
-    let profile = match ctx.profile_name() {
-        Ok(p) => p,
-        Err(e) => return Some(Err(e)),
-    };
-    let answer = ctx.client.token_blocking(&profile, min_ttl)?;
-    Some(answer.map(|t| output(&profile, &t)))
-}
-
-pub async fn token(ctx: &Ctx, min_ttl: u64) -> Result<Output, Error> {
+/// `latchkey token`, synchronous: [`latchkey::Client::token_blocking`] decides
+/// how to ask (the hot path builds no runtime when the daemon answers).
+pub fn token(ctx: &Ctx, min_ttl: u64) -> Result<Output, Error> {
     let profile = ctx.profile_name()?;
-    let token = ctx.client.token(&profile, min_ttl).await?;
+    let token = ctx.client.token_blocking(&profile, min_ttl)?;
     Ok(output(&profile, &token))
 }
 
