@@ -308,7 +308,7 @@ impl Client {
         if let Some(answer) = self.daemon(&request, None).await {
             return answer;
         }
-        let outcome = self.engine()?.logout(profile, revoke).await?;
+        let outcome = self.shared_engine()?.logout(profile, revoke).await?;
         Ok(latchkey_daemon::convert::logged_out(outcome))
     }
 
