@@ -217,7 +217,7 @@ impl Vault {
             generation: generation.saturating_add(1),
             written_at: unix_now(),
         };
-        let key = self.keys.vault_key(&header.kdf, &header.salt, true)?;
+        let key = self.key_for_write(&header)?;
         let bytes =
             codec::encode(&header, &key, session).map_err(|reason| StorageError::Malformed {
                 path: path.clone(),
@@ -242,6 +242,81 @@ impl Vault {
             written_at: header.written_at,
             identity,
         })
+    }
+
+    /// The key to write with. The machine key is made here when it does not exist
+    /// yet, but never while vaults made with another one remain: a new key would
+    /// orphan them ([`StorageError::KeyMissing`] says what to do instead).
+    fn key_for_write(
+        &self,
+        header: &VaultHeader,
+    ) -> Result<std::sync::Arc<crypto::KeyBytes>, StorageError> {
+        match self.keys.vault_key(&header.kdf, &header.salt, false) {
+            Err(StorageError::BadKey { .. }) if fs::identity(self.keys.key_file())?.is_none() => {
+                let vaults = self.vault_names()?;
+                if !vaults.is_empty() {
+                    return Err(StorageError::KeyMissing {
+                        path: self.keys.key_file().to_path_buf(),
+                        vaults,
+                    });
+                }
+                self.keys.vault_key(&header.kdf, &header.salt, true)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether a write could make the machine key, were it missing, once the vault
+    /// of `profile` is out of the way: `Err(KeyMissing)` when the key is missing
+    /// and other profiles' vaults were made with it. A login checks this before it
+    /// moves an unreadable vault aside, so a login that cannot succeed changes
+    /// nothing.
+    pub fn check_key_for(&self, profile: &str) -> Result<(), StorageError> {
+        if fs::identity(self.keys.key_file())?.is_some() {
+            return Ok(());
+        }
+        let vaults: Vec<String> = self
+            .vault_names()?
+            .into_iter()
+            .filter(|n| n != profile)
+            .collect();
+        if vaults.is_empty() {
+            Ok(())
+        } else {
+            Err(StorageError::KeyMissing {
+                path: self.keys.key_file().to_path_buf(),
+                vaults,
+            })
+        }
+    }
+
+    /// The profiles that have a vault file.
+    fn vault_names(&self) -> Result<Vec<String>, StorageError> {
+        let entries = match std::fs::read_dir(&self.profiles_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StorageError::io("list", &self.profiles_dir, e)),
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".vault"))
+                    .map(str::to_string)
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Moves the profile's vault aside as `<name>.vault.broken-<unix time>`, so a new
+    /// session can be written without destroying one that may still be recovered
+    /// (a restored machine key opens it again). `Ok(None)` when there was none.
+    pub fn set_aside(&self, lock: &ProfileLock) -> Result<Option<PathBuf>, StorageError> {
+        let path = self.path(lock.profile())?;
+        let to = path.with_file_name(format!("{}.vault.broken-{}", lock.profile(), unix_now()));
+        Ok(fs::rename(&path, &to)?.then_some(to))
     }
 
     /// Deletes the profile's vault; `Ok(false)` when there was none. A newer-format
