@@ -203,10 +203,7 @@ impl Engine {
             userinfo_endpoint: ep.userinfo.as_ref().map(ToString::to_string),
         };
         let slot = self.sessions.slot(profile);
-        let mut ex = slot.exclusive().await;
-        if !ex.has_lock() {
-            ex.set_lock(self.lock(profile).await?);
-        }
+        let mut ex = self.exclusive(&slot, profile).await?;
         let set_aside = self.set_aside_unreadable(profile, ex.lock()?)?;
         let stored = self.vault().store(ex.lock()?, &session)?;
         // The new login replaces an unsaved session of the old one, whose tokens

@@ -61,10 +61,7 @@ impl Engine {
     ) -> Result<LogoutOutcome, EngineError> {
         self.profile(profile)?;
         let slot = self.sessions.slot(profile);
-        let mut ex = slot.exclusive().await;
-        if !ex.has_lock() {
-            ex.set_lock(self.lock(profile).await?);
-        }
+        let mut ex = self.exclusive(&slot, profile).await?;
         let unsaved = slot.unsaved().map(|u| u.session);
         let session = match unsaved {
             Some(s) => Some(s),
