@@ -72,7 +72,7 @@ fn owner_only() -> std::io::Result<SecurityDescriptor> {
 
 /// Names the pipe for `socket`. A second daemon is found out when the pipe is
 /// created (`incoming`): it exits 0 from there.
-pub fn bind(socket: &Path) -> Result<Bound, StorageError> {
+pub fn bind(socket: &Path, _own_dir: &Path) -> Result<Bound, StorageError> {
     Ok(Bound::Serving {
         listener: Listener {
             pipe: latchkey_proto::paths::pipe_name(socket),

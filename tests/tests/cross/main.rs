@@ -12,4 +12,5 @@ mod logout;
 mod logs;
 mod profiles;
 mod refresh;
+mod runtime;
 mod token;
