@@ -15,6 +15,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod oauth;
+pub mod pipe_owner;
 pub mod policy;
 #[cfg(feature = "server")]
 pub mod server;

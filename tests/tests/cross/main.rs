@@ -14,4 +14,5 @@ mod logout;
 mod logs;
 mod profiles;
 mod refresh;
+mod runtime;
 mod token;

@@ -75,7 +75,7 @@ fn main() -> ExitCode {
         Err(e) => return fail("cannot read the configuration", &e),
     };
     let socket = paths.socket.clone();
-    let bound = match listen::bind(&socket) {
+    let bound = match listen::bind(&socket, &paths.runtime_dir) {
         Ok(b) => b,
         Err(e) => return fail("cannot listen", &e),
     };
