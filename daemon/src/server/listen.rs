@@ -132,40 +132,22 @@ pub fn ensure_runtime_dir(dir: &Path) -> Result<(), StorageError> {
 /// folder of ours, and let nobody else in. Changing its mode would change someone's
 /// `$HOME` or a shared folder behind their back (docs/behaviour.md, "Security").
 pub fn require_private_dir(dir: &Path) -> Result<(), StorageError> {
-    use std::os::unix::fs::MetadataExt;
-    let insecure = |reason: String| StorageError::Insecure {
-        path: dir.to_path_buf(),
-        reason,
-    };
-    let meta = match std::fs::symlink_metadata(dir) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(insecure(
+    match fs::check_private_dir(dir) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(StorageError::Insecure {
+            path: dir.to_path_buf(),
+            reason:
                 "the socket's folder does not exist; latchkeyd creates only its own runtime folder"
                     .into(),
-            ));
-        }
-        Err(e) => return Err(StorageError::io("inspect the folder", dir, e)),
-    };
-    if meta.file_type().is_symlink() || !meta.is_dir() {
-        return Err(insecure(
-            "the socket's folder is not a folder (or is a symbolic link)".into(),
-        ));
+        }),
+        Err(StorageError::Insecure { path, reason }) => Err(StorageError::Insecure {
+            path,
+            reason: format!(
+                "{reason}; latchkeyd changes the mode only of its own runtime folder: make this one 0700 or put the socket in a private folder"
+            ),
+        }),
+        Err(e) => Err(e),
     }
-    let ours = fs::current_uid();
-    if Some(meta.uid()) != ours {
-        return Err(insecure(format!(
-            "the socket's folder is owned by uid {}, not by you",
-            meta.uid()
-        )));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(insecure(format!(
-            "the socket's folder has mode {mode:04o}, which lets other users in; latchkeyd changes the mode only of its own runtime folder: make this one 0700 or put the socket in a private folder"
-        )));
-    }
-    Ok(())
 }
 
 fn owned_by_us(dir: &Path) -> bool {

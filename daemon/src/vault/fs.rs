@@ -108,8 +108,9 @@ fn check_meta(
             )));
         }
         if private && mode & 0o077 != 0 {
+            let want = if want_dir { "0700" } else { "0600" };
             return Err(insecure(format!(
-                "its mode {mode:04o} lets other users read it (want 0600)"
+                "its mode {mode:04o} lets other users read it (want {want})"
             )));
         }
     }
@@ -136,6 +137,16 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), StorageError> {
                 .map_err(|e| StorageError::io("inspect the folder", dir, e))?;
             check_meta(dir, &meta, true, false)
         }
+        Err(e) => Err(StorageError::io("inspect the folder", dir, e)),
+    }
+}
+
+/// Checks an existing folder that must let nobody else in at all (mode 0700 or
+/// stricter), without creating or changing it; `Ok(false)` when it is missing.
+pub fn check_private_dir(dir: &Path) -> Result<bool, StorageError> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) => check_meta(dir, &meta, true, true).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(StorageError::io("inspect the folder", dir, e)),
     }
 }
