@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use latchkey_tests::fake_idp::{DeviceApproval, Endpoint, FakeIdpConfig, TokenKind};
+use latchkey_tests::fake_idp::{DeviceApproval, Endpoint, FakeIdpConfig, IssParameter, TokenKind};
 use latchkey_tests::harness::World;
 
 /// stdout of a `--json` login parsed as JSON Lines.
@@ -237,6 +237,72 @@ fn abandoned_login_times_out_and_changes_nothing() {
             .contains("latchkey login"),
         "{err}"
     );
+}
+
+/// RFC 9207: the `iss` of the authorization response must be the issuer discovery
+/// names, and is required once discovery announces it. A wrong or missing one fails
+/// the login as a server error before the code reaches the token endpoint, and the
+/// previous session stays as it was.
+#[test]
+fn iss_in_the_authorization_response_is_checked() {
+    let world = World::new(FakeIdpConfig {
+        iss_parameter: IssParameter::Issuer,
+        announce_iss_parameter: true,
+        ..FakeIdpConfig::default()
+    });
+    // Right iss: the login works (and so the vault below holds a session).
+    world.login();
+    let exchanges = || world.idp.counters().token_requests.authorization_code;
+    assert_eq!(exchanges(), 1);
+    let before = world.vault_bytes().unwrap();
+    let refused = |why: &str| {
+        let run = world
+            .latchkey(["login", "--json", "--timeout", "20"])
+            .env("LATCHKEY_BROWSER", world.auto_browser())
+            .run();
+        run.code(7);
+        let last: serde_json::Value =
+            serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(last["error"]["category"], "server", "{why}: {last}");
+        let message = last["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("before its code was used"),
+            "{why}: {message}"
+        );
+        assert_eq!(exchanges(), 1, "{why}: the code went to the token endpoint");
+        assert_eq!(
+            world.vault_bytes().unwrap(),
+            before,
+            "{why}: the vault changed"
+        );
+        message.to_string()
+    };
+
+    // Another issuer's response (a mix-up), and the same issuer spelled with a
+    // trailing slash (RFC 9207 compares strings exactly).
+    world
+        .idp
+        .set_config(|c| c.iss_parameter = IssParameter::Other("http://127.0.0.1:9/".into()));
+    let message = refused("another issuer");
+    assert!(message.contains("http://127.0.0.1:9/"), "{message}");
+    let slash = format!("{}/", world.idp.issuer());
+    world
+        .idp
+        .set_config(|c| c.iss_parameter = IssParameter::Other(slash.clone()));
+    refused("a trailing slash");
+
+    // Absent although announced.
+    world
+        .idp
+        .set_config(|c| c.iss_parameter = IssParameter::Absent);
+    let message = refused("absent but announced");
+    assert!(message.contains("no iss"), "{message}");
+
+    // Absent and not announced: a provider without RFC 9207, as before.
+    world.idp.set_config(|c| c.announce_iss_parameter = false);
+    world.login();
+    assert_eq!(exchanges(), 2);
+    world.latchkey(["token"]).run().ok();
 }
 
 #[test]
