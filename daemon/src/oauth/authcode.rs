@@ -283,6 +283,10 @@ async fn serve<A: Accept>(listener: &A, callback: &Arc<Callback>, connections: &
             answering.clone(),
         ));
         connections.open.push_back(Open { task, answering });
+        // Let the new connection read what it was sent before more are accepted: a
+        // browser's request is usually already waiting, and a connection that has
+        // sent one is not closed to make room for a flood of idle ones.
+        tokio::task::yield_now().await;
     }
 }
 
