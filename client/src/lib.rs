@@ -36,6 +36,7 @@
 //! axum); `scripts/test` checks `cargo tree -p latchkey`.
 
 pub mod error;
+mod instance;
 mod transport;
 mod wire;
 
@@ -308,7 +309,7 @@ impl Client {
         if let Some(answer) = self.daemon(&request, None).await {
             return answer;
         }
-        let outcome = self.engine()?.logout(profile, revoke).await?;
+        let outcome = self.shared_engine()?.logout(profile, revoke).await?;
         Ok(latchkey_daemon::convert::logged_out(outcome))
     }
 
@@ -360,47 +361,47 @@ impl Client {
     /// the socket): the kernel releases the lock only when that process exits, so a
     /// held lock names a live daemon even when it does not answer (stopped, wedged).
     /// `None` when no process holds it, or where there is no lock file (Windows).
+    /// Unverified: good for waiting until it is gone; `terminate_daemon` proves who
+    /// it is before any signal.
     pub fn daemon_pid(&self) -> Option<u32> {
-        let path = self.paths.socket.with_file_name("latchkeyd.lock");
-        let file = std::fs::File::open(&path).ok()?;
-        match file.try_lock() {
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let text = std::fs::read_to_string(&path).ok()?;
-                text.trim().parse().ok()
-            }
-            Ok(()) => None,
-            Err(std::fs::TryLockError::Error(e)) => {
-                tracing::debug!(error = %e, "cannot test the daemon's instance lock");
-                None
-            }
-        }
+        instance::held_pid(&self.lock_path())
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.paths.socket.with_file_name("latchkeyd.lock")
     }
 
     /// Stops a daemon that does not answer: SIGTERM (and SIGCONT, so a stopped one
-    /// wakes up to handle it) to the pid that holds the instance lock. `Ok(false)`
-    /// when no daemon holds it.
+    /// wakes up to handle it) to the pid that holds the instance lock, once it is
+    /// proven to be this user's own latchkeyd (`instance::verify`); anything else is
+    /// refused with a `local_storage` error saying why, and nothing is signalled.
+    /// `Ok(false)` when no daemon holds the lock.
     pub fn terminate_daemon(&self) -> Result<bool, Error> {
-        let Some(pid) = self.daemon_pid() else {
-            return Ok(false);
+        let daemon = match instance::verify(&self.lock_path()) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(false),
+            Err(refusal) => return Err(not_signalled(refusal)),
         };
         #[cfg(unix)]
         {
             use rustix::process::{Pid, Signal, kill_process};
-            let pid = i32::try_from(pid)
+            let raw = daemon.pid();
+            let pid = i32::try_from(raw)
                 .ok()
                 .and_then(Pid::from_raw)
-                .ok_or_else(|| Error::Internal(format!("the daemon's lock names pid {pid}")))?;
+                .ok_or_else(|| Error::Internal(format!("the daemon's lock names pid {raw}")))?;
             kill_process(pid, Signal::TERM)
                 .and_then(|()| kill_process(pid, Signal::CONT))
                 .map_err(|e| {
-                    Error::Internal(format!("cannot signal latchkeyd (pid {pid:?}): {e}"))
+                    Error::Internal(format!("cannot signal latchkeyd (pid {raw}): {e}"))
                 })?;
             Ok(true)
         }
         #[cfg(not(unix))]
         {
             Err(Error::Internal(format!(
-                "latchkeyd (pid {pid}) does not answer; end it with the Task Manager"
+                "latchkeyd (pid {}) does not answer; end it with the Task Manager",
+                daemon.pid()
             )))
         }
     }
@@ -507,8 +508,14 @@ impl Client {
             .socket
             .parent()
             .map_or_else(|| self.paths.runtime_dir.clone(), Path::to_path_buf);
-        latchkey_daemon::vault::fs::ensure_private_dir(&run)
-            .map_err(latchkey_daemon::EngineError::from)?;
+        // Only Latchkey's own runtime folder is created; a folder named by
+        // LATCHKEY_SOCKET must exist already (the daemon refuses it unless private).
+        if run == self.paths.runtime_dir {
+            latchkey_daemon::vault::fs::ensure_private_dir(&run)
+        } else {
+            latchkey_daemon::vault::fs::check_dir(&run).map(drop)
+        }
+        .map_err(latchkey_daemon::EngineError::from)?;
         let lock_path = run.join("autostart.lock");
         let guard = tokio::task::spawn_blocking(move || {
             latchkey_daemon::vault::lock::acquire("autostart", &lock_path, AUTOSTART_WAIT)
@@ -524,10 +531,12 @@ impl Client {
             return Ok(true);
         }
         let exe = daemon_exe();
+        let log_path = run.join(DAEMON_LOG);
+        rotate_log(&log_path, DAEMON_LOG_MAX);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(run.join("latchkeyd.log"));
+            .open(&log_path);
         let mut cmd = std::process::Command::new(&exe);
         cmd.env("LATCHKEY_SOCKET", &self.paths.socket)
             .stdin(std::process::Stdio::null())
@@ -568,6 +577,36 @@ impl Client {
     }
 }
 
+/// The autostarted daemon's log (its stderr), in the runtime folder.
+const DAEMON_LOG: &str = "latchkeyd.log";
+/// Past this size the log is rotated before the next autostart. The runtime folder
+/// is often a tmpfs (memory), and one audit line per request adds up: a tool asking
+/// every second writes ~20 MB a day.
+const DAEMON_LOG_MAX: u64 = 1024 * 1024;
+
+/// Keeps the autostarted daemon's log bounded (docs/behaviour.md, "Security"): a
+/// log past `max` bytes becomes `<log>.1`, replacing the previous generation, and
+/// the daemon about to start writes a fresh one. So at most two generations exist,
+/// and the one before the current is never lost. Checked under the autostart lock,
+/// so concurrent clients rotate once. A failure only costs the bound, never the
+/// start: it is logged.
+fn rotate_log(log: &Path, max: u64) {
+    match std::fs::symlink_metadata(log) {
+        Ok(m) if m.is_file() && m.len() > max => {
+            let mut old = log.as_os_str().to_owned();
+            old.push(".1");
+            if let Err(e) = std::fs::rename(log, &old) {
+                tracing::debug!(error = %e, log = %log.display(), "cannot rotate the daemon's log");
+            }
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::debug!(error = %e, log = %log.display(), "cannot inspect the daemon's log")
+        }
+    }
+}
+
 /// `latchkeyd` beside this executable when it is there (an install or a build
 /// folder), else from PATH.
 fn daemon_exe() -> PathBuf {
@@ -588,6 +627,24 @@ fn refused(why: String) -> Error {
         hint: Some(
             "another user may have planted it: check the folder with `latchkey doctor`, remove it, or set LATCHKEY_SOCKET".into(),
         ),
+    }
+}
+
+/// The error for a pid in the instance lock that was not proven to be this user's
+/// latchkeyd: nothing was signalled.
+fn not_signalled(r: instance::Refusal) -> Error {
+    let pid = r.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    Error::Daemon {
+        category: latchkey_proto::error::Category::LocalStorage,
+        message: format!(
+            "not signalling the process{pid} named by {}: {}",
+            r.lock.display(),
+            r.why
+        ),
+        hint: Some(format!(
+            "if no latchkeyd of yours runs, remove {}; if one does but does not answer, stop it yourself (kill PID); `latchkey doctor` checks the runtime folder",
+            r.lock.display()
+        )),
     }
 }
 

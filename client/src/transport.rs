@@ -337,19 +337,38 @@ pub fn call_blocking<R: Request>(
 
 /// Windows: the daemon listens on a named pipe whose name is derived from the
 /// socket path (`latchkey_proto::paths::pipe_name`); the pipe's DACL admits only its
-/// owner. Unverified: type-checked by scripts/check-windows, never run.
+/// owner. That protects our pipe, not the name: another user may have created the
+/// pipe first. So before anything is sent, the server's process must run as our
+/// user (`latchkey_daemon::pipe_owner`), the part SO_PEERCRED plays on Unix.
+/// Unverified: type-checked by scripts/check-windows, never run.
 #[cfg(windows)]
 async fn connect<T>(socket: &Path) -> Result<interprocess::local_socket::tokio::Stream, Reach<T>> {
+    use interprocess::local_socket::traits::StreamCommon as _;
     use interprocess::local_socket::traits::tokio::Stream as _;
     use interprocess::local_socket::{GenericFilePath, ToFsName};
+    use latchkey_daemon::pipe_owner::{self, Verdict};
     let name = latchkey_proto::paths::pipe_name(socket);
-    let name = name
+    let fs_name = name
         .as_str()
         .to_fs_name::<GenericFilePath>()
         .map_err(|e| Reach::Dead(e.to_string()))?;
-    interprocess::local_socket::tokio::Stream::connect(name)
+    let stream = interprocess::local_socket::tokio::Stream::connect(fs_name)
         .await
-        .map_err(|e| Reach::Dead(e.to_string()))
+        .map_err(|e| Reach::Dead(e.to_string()))?;
+    // On the client side of a pipe, the peer is the server (GetNamedPipeServerProcessId).
+    let server = stream
+        .peer_creds()
+        .map_err(|e| e.to_string())
+        .and_then(|c| c.pid().ok_or_else(|| "no server process id".to_string()))
+        .and_then(|pid| pipe_owner::process_user_sid(Some(pid)).map_err(|e| e.to_string()));
+    let ours = pipe_owner::process_user_sid(None).map_err(|e| e.to_string());
+    match pipe_owner::judge(
+        ours.as_deref().map_err(String::as_str),
+        server.as_deref().map_err(String::as_str),
+    ) {
+        Verdict::Ours => Ok(stream),
+        Verdict::Foreign(why) => Err(Reach::Refused(format!("{name}: {why}; not talking to it"))),
+    }
 }
 
 #[cfg(not(any(unix, windows)))]

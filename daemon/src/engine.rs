@@ -18,7 +18,7 @@ use latchkey_proto::secret::Secret;
 use crate::config::{Config, ProfileConfig};
 use crate::error::{ConfigError, EngineError};
 use crate::oauth::http::Http;
-use crate::session::slot::Sessions;
+use crate::session::slot::{Exclusive, Sessions, Slot};
 use crate::vault::{self, Loaded, ProfileLock, Vault};
 
 /// The default `--min-ttl` of `latchkey token`.
@@ -155,6 +155,21 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Internal(format!("the lock task failed: {e}")))?
             .map_err(EngineError::from)
+    }
+
+    /// The profile's single flight together with its file lock: the lock an unsaved
+    /// session keeps, or one taken now (bounded wait). Every read-modify-write of a
+    /// session starts here.
+    pub(crate) async fn exclusive(
+        &self,
+        slot: &Arc<Slot>,
+        profile: &str,
+    ) -> Result<Exclusive, EngineError> {
+        let mut ex = slot.exclusive().await;
+        if !ex.has_lock() {
+            ex.set_lock(self.lock(profile).await?);
+        }
+        Ok(ex)
     }
 
     /// Loads the vault of `profile` and checks it belongs to the configured provider.

@@ -46,6 +46,10 @@ pub enum StorageError {
     HeldUnsaved { path: PathBuf, holder: Option<u32> },
     #[error("the machine key {} is invalid ({reason})", path.display())]
     BadKey { path: PathBuf, reason: String },
+    /// The machine key is gone while vaults encrypted with it remain: making a new
+    /// key would leave them undecryptable for good.
+    #[error("the machine key {} is missing, and the vaults of {} were encrypted with it; a new key would orphan them", path.display(), vaults.join(", "))]
+    KeyMissing { path: PathBuf, vaults: Vec<String> },
     #[error("could not get random bytes from the operating system")]
     Random,
 }
@@ -222,6 +226,11 @@ impl EngineError {
             EngineError::Storage(StorageError::LockTimeout { .. }) => {
                 Some("another latchkey process holds the lock; try again".into())
             }
+            EngineError::Storage(StorageError::KeyMissing { path, vaults }) => Some(format!(
+                "restore {} from a backup; or, to give those sessions up, run `latchkey logout --local --profile NAME` for each of {}, then log in again",
+                path.display(),
+                vaults.join(", ")
+            )),
             EngineError::Storage(StorageError::Io { .. }) => Some(
                 "check that the disk has free space and the state folder is writable; `latchkey doctor` explains".into(),
             ),

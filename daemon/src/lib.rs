@@ -16,6 +16,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod harden;
 pub mod oauth;
+pub mod pipe_owner;
 pub mod policy;
 #[cfg(feature = "server")]
 pub mod server;

@@ -108,8 +108,10 @@ pub fn lock_path(socket: &Path) -> PathBuf {
     socket.with_file_name("latchkeyd.lock")
 }
 
-/// Makes the runtime folder private: created 0700, or an existing one of ours forced
-/// to 0700; another user's folder is refused.
+/// Makes Latchkey's own runtime folder private: created 0700, or an existing one of
+/// ours forced to 0700 (docs/soak.md, finding 4); another user's folder is refused.
+/// Only for the folder Latchkey names itself (`Paths::runtime_dir`): a folder the
+/// user chose for the socket is checked by [`require_private_dir`], never changed.
 pub fn ensure_runtime_dir(dir: &Path) -> Result<(), StorageError> {
     match fs::ensure_private_dir(dir) {
         Ok(()) => {}
@@ -125,6 +127,47 @@ pub fn ensure_runtime_dir(dir: &Path) -> Result<(), StorageError> {
     fs::ensure_private_dir(dir)
 }
 
+/// Checks a folder that is not Latchkey's own (the folder of `--socket` or
+/// LATCHKEY_SOCKET) without creating or changing it: it must exist, be a real
+/// folder of ours, and let nobody else in. Changing its mode would change someone's
+/// `$HOME` or a shared folder behind their back (docs/behaviour.md, "Security").
+pub fn require_private_dir(dir: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::MetadataExt;
+    let insecure = |reason: String| StorageError::Insecure {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(insecure(
+                "the socket's folder does not exist; latchkeyd creates only its own runtime folder"
+                    .into(),
+            ));
+        }
+        Err(e) => return Err(StorageError::io("inspect the folder", dir, e)),
+    };
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err(insecure(
+            "the socket's folder is not a folder (or is a symbolic link)".into(),
+        ));
+    }
+    let ours = fs::current_uid();
+    if Some(meta.uid()) != ours {
+        return Err(insecure(format!(
+            "the socket's folder is owned by uid {}, not by you",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(insecure(format!(
+            "the socket's folder has mode {mode:04o}, which lets other users in; latchkeyd changes the mode only of its own runtime folder: make this one 0700 or put the socket in a private folder"
+        )));
+    }
+    Ok(())
+}
+
 fn owned_by_us(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(dir).is_ok_and(|m| {
@@ -133,12 +176,19 @@ fn owned_by_us(dir: &Path) -> bool {
 }
 
 /// Takes the instance lock and binds `socket` (or adopts a socket-activated one).
-pub fn bind(socket: &Path) -> Result<Bound, StorageError> {
+/// `own_dir` is Latchkey's own runtime folder (`Paths::runtime_dir`): only when the
+/// socket is in it is the folder created or its mode fixed; any other folder must
+/// already be private.
+pub fn bind(socket: &Path, own_dir: &Path) -> Result<Bound, StorageError> {
     let dir = socket.parent().ok_or_else(|| StorageError::Insecure {
         path: socket.to_path_buf(),
         reason: "the socket path has no folder".into(),
     })?;
-    ensure_runtime_dir(dir)?;
+    if dir == own_dir {
+        ensure_runtime_dir(dir)?;
+    } else {
+        require_private_dir(dir)?;
+    }
     let lock_file = lock_path(socket);
     let mut opts = OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);

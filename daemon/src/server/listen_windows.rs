@@ -8,7 +8,9 @@
 //!   (`latchkey_proto::paths::pipe_name`), so both sides agree without settings.
 //! - Single instance: the first pipe instance is created with
 //!   FILE_FLAG_FIRST_PIPE_INSTANCE (interprocess does this), so a second daemon
-//!   fails with "access denied" and reports "already running". There is no stale
+//!   fails with "access denied". It then asks who serves the pipe: our own user's
+//!   daemon means "already running"; anyone else's is an error naming the pipe
+//!   (`crate::pipe_owner`). There is no stale
 //!   socket file on Windows: a pipe disappears with its last handle.
 //! - Access: a DACL that grants the pipe's owner alone (SDDL `D:P(A;;GA;;;OW)`;
 //!   OW is the OWNER RIGHTS SID, S-1-3-4) and PIPE_REJECT_REMOTE_CLIENTS (the
@@ -26,6 +28,7 @@ use interprocess::os::windows::local_socket::ListenerOptionsExt;
 use interprocess::os::windows::security_descriptor::SecurityDescriptor;
 
 use crate::error::StorageError;
+use crate::pipe_owner::{self, Verdict};
 
 /// How the daemon got its socket (`GET /v1/status`'s `activation`); always
 /// [`Activation::SelfBound`] here.
@@ -72,7 +75,7 @@ fn owner_only() -> std::io::Result<SecurityDescriptor> {
 
 /// Names the pipe for `socket`. A second daemon is found out when the pipe is
 /// created (`incoming`): it exits 0 from there.
-pub fn bind(socket: &Path) -> Result<Bound, StorageError> {
+pub fn bind(socket: &Path, _own_dir: &Path) -> Result<Bound, StorageError> {
     Ok(Bound::Serving {
         listener: Listener {
             pipe: latchkey_proto::paths::pipe_name(socket),
@@ -100,15 +103,50 @@ impl super::Incoming for PipeIncoming {
     }
 }
 
-/// Creates the first instance of the pipe. "Access denied" here means another
-/// daemon owns the name.
+/// Creates the first instance of the pipe. When the name is taken, its server's
+/// owner decides: our own user's daemon is "already running" (the error passes
+/// through, and `is_already_running` says so); anyone else's pipe is a loud
+/// failure, because clients would otherwise keep meeting an impostor while this
+/// daemon quietly exits (docs/behaviour.md, "Security").
 pub fn incoming(listener: Listener) -> std::io::Result<PipeIncoming> {
     let name = listener.pipe.as_str().to_fs_name::<GenericFilePath>()?;
-    let listener = ListenerOptions::new()
+    match ListenerOptions::new()
         .name(name)
         .security_descriptor(owner_only()?)
-        .create_tokio()?;
-    Ok(PipeIncoming { listener })
+        .create_tokio()
+    {
+        Ok(listener) => Ok(PipeIncoming { listener }),
+        Err(e) if is_already_running(&e) => match existing_owner(&listener.pipe) {
+            Verdict::Ours => Err(e),
+            Verdict::Foreign(why) => Err(std::io::Error::other(format!(
+                "the pipe {} exists and is not yours ({why}): another user may be posing as latchkeyd; find and end that process, or set LATCHKEY_SOCKET to another path for client and daemon",
+                listener.pipe
+            ))),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Whose is the pipe that already has our name: connects as a client and reads the
+/// server's user. A pipe we may not even connect to is someone else's (ours admits
+/// its owner).
+fn existing_owner(pipe: &str) -> Verdict {
+    use interprocess::local_socket::traits::{Stream as _, StreamCommon as _};
+    let server = pipe
+        .to_fs_name::<GenericFilePath>()
+        .and_then(interprocess::local_socket::Stream::connect)
+        .map_err(|e| format!("cannot connect to it: {e}"))
+        .and_then(|s| {
+            s.peer_creds()
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.pid().ok_or_else(|| "no server process id".to_string()))
+        })
+        .and_then(|pid| pipe_owner::process_user_sid(Some(pid)).map_err(|e| e.to_string()));
+    let ours = pipe_owner::process_user_sid(None).map_err(|e| e.to_string());
+    pipe_owner::judge(
+        ours.as_deref().map_err(String::as_str),
+        server.as_deref().map_err(String::as_str),
+    )
 }
 
 /// Whether creating the pipe failed because another daemon has it.

@@ -60,6 +60,9 @@ pub struct LoggedIn {
     pub groups: Vec<String>,
     pub expires_at: Option<i64>,
     pub generation: u64,
+    /// Where the previous vault went when it could not be read (corrupt, or made
+    /// with another key): moved aside, never overwritten.
+    pub set_aside: Option<std::path::PathBuf>,
 }
 
 struct Observer<'a>(&'a dyn LoginUi);
@@ -200,10 +203,8 @@ impl Engine {
             userinfo_endpoint: ep.userinfo.as_ref().map(ToString::to_string),
         };
         let slot = self.sessions.slot(profile);
-        let mut ex = slot.exclusive().await;
-        if !ex.has_lock() {
-            ex.set_lock(self.lock(profile).await?);
-        }
+        let mut ex = self.exclusive(&slot, profile).await?;
+        let set_aside = self.set_aside_unreadable(profile, ex.lock()?)?;
         let stored = self.vault().store(ex.lock()?, &session)?;
         // The new login replaces an unsaved session of the old one, whose tokens
         // nobody holds any more.
@@ -217,6 +218,7 @@ impl Engine {
             groups,
             expires_at: session.expires_at,
             generation: stored.generation,
+            set_aside,
         };
         self.settle(
             profile,
@@ -225,5 +227,38 @@ impl Engine {
             Some(Change::Login),
         );
         Ok(logged_in)
+    }
+}
+
+impl Engine {
+    /// Moves the profile's vault aside when it cannot be read, so the login's write
+    /// does not destroy a session that a restored machine key could still open. A
+    /// vault of a newer format is never touched: that is an error, as for any write.
+    fn set_aside_unreadable(
+        &self,
+        profile: &str,
+        lock: &crate::vault::ProfileLock,
+    ) -> Result<Option<std::path::PathBuf>, EngineError> {
+        use crate::error::StorageError;
+        let error = match self.vault().load(profile) {
+            Ok(_) => return Ok(None),
+            Err(
+                e @ (StorageError::Undecryptable { .. }
+                | StorageError::Malformed { .. }
+                | StorageError::BadKey { .. }),
+            ) => e,
+            Err(e) => return Err(e.into()),
+        };
+        self.vault().check_key_for(profile)?;
+        let to = self.vault().set_aside(lock)?;
+        if let Some(to) = &to {
+            tracing::warn!(
+                profile,
+                %error,
+                moved_to = %to.display(),
+                "the previous vault could not be read; it was moved aside, not overwritten"
+            );
+        }
+        Ok(to)
     }
 }

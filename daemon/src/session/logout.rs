@@ -36,17 +36,32 @@ impl Engine {
     /// An unsaved session is the one revoked (its refresh token is the live one; the
     /// vault's is spent) and is forgotten whatever happens next, so a logged-out
     /// session never comes back.
+    ///
+    /// Like a refresh, it runs in a task of its own: a caller that hangs up between
+    /// the revocation and the deletion would otherwise leave revoked tokens in the
+    /// vault (and an unsaved session in memory).
     pub async fn logout(
+        self: &std::sync::Arc<Self>,
+        profile: &str,
+        revoke_at_server: bool,
+    ) -> Result<LogoutOutcome, EngineError> {
+        let this = std::sync::Arc::clone(self);
+        let name = profile.to_string();
+        self.sessions
+            .tasks
+            .spawn(async move { this.logout_to_the_end(&name, revoke_at_server).await })
+            .await
+            .map_err(|e| EngineError::Internal(format!("the logout task failed: {e}")))?
+    }
+
+    async fn logout_to_the_end(
         &self,
         profile: &str,
         revoke_at_server: bool,
     ) -> Result<LogoutOutcome, EngineError> {
         self.profile(profile)?;
         let slot = self.sessions.slot(profile);
-        let mut ex = slot.exclusive().await;
-        if !ex.has_lock() {
-            ex.set_lock(self.lock(profile).await?);
-        }
+        let mut ex = self.exclusive(&slot, profile).await?;
         let unsaved = slot.unsaved().map(|u| u.session);
         let session = match unsaved {
             Some(s) => Some(s),

@@ -119,13 +119,10 @@ impl Engine {
     /// Steps 1 to 7 of the transaction.
     async fn transact(&self, profile: &str, want: Want) -> Result<AccessToken, EngineError> {
         let slot = self.sessions.slot(profile);
-        let mut ex = slot.exclusive().await;
-        if !ex.has_lock() {
-            match self.lock(profile).await {
-                Ok(lock) => ex.set_lock(lock),
-                Err(e) => return self.fall_short(profile, want, e),
-            }
-        }
+        let mut ex = match self.exclusive(&slot, profile).await {
+            Ok(ex) => ex,
+            Err(e) => return self.fall_short(profile, want, e),
+        };
         if let Err(e) = self.save_unsaved_locked(profile, &slot, &mut ex) {
             return self.fall_short(profile, want, e);
         }

@@ -300,6 +300,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8], replace: Replace) -> Result<(), S
     reserve(dir, 0)?.commit(path, bytes, replace)
 }
 
+/// Renames a file within its folder durably (the folder is fsync'd); `Ok(false)`
+/// when it was not there. rename(2) moves a symlink itself, never its target.
+pub fn rename(from: &Path, to: &Path) -> Result<bool, StorageError> {
+    match fs::rename(from, to) {
+        Ok(()) => {
+            if let Some(dir) = to.parent() {
+                sync_dir(dir)?;
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StorageError::io("move", from, e)),
+    }
+}
+
 /// Removes a file durably; `Ok(false)` when it was not there.
 pub fn remove(path: &Path) -> Result<bool, StorageError> {
     match fs::remove_file(path) {

@@ -128,6 +128,10 @@ impl Vault {
 
     /// Reads and decrypts the profile's vault; `Ok(None)` when there is none.
     pub fn load(&self, profile: &str) -> Result<Option<Loaded>, StorageError> {
+        blocking(|| self.load_now(profile))
+    }
+
+    fn load_now(&self, profile: &str) -> Result<Option<Loaded>, StorageError> {
         let path = self.path(profile)?;
         if !fs::check_dir(&self.state_dir)? || !fs::check_dir(&self.profiles_dir)? {
             return Ok(None);
@@ -158,8 +162,10 @@ impl Vault {
         lock: &ProfileLock,
         session: &SessionRecord,
     ) -> Result<Stored, StorageError> {
-        self.ensure_dirs()?;
-        self.write(lock, session, None)
+        blocking(|| {
+            self.ensure_dirs()?;
+            self.write(lock, session, None)
+        })
     }
 
     /// Claims the space a rewrite of the profile's vault will need (see
@@ -167,9 +173,11 @@ impl Vault {
     /// headroom for tokens that grew, at least [`RESERVE_HEADROOM`].
     pub fn reserve(&self, lock: &ProfileLock) -> Result<fs::Reservation, StorageError> {
         let path = self.path(lock.profile())?;
-        self.ensure_dirs()?;
-        let current = fs::identity(&path)?.map_or(0, |i| i.size);
-        fs::reserve(&self.profiles_dir, reservation_len(current))
+        blocking(|| {
+            self.ensure_dirs()?;
+            let current = fs::identity(&path)?.map_or(0, |i| i.size);
+            fs::reserve(&self.profiles_dir, reservation_len(current))
+        })
     }
 
     /// [`Vault::store`] into space claimed earlier by [`Vault::reserve`].
@@ -179,7 +187,7 @@ impl Vault {
         reservation: fs::Reservation,
         session: &SessionRecord,
     ) -> Result<Stored, StorageError> {
-        self.write(lock, session, Some(reservation))
+        blocking(|| self.write(lock, session, Some(reservation)))
     }
 
     fn write(
@@ -217,7 +225,7 @@ impl Vault {
             generation: generation.saturating_add(1),
             written_at: unix_now(),
         };
-        let key = self.keys.vault_key(&header.kdf, &header.salt, true)?;
+        let key = self.key_for_write(&header)?;
         let bytes =
             codec::encode(&header, &key, session).map_err(|reason| StorageError::Malformed {
                 path: path.clone(),
@@ -244,10 +252,86 @@ impl Vault {
         })
     }
 
+    /// The key to write with. The machine key is made here when it does not exist
+    /// yet, but never while vaults made with another one remain: a new key would
+    /// orphan them ([`StorageError::KeyMissing`] says what to do instead).
+    fn key_for_write(
+        &self,
+        header: &VaultHeader,
+    ) -> Result<std::sync::Arc<crypto::KeyBytes>, StorageError> {
+        match self.keys.vault_key(&header.kdf, &header.salt, false) {
+            Err(StorageError::BadKey { .. }) if fs::identity(self.keys.key_file())?.is_none() => {
+                let vaults = self.vault_names()?;
+                if !vaults.is_empty() {
+                    return Err(StorageError::KeyMissing {
+                        path: self.keys.key_file().to_path_buf(),
+                        vaults,
+                    });
+                }
+                self.keys.vault_key(&header.kdf, &header.salt, true)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether a write could make the machine key, were it missing, once the vault
+    /// of `profile` is out of the way: `Err(KeyMissing)` when the key is missing
+    /// and other profiles' vaults were made with it. A login checks this before it
+    /// moves an unreadable vault aside, so a login that cannot succeed changes
+    /// nothing.
+    pub fn check_key_for(&self, profile: &str) -> Result<(), StorageError> {
+        if fs::identity(self.keys.key_file())?.is_some() {
+            return Ok(());
+        }
+        let vaults: Vec<String> = self
+            .vault_names()?
+            .into_iter()
+            .filter(|n| n != profile)
+            .collect();
+        if vaults.is_empty() {
+            Ok(())
+        } else {
+            Err(StorageError::KeyMissing {
+                path: self.keys.key_file().to_path_buf(),
+                vaults,
+            })
+        }
+    }
+
+    /// The profiles that have a vault file.
+    fn vault_names(&self) -> Result<Vec<String>, StorageError> {
+        let entries = match std::fs::read_dir(&self.profiles_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StorageError::io("list", &self.profiles_dir, e)),
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".vault"))
+                    .map(str::to_string)
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Moves the profile's vault aside as `<name>.vault.broken-<unix time>`, so a new
+    /// session can be written without destroying one that may still be recovered
+    /// (a restored machine key opens it again). `Ok(None)` when there was none.
+    pub fn set_aside(&self, lock: &ProfileLock) -> Result<Option<PathBuf>, StorageError> {
+        let path = self.path(lock.profile())?;
+        let to = path.with_file_name(format!("{}.vault.broken-{}", lock.profile(), unix_now()));
+        Ok(blocking(|| fs::rename(&path, &to))?.then_some(to))
+    }
+
     /// Deletes the profile's vault; `Ok(false)` when there was none. A newer-format
     /// file is deleted too: logging out is an explicit request to forget it.
     pub fn delete(&self, lock: &ProfileLock) -> Result<bool, StorageError> {
-        fs::remove(&self.path(lock.profile())?)
+        let path = self.path(lock.profile())?;
+        blocking(|| fs::remove(&path))
     }
 }
 
@@ -271,6 +355,22 @@ fn decode_error(path: &Path, e: codec::DecodeError) -> StorageError {
         },
         codec::DecodeError::Undecryptable => StorageError::Undecryptable { path },
     }
+}
+
+/// Runs blocking work (reads with a possible key derivation, writes with fsyncs)
+/// off the async worker that called it, so a slow disk or an expensive KDF never
+/// stalls the threads that answer the daemon's socket. On the daemon's multi-thread
+/// runtime the worker hands its other tasks to another thread for the duration;
+/// elsewhere (the CLI's one-request runtime, no runtime at all, a client built
+/// without the server) the work runs in place.
+pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    #[cfg(feature = "server")]
+    if tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    {
+        return tokio::task::block_in_place(work);
+    }
+    work()
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it, which only a broken

@@ -300,3 +300,54 @@ fn a_deletion_refused_after_revocation_still_exits_8() {
     assert_eq!(world.idp.counters().revocations, 2);
     assert_eq!(std::fs::read(&path).expect("still there"), bytes);
 }
+
+/// Regression: a logout through the daemon whose caller hung up mid-revocation was
+/// dropped with the request, leaving the revoked session in the vault (and, had it
+/// been unsaved, in memory). It now runs to its end like a refresh.
+#[test]
+fn a_logout_whose_caller_hangs_up_still_runs_to_its_end() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    use latchkey_tests::fake_idp::{Endpoint, Fault};
+
+    let world = World::default_provider();
+    world.login();
+    world.start_daemon();
+    let access = world.newest(TokenKind::AccessToken);
+    let refresh = world.newest(TokenKind::RefreshToken);
+    world.idp.push_faults(
+        Endpoint::Revocation,
+        Fault::Slow(Duration::from_millis(1500)),
+        1,
+    );
+    let mut caller =
+        std::os::unix::net::UnixStream::connect(world.socket()).expect("the daemon listens");
+    let body = r#"{"revoke": true}"#;
+    write!(
+        caller,
+        "POST /v1/profiles/work/logout HTTP/1.1\r\nHost: l\r\nLatchkey-Protocol: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("the request is sent");
+    let t0 = Instant::now();
+    while world.idp.counters().requests.revocation == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no revocation began"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The caller gives up while the provider is still revoking.
+    drop(caller);
+    let t0 = Instant::now();
+    while world.vault_bytes().is_some() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the logout stopped with its caller: the revoked session is still in the vault"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!world.idp.is_active(&refresh) && !world.idp.is_active(&access));
+    world.stop_daemons();
+}

@@ -3,6 +3,8 @@
 
 mod activation;
 mod api_docs;
+mod blocking;
+mod broken_vault;
 mod categories;
 mod daemon;
 mod doctor;
@@ -12,4 +14,5 @@ mod logout;
 mod logs;
 mod profiles;
 mod refresh;
+mod runtime;
 mod token;

@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         Err(e) => return fail("cannot read the configuration", &e),
     };
     let socket = paths.socket.clone();
-    let bound = match listen::bind(&socket) {
+    let bound = match listen::bind(&socket, &paths.runtime_dir) {
         Ok(b) => b,
         Err(e) => return fail("cannot listen", &e),
     };
@@ -99,7 +99,12 @@ fn main() -> ExitCode {
         } => (listener, lock, activation),
     };
     lock.hold_until_exit();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // One worker answers the socket; blocking work (key derivation, fsync) moves
+    // off it (`vault::blocking`), which needs a multi-thread runtime to hand the
+    // worker's other tasks to.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(8)
         .enable_all()
         .build()
     {

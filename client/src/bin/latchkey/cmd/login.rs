@@ -144,18 +144,26 @@ pub async fn run(ctx: &Ctx, json: bool, args: &LoginArgs) -> Result<Output, Erro
             .or_else(|| u.name.clone())
             .unwrap_or_else(|| u.sub.clone())
     });
+    let mut text = format!(
+        "Logged in to {profile}{}.\n",
+        who.map(|w| format!(" as {w}")).unwrap_or_default()
+    );
+    if let Some(to) = &done.set_aside {
+        text.push_str(&format!(
+            "The previous vault could not be read (corrupt, or made with another machine key); it was moved to {} instead of being overwritten.\n",
+            to.display()
+        ));
+    }
     Ok(Output {
         exit: 0,
-        text: format!(
-            "Logged in to {profile}{}.\n",
-            who.map(|w| format!(" as {w}")).unwrap_or_default()
-        ),
+        text,
         json: json!({
             "event": "logged_in",
             "profile": profile,
             "user": done.user.as_ref().map(|u| json!({"sub": u.sub, "email": u.email, "name": u.name})),
             "groups": done.groups,
             "expires_at": done.expires_at.map(rfc3339),
+            "previous_vault_moved_to": done.set_aside.as_ref().map(|p| p.display().to_string()),
         }),
     })
 }
