@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod harden;
 pub mod oauth;
 pub mod pipe_owner;
 pub mod policy;

@@ -249,9 +249,18 @@ pub fn run(data: &[u8]) {
                         extra_auth_params: BTreeMap::new(),
                         groups_claim: "groups".into(),
                     };
+                    let announced = serde_json::from_slice::<serde_json::Value>(body)
+                        .is_ok_and(|d| d["authorization_response_iss_parameter_supported"] == true);
                     discovery::endpoints(http, &profile).await.map(|e| {
                         assert!(success, "endpoints from HTTP {status}");
                         assert!(latchkey_daemon::config::check_url(e.token.as_str()).is_ok());
+                        // The iss a login expects is the issuer discovery checked,
+                        // and only JSON `true` makes it required.
+                        assert_eq!(
+                            e.issuer.issuer.trim_end_matches('/'),
+                            profile.issuer.trim_end_matches('/')
+                        );
+                        assert_eq!(e.issuer.required, announced, "{e:?}");
                     })
                 }
                 3 => {

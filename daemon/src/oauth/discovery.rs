@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use url::Url;
 
+use super::authcode::ExpectedIssuer;
 use super::error::OAuthError;
 use super::http::Http;
 use crate::config::{ProfileConfig, check_url};
@@ -18,6 +19,8 @@ pub struct Endpoints {
     pub device_authorization: Option<Url>,
     pub userinfo: Option<Url>,
     pub revocation: Option<Url>,
+    /// What the browser flow's authorization response must say in `iss` (RFC 9207).
+    pub issuer: ExpectedIssuer,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +36,10 @@ struct Metadata {
     userinfo_endpoint: Option<String>,
     #[serde(default)]
     revocation_endpoint: Option<String>,
+    /// RFC 9207 §3. Anything but JSON `true` counts as "not announced", so an odd
+    /// value cannot make discovery fail.
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: Option<serde_json::Value>,
 }
 
 fn endpoint(what: &str, s: &str) -> Result<Url, OAuthError> {
@@ -64,11 +71,22 @@ pub async fn endpoints(http: &Http, profile: &ProfileConfig) -> Result<Endpoints
             )?,
             userinfo: explicit("userinfo", &profile.userinfo_endpoint)?,
             revocation: explicit("revocation", &profile.revocation_endpoint)?,
+            // Without metadata the configured issuer is the identifier (RFC 9207
+            // §2.4), and nobody announced that `iss` is sent.
+            issuer: ExpectedIssuer {
+                issuer: profile.issuer.clone(),
+                required: false,
+            },
         });
     }
     let (meta, _date) = discover(http, &profile.issuer).await?;
     let pick = |what, mine: &Option<String>, theirs: Option<String>| {
         optional(what, mine.as_deref().or(theirs.as_deref()))
+    };
+    let issuer = ExpectedIssuer {
+        required: meta.authorization_response_iss_parameter_supported
+            == Some(serde_json::Value::Bool(true)),
+        issuer: meta.issuer,
     };
     let token = pick("token", &profile.token_endpoint, meta.token_endpoint)?.ok_or_else(|| {
         OAuthError::Setup(format!(
@@ -98,6 +116,7 @@ pub async fn endpoints(http: &Http, profile: &ProfileConfig) -> Result<Endpoints
             &profile.revocation_endpoint,
             meta.revocation_endpoint,
         )?,
+        issuer,
     })
 }
 

@@ -48,6 +48,10 @@ pub enum OAuthError {
     /// The person or the provider declined the login.
     #[error("the login was declined: {0}")]
     LoginDenied(String),
+    /// The authorization response names another issuer, or none where the provider
+    /// announced it would (RFC 9207): a possible mix-up, so its code was not used.
+    #[error("{0}; the login was stopped before its code was used")]
+    WrongIssuer(String),
 }
 
 impl OAuthError {
@@ -73,6 +77,9 @@ impl OAuthError {
             OAuthError::Setup(_) => Category::Usage,
             OAuthError::LoginTimeout(_) => Category::NotLoggedIn,
             OAuthError::LoginDenied(_) => Category::Forbidden,
+            // The provider's answer is not the one the protocol promises; nothing
+            // the person can change by trying again or by asking for access.
+            OAuthError::WrongIssuer(_) => Category::Server,
         }
     }
 

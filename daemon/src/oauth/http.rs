@@ -1,13 +1,17 @@
 //! The only outbound HTTP of the engine: one reqwest client (rustls), with connect
 //! and total timeouts, no redirects (a token endpoint must answer itself),
 //! and bodies bounded in size.
+//!
+//! An answer's body can hold tokens, so it is collected into a buffer that is wiped
+//! when dropped (after parsing), grown without leaving copies behind. The chunks
+//! reqwest hands over live in its own buffers, which this code does not own.
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use latchkey_proto::secret::Secret;
 use serde::de::DeserializeOwned;
 use url::Url;
+use zeroize::Zeroizing;
 
 use super::error::{OAuthError, clean_description};
 
@@ -21,7 +25,8 @@ const MAX_BODY: usize = 1024 * 1024;
 /// A provider's HTTP answer. Its body can hold tokens, so `Debug` shows only its size.
 pub struct Answer {
     pub status: u16,
-    pub body: Bytes,
+    /// Wiped on drop: a token response's body holds the tokens in clear.
+    pub body: Zeroizing<Vec<u8>>,
     /// The `Date` header, for the clock-skew check of `doctor --server`.
     pub date: Option<String>,
     endpoint: &'static str,
@@ -188,7 +193,13 @@ impl Http {
                 reason: "the answer is too large".into(),
             });
         }
-        let mut body = Vec::new();
+        // The announced length (already bounded) sizes the buffer, so a well-behaved
+        // answer is read without growing it.
+        let expected = resp
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(INITIAL_BODY);
+        let mut body = Zeroizing::new(Vec::with_capacity(expected));
         while let Some(chunk) = resp.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(OAuthError::Malformed {
@@ -197,16 +208,34 @@ impl Http {
                     reason: "the answer is too large".into(),
                 });
             }
-            body.extend_from_slice(&chunk);
+            append(&mut body, &chunk);
         }
         Ok(Answer {
             status,
-            body: Bytes::from(body),
+            body,
             date,
             endpoint,
             host,
         })
     }
+}
+
+/// The buffer first reserved for an answer of unknown length; token answers fit.
+const INITIAL_BODY: usize = 8 * 1024;
+
+/// Appends to a body that may hold tokens. Growing a `Vec` in place would leave the
+/// old allocation's bytes in freed memory, so a full buffer is replaced by a larger
+/// one and the old one is wiped as it drops.
+fn append(body: &mut Zeroizing<Vec<u8>>, chunk: &[u8]) {
+    let needed = body.len() + chunk.len();
+    if needed > body.capacity() {
+        let mut bigger = Zeroizing::new(Vec::with_capacity(
+            needed.max(body.capacity().saturating_mul(2).min(MAX_BODY)),
+        ));
+        bigger.extend_from_slice(body);
+        *body = bigger;
+    }
+    body.extend_from_slice(chunk);
 }
 
 /// A short, secret-free description of a transport failure. reqwest's own message
@@ -231,5 +260,35 @@ fn describe(e: &reqwest::Error) -> String {
     match innermost {
         Some(cause) => format!("{what} ({})", clean_description(&cause)),
         None => what.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wiping itself happens in memory that is freed, which safe code cannot
+    /// look at (nor tell our replacement from `Vec`'s own reallocation); this checks
+    /// what can go wrong in `append`: bytes kept in order across growths, few
+    /// copies, and a reservation that never passes the body limit.
+    #[test]
+    fn a_growing_body_keeps_its_bytes_in_few_bounded_buffers() {
+        let mut body = Zeroizing::new(Vec::with_capacity(4));
+        let mut expected = Vec::new();
+        let mut buffers = 1;
+        for i in 0..200u8 {
+            let chunk = vec![i; usize::from(i % 7) + 1];
+            let before = (body.as_ptr(), body.capacity());
+            append(&mut body, &chunk);
+            if (body.as_ptr(), body.capacity()) != before {
+                buffers += 1;
+                // Our replacement reserves at least double: few copies are made.
+                assert!(body.capacity() >= 2 * before.1 || body.capacity() == body.len());
+            }
+            expected.extend_from_slice(&chunk);
+        }
+        assert_eq!(*body, expected);
+        assert!(buffers < 12, "{buffers} buffers for {} bytes", body.len());
+        assert!(body.capacity() <= MAX_BODY);
     }
 }

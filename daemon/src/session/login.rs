@@ -127,7 +127,7 @@ impl Engine {
                     authcode::authorize_url(endpoint, &params, &pkce.challenge).as_str(),
                 );
                 let code = listener
-                    .wait_for_code(&state, timeout)
+                    .wait_for_code(&state, &ep.issuer, timeout)
                     .await
                     .map_err(oauth)?;
                 let grant = Grant::AuthorizationCode {

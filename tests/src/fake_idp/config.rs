@@ -43,6 +43,19 @@ pub enum DeviceApproval {
     Manual,
 }
 
+/// What the authorization response (the redirect of `/authorize`) says in `iss`
+/// (RFC 9207).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssParameter {
+    /// No `iss`, as providers without RFC 9207 answer.
+    Absent,
+    /// The provider's own issuer, exactly as discovery publishes it.
+    Issuer,
+    /// Another value: a mix-up, or a provider that spells its issuer differently.
+    Other(String),
+}
+
 /// Provider behaviour. Build with struct update syntax:
 /// `FakeIdpConfig { device_interval: Some(1), ..Default::default() }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +117,12 @@ pub struct FakeIdpConfig {
     /// `"3600"`), whatever the tokens' real lifetime (`access_token_ttl`). `None`
     /// states the real lifetime in seconds. Default `None`.
     pub expires_in_raw: Option<String>,
+    /// The `iss` of authorization responses, success and error alike. Default
+    /// `Absent`.
+    pub iss_parameter: IssParameter,
+    /// Whether discovery announces `authorization_response_iss_parameter_supported:
+    /// true` (whatever `iss_parameter` says). Default false.
+    pub announce_iss_parameter: bool,
 }
 
 impl Default for FakeIdpConfig {
@@ -132,6 +151,8 @@ impl Default for FakeIdpConfig {
             token_padding: 0,
             device_expiry_answered: true,
             expires_in_raw: None,
+            iss_parameter: IssParameter::Absent,
+            announce_iss_parameter: false,
         }
     }
 }
@@ -200,6 +221,10 @@ pub struct ConfigPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub expires_in_raw: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss_parameter: Option<IssParameter>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce_iss_parameter: Option<bool>,
 }
 
 /// Distinguishes an explicit `null` (`Some(None)`: clear the setting) from an absent field
@@ -283,6 +308,11 @@ impl ConfigPatch {
             return Err(format!("expires_in_raw: {raw:?} is not JSON"));
         }
         set(&mut cfg.expires_in_raw, &self.expires_in_raw);
+        set(&mut cfg.iss_parameter, &self.iss_parameter);
+        set(
+            &mut cfg.announce_iss_parameter,
+            &self.announce_iss_parameter,
+        );
         Ok(())
     }
 }
@@ -313,6 +343,8 @@ impl From<&FakeIdpConfig> for ConfigPatch {
             token_padding: Some(cfg.token_padding),
             device_expiry_answered: Some(cfg.device_expiry_answered),
             expires_in_raw: Some(cfg.expires_in_raw.clone()),
+            iss_parameter: Some(cfg.iss_parameter.clone()),
+            announce_iss_parameter: Some(cfg.announce_iss_parameter),
         }
     }
 }

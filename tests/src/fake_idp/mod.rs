@@ -39,7 +39,7 @@ use std::thread;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub use config::{ConfigPatch, DeviceApproval, FakeIdpConfig, UserInfo};
+pub use config::{ConfigPatch, DeviceApproval, FakeIdpConfig, IssParameter, UserInfo};
 pub use model::{
     Counters, DEVICE_CODE_GRANT, Endpoint, EndpointCounters, Fault, FaultScript, GrantCounters,
     IssuedToken, LoggedRequest, TokenKind, fingerprint,

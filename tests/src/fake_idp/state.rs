@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::config::{DeviceApproval, FakeIdpConfig};
+use super::config::{DeviceApproval, FakeIdpConfig, IssParameter};
 use super::model::{
     Counters, DEVICE_CODE_GRANT, Endpoint, Fault, FaultScript, IssuedToken, LoggedRequest,
     TokenKind,
@@ -721,6 +721,16 @@ impl State {
             if let Some(state) = params.get("state") {
                 query.append_pair("state", state);
             }
+            // RFC 9207 §2: on success and error responses alike.
+            match &self.cfg.iss_parameter {
+                IssParameter::Absent => {}
+                IssParameter::Issuer => {
+                    query.append_pair("iss", &self.issuer);
+                }
+                IssParameter::Other(other) => {
+                    query.append_pair("iss", other);
+                }
+            }
         }
         AuthorizeOutcome::Redirect {
             location: target.into(),
@@ -869,6 +879,9 @@ impl State {
             "id_token_signing_alg_values_supported": ["none"],
             "claims_supported": ["sub", "email", "email_verified", "name", self.cfg.groups_claim],
         });
+        if self.cfg.announce_iss_parameter {
+            doc["authorization_response_iss_parameter_supported"] = json!(true);
+        }
         if self.cfg.revocation {
             doc["revocation_endpoint"] = json!(format!("{iss}/revoke"));
             doc["revocation_endpoint_auth_methods_supported"] = json!(["none"]);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use latchkey_tests::fake_idp::{DeviceApproval, Endpoint, FakeIdpConfig, TokenKind};
+use latchkey_tests::fake_idp::{DeviceApproval, Endpoint, FakeIdpConfig, IssParameter, TokenKind};
 use latchkey_tests::harness::World;
 
 /// stdout of a `--json` login parsed as JSON Lines.
@@ -239,6 +239,161 @@ fn abandoned_login_times_out_and_changes_nothing() {
     );
 }
 
+/// RFC 9207: the `iss` of the authorization response must be the issuer discovery
+/// names, and is required once discovery announces it. A wrong or missing one fails
+/// the login as a server error before the code reaches the token endpoint, and the
+/// previous session stays as it was.
+#[test]
+fn iss_in_the_authorization_response_is_checked() {
+    let world = World::new(FakeIdpConfig {
+        iss_parameter: IssParameter::Issuer,
+        announce_iss_parameter: true,
+        ..FakeIdpConfig::default()
+    });
+    // Right iss: the login works (and so the vault below holds a session).
+    world.login();
+    let exchanges = || world.idp.counters().token_requests.authorization_code;
+    assert_eq!(exchanges(), 1);
+    let before = world.vault_bytes().unwrap();
+    let refused = |why: &str| {
+        let run = world
+            .latchkey(["login", "--json", "--timeout", "20"])
+            .env("LATCHKEY_BROWSER", world.auto_browser())
+            .run();
+        run.code(7);
+        let last: serde_json::Value =
+            serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(last["error"]["category"], "server", "{why}: {last}");
+        let message = last["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("before its code was used"),
+            "{why}: {message}"
+        );
+        assert_eq!(exchanges(), 1, "{why}: the code went to the token endpoint");
+        assert_eq!(
+            world.vault_bytes().unwrap(),
+            before,
+            "{why}: the vault changed"
+        );
+        message.to_string()
+    };
+
+    // Another issuer's response (a mix-up), and the same issuer spelled with a
+    // trailing slash (RFC 9207 compares strings exactly).
+    world
+        .idp
+        .set_config(|c| c.iss_parameter = IssParameter::Other("http://127.0.0.1:9/".into()));
+    let message = refused("another issuer");
+    assert!(message.contains("http://127.0.0.1:9/"), "{message}");
+    let slash = format!("{}/", world.idp.issuer());
+    world
+        .idp
+        .set_config(|c| c.iss_parameter = IssParameter::Other(slash.clone()));
+    refused("a trailing slash");
+
+    // Absent although announced.
+    world
+        .idp
+        .set_config(|c| c.iss_parameter = IssParameter::Absent);
+    let message = refused("absent but announced");
+    assert!(message.contains("no iss"), "{message}");
+
+    // Absent and not announced: a provider without RFC 9207, as before.
+    world.idp.set_config(|c| c.announce_iss_parameter = false);
+    world.login();
+    assert_eq!(exchanges(), 2);
+    world.latchkey(["token"]).run().ok();
+}
+
+/// Regression: the callback listener accepted every connection, so another local
+/// user holding a few hundred open during a login spent the login's file
+/// descriptors (here a limit of 128 stands for the usual 1024), its `accept` spun on
+/// EMFILE, and the browser's callback waited behind them until the login timed out.
+/// Now the listener keeps at most a few dozen, closing the oldest idle one.
+#[test]
+fn a_login_completes_while_a_local_flood_holds_the_callback_port() {
+    use std::io::BufRead;
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let world = World::default_provider();
+    let go = world.home.path().join("go");
+    let browser = world.browser_script(
+        "held-browser.sh",
+        r#"dir=$(dirname "$0")
+while [ ! -e "$dir/go" ]; do sleep 0.05; done
+exec curl -fsS -L --max-time 20 -o /dev/null "$1""#,
+    );
+    let mut child = world
+        .latchkey(["login", "--json", "--timeout", "20"])
+        .env("LATCHKEY_BROWSER", &browser)
+        .spawn();
+    let pid = child.id().to_string();
+    let limited = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, "--nofile=128:"])
+        .status()
+        .expect("prlimit (util-linux) runs");
+    assert!(limited.success(), "prlimit failed");
+
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let url = url::Url::parse(first["url"].as_str().unwrap()).unwrap();
+    let redirect = url
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap()
+        .1
+        .into_owned();
+    let port = url::Url::parse(&redirect).unwrap().port().unwrap();
+    let callback = SocketAddr::from(([127, 0, 0, 1], port));
+
+    // Another local user: opens connections as fast as it can and keeps the
+    // newest 400 open, sending nothing, for the whole login.
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicUsize::new(0));
+    let flood = {
+        let (stop, opened) = (stop.clone(), opened.clone());
+        std::thread::spawn(move || {
+            let mut held = std::collections::VecDeque::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(c) = TcpStream::connect_timeout(&callback, Duration::from_millis(200)) {
+                    held.push_back(c);
+                    opened.fetch_add(1, Ordering::Relaxed);
+                    if held.len() > 400 {
+                        held.pop_front();
+                    }
+                }
+            }
+        })
+    };
+    let start = std::time::Instant::now();
+    while opened.load(Ordering::Relaxed) < 400 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(&go, "").unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    world.capture_text("login under a flood (stdout)", &rest.join("\n"));
+    world.capture_text("login under a flood (stderr)", &stderr);
+    assert!(status.success(), "{rest:?} {stderr}");
+    let opened = opened.load(Ordering::Relaxed);
+    assert!(
+        opened >= 400,
+        "only {opened} flood connections: not a flood"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(rest.last().unwrap()).unwrap()["event"],
+        "logged_in"
+    );
+    world.latchkey(["token"]).run().ok();
+}
+
 #[test]
 fn first_login_failure_leaves_no_vault() {
     let world = World::default_provider();
@@ -401,4 +556,112 @@ fn device_polling_stops_at_expires_in_when_the_provider_never_says_expired() {
     );
     let polls = world.idp.counters().token_requests.device_code;
     assert!((1..=4).contains(&polls), "{polls} polls in a 3 s lifetime");
+}
+
+/// A line of `/proc/PID/limits` as (soft, hard), e.g. "Max open files".
+#[cfg(target_os = "linux")]
+fn proc_limit(pid: u32, name: &str) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} in {limits}"));
+    let mut fields = line[name.len()..].split_whitespace();
+    (
+        fields.next().unwrap().to_string(),
+        fields.next().unwrap().to_string(),
+    )
+}
+
+/// Sets this test process's soft limit on open files (children inherit it). Each
+/// test runs in a process of its own under nextest, so no other test sees it.
+#[cfg(target_os = "linux")]
+fn lower_own_open_file_limit(soft: u32) {
+    let ok = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &std::process::id().to_string(),
+            &format!("--nofile={soft}:"),
+        ])
+        .status()
+        .expect("prlimit (util-linux) runs")
+        .success();
+    assert!(ok, "prlimit failed");
+}
+
+/// `latchkeyd` raises its soft open-file limit to the hard one at start, so the
+/// connections of a socket login's callback port (or of its socket) cannot run it
+/// out of descriptors at a low default.
+#[cfg(target_os = "linux")]
+#[test]
+fn latchkeyd_raises_its_open_file_limit_to_the_hard_one() {
+    lower_own_open_file_limit(256);
+    let (soft, hard) = proc_limit(std::process::id(), "Max open files");
+    assert_eq!(soft, "256");
+    assert_ne!(hard, "256", "the hard limit leaves no room to test a raise");
+    let world = World::default_provider();
+    let pid = world.start_daemon();
+    let (soft, hard) = proc_limit(pid, "Max open files");
+    assert_eq!(
+        soft, hard,
+        "latchkeyd kept a soft limit of {soft} under {hard}"
+    );
+}
+
+/// The CLI hardens itself for a login as the daemon does (docs/behaviour.md,
+/// "Security"): while it waits for the browser it is not dumpable, so another
+/// process of the same user cannot attach to it or read its memory, and it may
+/// write no core file. The kernel gives a non-dumpable process's /proc entries to
+/// root; when the tests run as root the login runs as `nobody` so the owner tells.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_waiting_login_is_not_dumpable_and_writes_no_core() {
+    use std::io::BufRead;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+
+    let world = World::default_provider();
+    let browser = world.browser_script("no-browser.sh", "exit 0");
+    let me = std::fs::metadata("/proc/self").unwrap().uid();
+    let mut cmd = world
+        .home
+        .latchkey(["login", "--json", "--timeout", "20"])
+        .env("LATCHKEY_BROWSER", &browser)
+        .into_command();
+    if me == 0 {
+        let chowned = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(world.home.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(chowned, "chown of the test home failed");
+        cmd.uid(65534).gid(65534);
+    }
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("authorize_url"), "{first}");
+
+    // Waiting for the callback now, with the PKCE verifier in memory.
+    // The files under /proc/PID (the folder's own inode may be cached).
+    let owner = std::fs::metadata(format!("/proc/{pid}/status"))
+        .unwrap()
+        .uid();
+    let core = proc_limit(pid, "Max core file size");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    world.capture_text("waiting login (stdout)", &first);
+    assert_eq!(
+        owner, 0,
+        "the waiting login is dumpable: its /proc entries belong to uid {owner}"
+    );
+    assert_eq!(
+        core,
+        ("0".to_string(), "0".to_string()),
+        "core files allowed"
+    );
 }

@@ -13,8 +13,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey_tests::fake_idp::http::{self, HttpError, HttpResponse};
 use latchkey_tests::fake_idp::{
-    Counters, DEVICE_CODE_GRANT, DeviceApproval, Endpoint, FakeIdp, FakeIdpConfig, Fault,
-    FaultScript, IssuedToken, LoggedRequest, TokenKind, fingerprint,
+    ConfigPatch, Counters, DEVICE_CODE_GRANT, DeviceApproval, Endpoint, FakeIdp, FakeIdpConfig,
+    Fault, FaultScript, IssParameter, IssuedToken, LoggedRequest, TokenKind, fingerprint,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -573,6 +573,55 @@ async fn authorize_can_be_configured_to_deny() {
     assert_eq!(q["error"], "access_denied");
     assert_eq!(q["state"], "st4te-xyz");
     assert!(!q.contains_key("code"));
+}
+
+/// RFC 9207: `iss` in the authorization response, right, wrong or absent, on success
+/// and error alike; the discovery flag independently; both reachable by patch.
+#[tokio::test]
+async fn authorize_sends_iss_as_configured_and_discovery_can_announce_it() {
+    let idp = start().await;
+    let iss_of = |resp: &HttpResponse| {
+        query_pairs(resp.header("location").unwrap())
+            .get("iss")
+            .cloned()
+    };
+    let params = authorize_params(&challenge(VERIFIER));
+    assert_eq!(
+        iss_of(&authorize(&idp, &params).await),
+        None,
+        "absent by default"
+    );
+    let doc = discovery(&idp).await.json().unwrap();
+    assert!(
+        doc.get("authorization_response_iss_parameter_supported")
+            .is_none()
+    );
+
+    idp.update_config(&ConfigPatch {
+        iss_parameter: Some(IssParameter::Issuer),
+        announce_iss_parameter: Some(true),
+        ..ConfigPatch::default()
+    })
+    .unwrap();
+    assert_eq!(iss_of(&authorize(&idp, &params).await), Some(idp.issuer()));
+    let doc = discovery(&idp).await.json().unwrap();
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+
+    let patch: ConfigPatch = serde_json::from_value(json!({
+        "iss_parameter": {"other": "https://evil.example.test"},
+        "authorize_deny": true,
+    }))
+    .unwrap();
+    idp.update_config(&patch).unwrap();
+    let denied = authorize(&idp, &params).await;
+    let q = query_pairs(denied.header("location").unwrap());
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["iss"], "https://evil.example.test");
+    let full = ConfigPatch::from(&idp.config());
+    assert_eq!(
+        full.iss_parameter,
+        Some(IssParameter::Other("https://evil.example.test".into()))
+    );
 }
 
 #[tokio::test]

@@ -58,6 +58,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
     harden::harden();
+    // Before any socket is opened: connections the daemon did not ask for must not
+    // run it out of descriptors for its vaults and locks (docs/behaviour.md,
+    // "Security").
+    harden::raise_open_file_limit();
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         eprintln!("latchkeyd: {what}: {e}");
         ExitCode::from(1)

@@ -102,6 +102,10 @@ impl CliUi {
 }
 
 pub async fn run(ctx: &Ctx, json: bool, args: &LoginArgs) -> Result<Output, Error> {
+    // A login holds fresh tokens (and the PKCE verifier) in this process for
+    // minutes: the same hardening as the daemon's, no core dumps and no ptrace
+    // (docs/behaviour.md, "Security"). Done before anything secret exists.
+    latchkey_daemon::harden::harden();
     let (engine, profile) = ctx.engine()?;
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let (flow, browser) = if args.device {
