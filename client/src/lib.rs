@@ -539,6 +539,10 @@ impl Client {
             .open(&log_path);
         let mut cmd = std::process::Command::new(&exe);
         cmd.env("LATCHKEY_SOCKET", &self.paths.socket)
+            // What rotation before the start cannot bound: a daemon that runs for
+            // weeks keeps its own log under the same size.
+            .arg("--log-max-bytes")
+            .arg(DAEMON_LOG_MAX.to_string())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(match log {

@@ -18,6 +18,7 @@ pub mod listen;
 #[cfg(windows)]
 #[path = "listen_windows.rs"]
 pub mod listen;
+pub mod logfile;
 pub mod login;
 pub mod peer;
 pub mod routes;

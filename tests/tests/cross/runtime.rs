@@ -276,3 +276,57 @@ fn an_oversized_daemon_log_is_rotated_at_autostart_keeping_one_generation() {
     assert_eq!(std::fs::read_to_string(&old).unwrap(), big);
     world.capture_text("autostarted daemon log", &again);
 }
+
+/// What rotation at autostart cannot bound: a daemon that runs for weeks. The client
+/// starts it with `--log-max-bytes`, and latchkeyd keeps a log file under that
+/// size, dropping older lines and saying so.
+#[test]
+fn a_long_running_daemon_keeps_its_log_under_the_cap() {
+    let world = World::default_provider();
+    world.login();
+    let run_dir = world.home.path().join("run");
+    folder(&run_dir, 0o700);
+    let log = run_dir.join("latchkeyd.log");
+    world
+        .latchkey(["token"])
+        .env_remove("LATCHKEY_NO_AUTOSTART")
+        .run()
+        .ok();
+    let pid = world.latchkey(["daemon", "status", "--json"]).run().json()["pid"]
+        .as_u64()
+        .expect("a pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("the daemon runs");
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("--log-max-bytes\u{0}1048576"),
+        "autostarted with the cap"
+    );
+    world.latchkey(["daemon", "stop"]).run().ok();
+
+    // The same binary with a small cap, one audit line per request.
+    let own_log = world.home.path().join("capped.log");
+    let file = std::fs::File::create(&own_log).expect("a log file");
+    let mut cmd = world
+        .home
+        .command(
+            latchkey_tests::harness::bin("latchkeyd"),
+            ["--log-max-bytes", "4096"],
+        )
+        .into_command();
+    cmd.stdout(std::process::Stdio::null()).stderr(file);
+    let mut daemon = cmd.spawn().expect("latchkeyd starts");
+    world.wait_for_daemon();
+    for _ in 0..100 {
+        latchkey_tests::harness::api(&world.socket(), "GET", "/v1/health", None)
+            .expect("an answer");
+        let len = std::fs::metadata(&own_log).expect("the log").len();
+        assert!(len <= 4096, "the log grew to {len} bytes");
+    }
+    let text = std::fs::read_to_string(&own_log).expect("the log");
+    assert!(text.contains("older lines were dropped"), "{text}");
+    World::signal(daemon.id(), "TERM");
+    daemon.wait().expect("it stops");
+    world.capture_text("capped daemon log", &text);
+    if let Ok(t) = std::fs::read_to_string(&log) {
+        world.capture_text("autostart log", &t);
+    }
+}

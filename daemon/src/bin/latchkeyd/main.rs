@@ -1,4 +1,5 @@
-//! `latchkeyd [--socket PATH] [--idle-exit SECS] [--log-format text|json]`: the
+//! `latchkeyd [--socket PATH] [--idle-exit SECS] [--log-format text|json]
+//! [--log-max-bytes N]`: the
 //! per-user Latchkey daemon, in the foreground. Wiring only: the server lives in
 //! `latchkey_daemon::server`.
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use latchkey_daemon::Engine;
 use latchkey_daemon::config::Config;
-use latchkey_daemon::server::{self, Daemon, harden, listen};
+use latchkey_daemon::server::{self, Daemon, harden, listen, logfile};
 use latchkey_proto::paths::Paths;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -30,16 +31,23 @@ struct Args {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// When stderr is a regular file, keep it under this many bytes (older lines
+    /// are dropped). The client passes it to the daemons it autostarts.
+    #[arg(long, value_name = "N")]
+    log_max_bytes: Option<u64>,
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, max_bytes: Option<u64>) {
     let filter = std::env::var("LATCHKEY_LOG")
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(match max_bytes {
+            Some(max) => logfile::LogWriter::capped_stderr(max),
+            None => logfile::LogWriter::stderr(),
+        })
         .with_ansi(false);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
@@ -56,7 +64,7 @@ fn init_logging(format: LogFormat) {
 )]
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
+    init_logging(args.log_format, args.log_max_bytes);
     harden::harden();
     // Before any socket is opened: connections the daemon did not ask for must not
     // run it out of descriptors for its vaults and locks (docs/behaviour.md,
