@@ -128,10 +128,6 @@ impl Vault {
 
     /// Reads and decrypts the profile's vault; `Ok(None)` when there is none.
     pub fn load(&self, profile: &str) -> Result<Option<Loaded>, StorageError> {
-        blocking(|| self.load_now(profile))
-    }
-
-    fn load_now(&self, profile: &str) -> Result<Option<Loaded>, StorageError> {
         let path = self.path(profile)?;
         if !fs::check_dir(&self.state_dir)? || !fs::check_dir(&self.profiles_dir)? {
             return Ok(None);
@@ -162,10 +158,8 @@ impl Vault {
         lock: &ProfileLock,
         session: &SessionRecord,
     ) -> Result<Stored, StorageError> {
-        blocking(|| {
-            self.ensure_dirs()?;
-            self.write(lock, session, None)
-        })
+        self.ensure_dirs()?;
+        self.write(lock, session, None)
     }
 
     /// Claims the space a rewrite of the profile's vault will need (see
@@ -173,11 +167,9 @@ impl Vault {
     /// headroom for tokens that grew, at least [`RESERVE_HEADROOM`].
     pub fn reserve(&self, lock: &ProfileLock) -> Result<fs::Reservation, StorageError> {
         let path = self.path(lock.profile())?;
-        blocking(|| {
-            self.ensure_dirs()?;
-            let current = fs::identity(&path)?.map_or(0, |i| i.size);
-            fs::reserve(&self.profiles_dir, reservation_len(current))
-        })
+        self.ensure_dirs()?;
+        let current = fs::identity(&path)?.map_or(0, |i| i.size);
+        fs::reserve(&self.profiles_dir, reservation_len(current))
     }
 
     /// [`Vault::store`] into space claimed earlier by [`Vault::reserve`].
@@ -187,7 +179,7 @@ impl Vault {
         reservation: fs::Reservation,
         session: &SessionRecord,
     ) -> Result<Stored, StorageError> {
-        blocking(|| self.write(lock, session, Some(reservation)))
+        self.write(lock, session, Some(reservation))
     }
 
     fn write(
@@ -324,14 +316,13 @@ impl Vault {
     pub fn set_aside(&self, lock: &ProfileLock) -> Result<Option<PathBuf>, StorageError> {
         let path = self.path(lock.profile())?;
         let to = path.with_file_name(format!("{}.vault.broken-{}", lock.profile(), unix_now()));
-        Ok(blocking(|| fs::rename(&path, &to))?.then_some(to))
+        Ok(fs::rename(&path, &to)?.then_some(to))
     }
 
     /// Deletes the profile's vault; `Ok(false)` when there was none. A newer-format
     /// file is deleted too: logging out is an explicit request to forget it.
     pub fn delete(&self, lock: &ProfileLock) -> Result<bool, StorageError> {
-        let path = self.path(lock.profile())?;
-        blocking(|| fs::remove(&path))
+        fs::remove(&self.path(lock.profile())?)
     }
 }
 
@@ -355,22 +346,6 @@ fn decode_error(path: &Path, e: codec::DecodeError) -> StorageError {
         },
         codec::DecodeError::Undecryptable => StorageError::Undecryptable { path },
     }
-}
-
-/// Runs blocking work (reads with a possible key derivation, writes with fsyncs)
-/// off the async worker that called it, so a slow disk or an expensive KDF never
-/// stalls the threads that answer the daemon's socket. On the daemon's multi-thread
-/// runtime the worker hands its other tasks to another thread for the duration;
-/// elsewhere (the CLI's one-request runtime, no runtime at all, a client built
-/// without the server) the work runs in place.
-pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
-    #[cfg(feature = "server")]
-    if tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-    {
-        return tokio::task::block_in_place(work);
-    }
-    work()
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it, which only a broken

@@ -3,7 +3,6 @@
 
 mod activation;
 mod api_docs;
-mod blocking;
 mod broken_vault;
 mod categories;
 mod daemon;

@@ -107,12 +107,7 @@ fn main() -> ExitCode {
         } => (listener, lock, activation),
     };
     lock.hold_until_exit();
-    // One worker answers the socket; blocking work (key derivation, fsync) moves
-    // off it (`vault::blocking`), which needs a multi-thread runtime to hand the
-    // worker's other tasks to.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .max_blocking_threads(8)
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
