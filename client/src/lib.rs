@@ -163,11 +163,7 @@ impl Client {
     }
 
     /// The embedded engine, built on first use (config read once).
-    pub fn engine(&self) -> Result<&Engine, Error> {
-        Ok(self.shared_engine()?)
-    }
-
-    fn shared_engine(&self) -> Result<&std::sync::Arc<Engine>, Error> {
+    pub fn engine(&self) -> Result<&std::sync::Arc<Engine>, Error> {
         if let Some(e) = self.engine.get() {
             return Ok(e);
         }
@@ -268,7 +264,7 @@ impl Client {
             return answer.map(from_daemon);
         }
         let t = self
-            .shared_engine()?
+            .engine()?
             .token(request.profile.as_str(), request.min_ttl)
             .await?;
         Ok(Token {
@@ -288,7 +284,7 @@ impl Client {
         if let Some(answer) = self.daemon(&request, None).await {
             return answer;
         }
-        let t = self.shared_engine()?.refresh(profile).await?;
+        let t = self.engine()?.refresh(profile).await?;
         Ok(api::Refreshed {
             profile: profile.to_string(),
             expires_at: t.expires_at.map(latchkey_daemon::convert::rfc3339),
@@ -309,7 +305,7 @@ impl Client {
         if let Some(answer) = self.daemon(&request, None).await {
             return answer;
         }
-        let outcome = self.shared_engine()?.logout(profile, revoke).await?;
+        let outcome = self.engine()?.logout(profile, revoke).await?;
         Ok(latchkey_daemon::convert::logged_out(outcome))
     }
 
@@ -321,7 +317,7 @@ impl Client {
         if let Some(answer) = self.daemon(&request, None).await {
             return answer.map(|s| (s, Via::Daemon));
         }
-        let st = self.engine()?.status(profile)?;
+        let st = self.engine()?.status(profile).await?;
         Ok((latchkey_daemon::convert::session(st), Via::Embedded))
     }
 

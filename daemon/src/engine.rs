@@ -8,6 +8,15 @@
 //!
 //! Operations that may refresh take `self: &Arc<Engine>`: a refresh runs in a task
 //! of its own, which must own the engine.
+//!
+//! Architecture invariant: blocking work (a key derivation, which a vault header can
+//! make take seconds, and every fsync'd write) never runs on an async thread. The
+//! engine's rules are written as plain functions (`*_blocking`), and the async
+//! operations run them through [`Engine::blocking`] on tokio's blocking pool, so
+//! the daemon's one runtime thread keeps answering its socket meanwhile. Callers
+//! without a runtime (doctor, the CLI's last write) call the `*_blocking` functions
+//! directly. A read that memory can answer (one `lstat`) stays inline: it is the
+//! token hot path.
 
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
@@ -144,6 +153,39 @@ impl Engine {
             error,
         })?;
         Ok(self.http.get_or_init(|| built))
+    }
+
+    /// Runs `work` on the blocking pool (see the module documentation) and waits for
+    /// it. The work cannot be cancelled once started: a caller that gives up only
+    /// stops waiting.
+    pub(crate) async fn blocking<T, F>(self: &Arc<Self>, work: F) -> Result<T, EngineError>
+    where
+        F: FnOnce(&Engine) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || work(&this))
+            .await
+            .map_err(|e| EngineError::Internal(format!("a blocking task failed: {e}")))
+    }
+
+    /// [`Engine::blocking`] for work under a profile's single flight and file lock:
+    /// `ex` travels to the blocking thread and back.
+    pub(crate) async fn blocking_exclusive<T, F>(
+        self: &Arc<Self>,
+        ex: Exclusive,
+        work: F,
+    ) -> Result<(Exclusive, T), EngineError>
+    where
+        F: FnOnce(&Engine, &mut Exclusive) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.blocking(move |engine| {
+            let mut ex = ex;
+            let out = work(engine, &mut ex);
+            (ex, out)
+        })
+        .await
     }
 
     /// Takes the profile's file lock without blocking the async runtime.

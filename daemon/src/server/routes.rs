@@ -330,7 +330,7 @@ async fn health(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Resp
 async fn profiles(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
     reply::<rq::Profiles>(
         api::Profiles {
-            profiles: d.profiles(),
+            profiles: d.profiles().await,
         },
         None,
         "served",
@@ -401,7 +401,7 @@ async fn session(
     Extension(_): Extension<PeerVerified>,
     Profile(profile): Profile,
 ) -> Response {
-    match d.engine.status(&profile) {
+    match d.engine.status(&profile).await {
         Ok(st) => reply::<rq::Session>(convert::session(st), Some(&profile), "served"),
         Err(e) => fail(&e, Some(&profile), None),
     }
@@ -555,7 +555,7 @@ impl Drop for Subscriber {
 }
 
 async fn status(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
-    reply::<rq::Status>(d.status(), None, "served")
+    reply::<rq::Status>(d.status().await, None, "served")
 }
 
 async fn shutdown(State(d): Shared, Extension(peer): Extension<PeerVerified>) -> Response {

@@ -98,29 +98,27 @@ impl Daemon {
     }
 
     /// The state of every configured profile.
-    pub fn profiles(&self) -> Vec<api::ProfileState> {
+    pub async fn profiles(&self) -> Vec<api::ProfileState> {
         let config = self.engine.config();
-        config
-            .profile_names()
-            .into_iter()
-            .map(|name| {
-                let current = self.engine.current(&name).ok().flatten();
-                api::ProfileState {
-                    unsaved: current.as_ref().is_some_and(|c| c.unsaved),
-                    logged_in: current.as_ref().is_some_and(|c| !c.session.expired),
-                    generation: current.as_ref().map(|c| c.generation),
-                    expires_at: current
-                        .as_ref()
-                        .and_then(|c| c.session.expires_at)
-                        .map(rfc3339),
-                    name,
-                }
-            })
-            .collect()
+        let mut states = Vec::new();
+        for name in config.profile_names() {
+            let current = self.engine.current(&name).await.ok().flatten();
+            states.push(api::ProfileState {
+                unsaved: current.as_ref().is_some_and(|c| c.unsaved),
+                logged_in: current.as_ref().is_some_and(|c| !c.session.expired),
+                generation: current.as_ref().map(|c| c.generation),
+                expires_at: current
+                    .as_ref()
+                    .and_then(|c| c.session.expires_at)
+                    .map(rfc3339),
+                name,
+            });
+        }
+        states
     }
 
     /// `GET /v1/status`.
-    pub fn status(&self) -> api::DaemonStatus {
+    pub async fn status(&self) -> api::DaemonStatus {
         let c = &self.counters;
         let refreshes = self.engine.refresh_stats();
         api::DaemonStatus {
@@ -130,7 +128,7 @@ impl Daemon {
             uptime_seconds: self.started.elapsed().as_secs(),
             socket: self.socket.display().to_string(),
             activation: self.activation,
-            profiles: self.profiles(),
+            profiles: self.profiles().await,
             counters: api::Counters {
                 requests: c.requests.load(Ordering::Relaxed),
                 token_requests: c.token_requests.load(Ordering::Relaxed),

@@ -5,11 +5,12 @@
 //! Nothing is written until the very end, so a failed or abandoned login leaves the
 //! previous session exactly as it was.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey_proto::vault::{SessionRecord, UserInfo};
 
-use super::slot::Change;
+use super::slot::{Change, Exclusive};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::oauth::authcode::{self, AuthorizeParams};
@@ -76,7 +77,7 @@ impl PollObserver for Observer<'_> {
 impl Engine {
     /// Runs an interactive login for `profile` and saves the session.
     pub async fn login(
-        &self,
+        self: &Arc<Self>,
         profile: &str,
         flow: Flow,
         timeout: Duration,
@@ -203,30 +204,48 @@ impl Engine {
             userinfo_endpoint: ep.userinfo.as_ref().map(ToString::to_string),
         };
         let slot = self.sessions.slot(profile);
-        let mut ex = self.exclusive(&slot, profile).await?;
+        let ex = self.exclusive(&slot, profile).await?;
+        let expires_at = session.expires_at;
+        let name = profile.to_string();
+        let (_ex, saved) = self
+            .blocking_exclusive(ex, move |e, ex| e.save_login(&name, ex, session))
+            .await?;
+        let (generation, set_aside) = saved?;
+        Ok(LoggedIn {
+            user,
+            groups,
+            expires_at,
+            generation,
+            set_aside,
+        })
+    }
+
+    /// The one write of a login, under the flight and file lock held by `ex`: an
+    /// unreadable vault moved aside, the new session stored, an unsaved session of
+    /// the old one (whose tokens nobody holds any more) forgotten. Returns the new
+    /// generation and where the unreadable vault went.
+    fn save_login(
+        &self,
+        profile: &str,
+        ex: &mut Exclusive,
+        session: SessionRecord,
+    ) -> Result<(u64, Option<std::path::PathBuf>), EngineError> {
+        let slot = self.sessions.slot(profile);
         let set_aside = self.set_aside_unreadable(profile, ex.lock()?)?;
         let stored = self.vault().store(ex.lock()?, &session)?;
-        // The new login replaces an unsaved session of the old one, whose tokens
-        // nobody holds any more.
         if slot.view().unsaved.take().is_some()
             && let Err(e) = ex.lock_mut()?.mark_unsaved(false)
         {
             tracing::debug!(profile, error = %e, "cannot clear the unsaved mark");
         }
-        let logged_in = LoggedIn {
-            user,
-            groups,
-            expires_at: session.expires_at,
-            generation: stored.generation,
-            set_aside,
-        };
+        let generation = stored.generation;
         self.settle(
             profile,
             &slot,
             Some(stored.loaded(session)),
             Some(Change::Login),
         );
-        Ok(logged_in)
+        Ok((generation, set_aside))
     }
 }
 

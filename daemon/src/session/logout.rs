@@ -2,7 +2,9 @@
 //! token) unless asked not to, then delete the local session whatever the provider
 //! said. The outcome says which of the three things happened.
 
-use super::slot::Change;
+use std::sync::Arc;
+
+use super::slot::{Change, Exclusive};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::oauth::{OAuthError, discovery, revoke};
@@ -41,11 +43,11 @@ impl Engine {
     /// the revocation and the deletion would otherwise leave revoked tokens in the
     /// vault (and an unsaved session in memory).
     pub async fn logout(
-        self: &std::sync::Arc<Self>,
+        self: &Arc<Self>,
         profile: &str,
         revoke_at_server: bool,
     ) -> Result<LogoutOutcome, EngineError> {
-        let this = std::sync::Arc::clone(self);
+        let this = Arc::clone(self);
         let name = profile.to_string();
         self.sessions
             .tasks
@@ -55,17 +57,18 @@ impl Engine {
     }
 
     async fn logout_to_the_end(
-        &self,
+        self: &Arc<Self>,
         profile: &str,
         revoke_at_server: bool,
     ) -> Result<LogoutOutcome, EngineError> {
         self.profile(profile)?;
         let slot = self.sessions.slot(profile);
-        let mut ex = self.exclusive(&slot, profile).await?;
+        let ex = self.exclusive(&slot, profile).await?;
         let unsaved = slot.unsaved().map(|u| u.session);
+        let name = profile.to_string();
         let session = match unsaved {
             Some(s) => Some(s),
-            None => match self.vault().load(profile) {
+            None => match self.blocking(move |e| e.vault().load(&name)).await? {
                 Ok(Some(l)) => Some(l.session),
                 Ok(None) => return Ok(LogoutOutcome::NotLoggedIn),
                 Err(e) => {
@@ -90,6 +93,18 @@ impl Engine {
                 },
             },
         };
+        let name = profile.to_string();
+        let (_ex, deleted) = self
+            .blocking_exclusive(ex, move |e, ex| e.forget(&name, ex))
+            .await?;
+        deleted?;
+        Ok(outcome)
+    }
+
+    /// The local half of a logout, under the flight and file lock held by `ex`:
+    /// forget an unsaved session, delete the vault, tell subscribers.
+    fn forget(&self, profile: &str, ex: &mut Exclusive) -> Result<bool, EngineError> {
+        let slot = self.sessions.slot(profile);
         // Forgotten before the deletion, which may fail: the person asked for this
         // session to end, and memory is the one place it still lives.
         if slot.view().unsaved.take().is_some()
@@ -99,8 +114,7 @@ impl Engine {
         }
         let deleted = self.vault().delete(ex.lock()?);
         self.settle(profile, &slot, None, Some(Change::Logout));
-        deleted?;
-        Ok(outcome)
+        Ok(deleted?)
     }
 
     /// Deletes the local session of `profile` under its lock without contacting the

@@ -18,7 +18,7 @@ impl Engine {
             }
         }
         for profile in self.config().profile_names() {
-            let Ok(Some(current)) = self.current(&profile) else {
+            let Ok(Some(current)) = self.current(&profile).await else {
                 continue;
             };
             let s = &current.session;

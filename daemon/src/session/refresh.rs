@@ -23,6 +23,10 @@
 //! disk refuses the reservation, another process holds an unsaved session) a token
 //! request is still answered with an access token that has not expired.
 //!
+//! Steps 2 to 5 and step 7 touch the disk (a read may derive a key, writes fsync),
+//! so they run on the blocking pool ([`Engine::blocking_exclusive`]); only the
+//! provider call runs on the async thread.
+//!
 //! The transaction runs in a task of its own: a caller that gives up (the client's
 //! fallback deadline, a closed connection, a library caller's timeout) stops
 //! waiting but cannot cancel it between the provider's answer and the write.
@@ -33,13 +37,16 @@ use std::time::Instant;
 use latchkey_proto::error::Category;
 use latchkey_proto::vault::SessionRecord;
 
-use super::slot::{Change, Current};
+use latchkey_proto::secret::Secret;
+
+use super::slot::{Change, Current, Exclusive};
 use crate::engine::{AccessToken, Engine, Served};
 use crate::error::EngineError;
 use crate::oauth::token::{self, Grant, TokenSet};
 use crate::oauth::{OAuthError, discovery};
 use crate::policy;
-use crate::vault::unix_now;
+use crate::vault::fs::Reservation;
+use crate::vault::{Loaded, unix_now};
 
 /// Why a refresh is wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +57,52 @@ pub enum Want {
     Forced { seen_generation: u64 },
 }
 
+/// A refresh token spent at the provider: what step 7 needs to save the answer.
+struct Spent {
+    /// The vault as read under the lock.
+    current: Loaded,
+    /// The session the answer applies to.
+    base: SessionRecord,
+    reservation: Reservation,
+    /// When the provider answered: the start of the window a crash can lose.
+    answered: Instant,
+}
+
 fn fresh_enough(s: &SessionRecord, min_ttl: u64) -> bool {
     policy::is_fresh_enough(unix_now(), s.issued_at, s.expires_at, min_ttl)
 }
 
 fn still_valid(s: &SessionRecord) -> bool {
     s.expires_at.is_none_or(|e| e > unix_now())
+}
+
+/// What steps 1 to 5 of the transaction found, under the lock.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once and matched at once, never stored; boxing would only add an allocation"
+)]
+enum Prepared {
+    /// No call to the provider is needed: this is the answer.
+    Done(AccessToken),
+    /// A refresh cannot start now ([`Engine::fall_short`] decides what to serve).
+    Short(EngineError),
+    /// Spend `sent` at the provider; the new vault's space is reserved.
+    Spend {
+        current: Loaded,
+        sent: Secret,
+        reservation: Reservation,
+    },
+}
+
+/// The rule for a session a token can be served from.
+fn usable(profile: &str, current: Option<Current>) -> Result<Current, EngineError> {
+    let current = current.ok_or_else(|| EngineError::NotLoggedIn {
+        profile: profile.to_string(),
+    })?;
+    if current.session.expired {
+        return Err(super::expired(profile, &current.session));
+    }
+    Ok(current)
 }
 
 impl Engine {
@@ -66,7 +113,7 @@ impl Engine {
         profile: &str,
         min_ttl: u64,
     ) -> Result<AccessToken, EngineError> {
-        let current = self.usable(profile)?;
+        let current = self.usable(profile).await?;
         if fresh_enough(&current.session, min_ttl) {
             return Ok(current.token(Served::AsHeld));
         }
@@ -75,7 +122,7 @@ impl Engine {
 
     /// Refreshes now, joining a refresh that completed while this call waited.
     pub async fn refresh(self: &Arc<Self>, profile: &str) -> Result<AccessToken, EngineError> {
-        let seen = self.usable(profile)?.generation;
+        let seen = self.usable(profile).await?.generation;
         self.refresh_as(
             profile,
             Want::Forced {
@@ -86,16 +133,8 @@ impl Engine {
     }
 
     /// The current session, or the error that says why there is none to use.
-    pub(crate) fn usable(&self, profile: &str) -> Result<Current, EngineError> {
-        let current = self
-            .current(profile)?
-            .ok_or_else(|| EngineError::NotLoggedIn {
-                profile: profile.to_string(),
-            })?;
-        if current.session.expired {
-            return Err(super::expired(profile, &current.session));
-        }
-        Ok(current)
+    pub(crate) async fn usable(self: &Arc<Self>, profile: &str) -> Result<Current, EngineError> {
+        usable(profile, self.current(profile).await?)
     }
 
     /// Runs the transaction in a task of its own (see the module documentation) and
@@ -116,59 +155,40 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("the refresh task failed: {e}")))?
     }
 
-    /// Steps 1 to 7 of the transaction.
-    async fn transact(&self, profile: &str, want: Want) -> Result<AccessToken, EngineError> {
+    /// The transaction: the disk work of each step on the blocking pool, the
+    /// provider call in between.
+    async fn transact(
+        self: &Arc<Self>,
+        profile: &str,
+        want: Want,
+    ) -> Result<AccessToken, EngineError> {
         let slot = self.sessions.slot(profile);
-        let mut ex = match self.exclusive(&slot, profile).await {
+        let ex = match self.exclusive(&slot, profile).await {
             Ok(ex) => ex,
-            Err(e) => return self.fall_short(profile, want, e),
+            Err(e) => return self.fall_short(profile, want, e).await,
         };
-        if let Err(e) = self.save_unsaved_locked(profile, &slot, &mut ex) {
-            return self.fall_short(profile, want, e);
-        }
-        let current = match self.load(profile)? {
-            Some(l) => {
-                self.remember(profile, &slot, Some(l.clone()));
-                l
-            }
-            None => {
-                self.remember(profile, &slot, None);
-                return Err(EngineError::NotLoggedIn {
-                    profile: profile.to_string(),
-                });
-            }
-        };
-        let s = &current.session;
-        if s.expired {
-            return Err(super::expired(profile, s));
-        }
-        let served = Current::from_loaded(&current);
-        let done_by_another = match want {
-            Want::Fresh { min_ttl } => fresh_enough(s, min_ttl),
-            Want::Forced { seen_generation } => current.generation > seen_generation,
-        };
-        if done_by_another {
-            return Ok(served.token(Served::Refreshed));
-        }
-        let Some(sent) = s.refresh_token.clone() else {
-            // Nothing to refresh with: serve what is left, or the person must log in.
-            return match want {
-                Want::Fresh { .. } if still_valid(s) => Ok(served.token(Served::AsHeld)),
-                _ => Err(super::expired(profile, s)),
-            };
-        };
-        let reservation = match self.vault().reserve(ex.lock()?) {
-            Ok(r) => r,
-            Err(e) => return self.fall_short(profile, want, e.into()),
+        let name = profile.to_string();
+        let (ex, prepared) = self
+            .blocking_exclusive(ex, move |e, ex| e.prepare(&name, ex, want))
+            .await?;
+        let (current, sent, reservation) = match prepared? {
+            Prepared::Done(token) => return Ok(token),
+            Prepared::Short(e) => return self.fall_short(profile, want, e).await,
+            Prepared::Spend {
+                current,
+                sent,
+                reservation,
+            } => (current, sent, reservation),
         };
         // The session the answer applies to: the one read under the lock (or, after a
         // retry, the one re-read), so nothing between the provider's answer and the
         // write can fail but the write itself.
         let mut base = current.session.clone();
-        let mut attempt = self.call_token_endpoint(profile, s, &sent).await;
+        let mut attempt = self.call_token_endpoint(profile, &base, &sent).await;
         if matches!(&attempt, Err(e) if e.is_invalid_grant()) {
             // Re-read: was the token rotated by a writer that did not hold our lock?
-            if let Some(reread) = self.load(profile)?
+            let name = profile.to_string();
+            if let Some(reread) = self.blocking(move |e| e.load(&name)).await??
                 && let Some(other) = reread.session.refresh_token.clone()
                 && other != sent
                 && !reread.session.expired
@@ -183,6 +203,92 @@ impl Engine {
         // refresh token and only this process holds the new one: the one window in
         // which a crash loses the session. It is logged so that it can be measured.
         let answered = Instant::now();
+        let name = profile.to_string();
+        let (_ex, finished) = self
+            .blocking_exclusive(ex, move |e, ex| {
+                e.finish(
+                    &name,
+                    ex,
+                    want,
+                    Spent {
+                        current,
+                        base,
+                        reservation,
+                        answered,
+                    },
+                    attempt,
+                )
+            })
+            .await?;
+        finished
+    }
+
+    /// Steps 3 to 5 under the flight and the file lock held by `ex`.
+    fn prepare(
+        &self,
+        profile: &str,
+        ex: &mut Exclusive,
+        want: Want,
+    ) -> Result<Prepared, EngineError> {
+        let slot = self.sessions.slot(profile);
+        if let Err(e) = self.save_unsaved_locked(profile, &slot, ex) {
+            return Ok(Prepared::Short(e));
+        }
+        let Some(current) = self.load(profile)? else {
+            self.remember(profile, &slot, None);
+            return Err(EngineError::NotLoggedIn {
+                profile: profile.to_string(),
+            });
+        };
+        self.remember(profile, &slot, Some(current.clone()));
+        let s = &current.session;
+        if s.expired {
+            return Err(super::expired(profile, s));
+        }
+        let served = Current::from_loaded(&current);
+        let done_by_another = match want {
+            Want::Fresh { min_ttl } => fresh_enough(s, min_ttl),
+            Want::Forced { seen_generation } => current.generation > seen_generation,
+        };
+        if done_by_another {
+            return Ok(Prepared::Done(served.token(Served::Refreshed)));
+        }
+        let Some(sent) = s.refresh_token.clone() else {
+            // Nothing to refresh with: serve what is left, or the person must log in.
+            return match want {
+                Want::Fresh { .. } if still_valid(s) => {
+                    Ok(Prepared::Done(served.token(Served::AsHeld)))
+                }
+                _ => Err(super::expired(profile, s)),
+            };
+        };
+        match self.vault().reserve(ex.lock()?) {
+            Ok(reservation) => Ok(Prepared::Spend {
+                current,
+                sent,
+                reservation,
+            }),
+            Err(e) => Ok(Prepared::Short(e.into())),
+        }
+    }
+
+    /// Step 7: the provider's answer written into the reserved space, under the
+    /// flight and the file lock held by `ex`.
+    fn finish(
+        &self,
+        profile: &str,
+        ex: &mut Exclusive,
+        want: Want,
+        spent: Spent,
+        attempt: Result<TokenSet, OAuthError>,
+    ) -> Result<AccessToken, EngineError> {
+        let slot = self.sessions.slot(profile);
+        let Spent {
+            current,
+            base,
+            reservation,
+            answered,
+        } = spent;
         match attempt {
             Ok(tokens) => {
                 let updated = apply(base, tokens);
@@ -205,7 +311,7 @@ impl Engine {
                         self.settle(profile, &slot, Some(loaded), Some(Change::Refresh));
                         Ok(token)
                     }
-                    Err(e) => self.keep_unsaved(profile, &slot, &mut ex, updated, generation, e),
+                    Err(e) => self.keep_unsaved(profile, &slot, ex, updated, generation, e),
                 }
             }
             Err(e) if e.is_invalid_grant() => {
@@ -236,10 +342,11 @@ impl Engine {
                 drop(reservation);
                 // When the provider is unreachable or failing, a token that has not
                 // expired yet is still worth serving.
+                let s = &current.session;
                 let outage = matches!(error.category(), Category::Transport | Category::Server);
                 if matches!(want, Want::Fresh { .. }) && still_valid(s) && outage {
                     tracing::warn!(profile, %error, "refresh failed; serving the still-valid access token");
-                    return Ok(served.token(Served::AsHeld));
+                    return Ok(Current::from_loaded(&current).token(Served::AsHeld));
                 }
                 Err(EngineError::OAuth {
                     profile: profile.to_string(),
@@ -253,14 +360,14 @@ impl Engine {
     /// unsaved session, the disk refuses the reservation, or this process's own
     /// unsaved session cannot be written. A token request is still answered from
     /// an access token that has not expired; anything else gets the error.
-    fn fall_short(
-        &self,
+    async fn fall_short(
+        self: &Arc<Self>,
         profile: &str,
         want: Want,
         error: EngineError,
     ) -> Result<AccessToken, EngineError> {
         if matches!(want, Want::Fresh { .. })
-            && let Ok(current) = self.usable(profile)
+            && let Ok(current) = self.usable(profile).await
             && still_valid(&current.session)
         {
             tracing::warn!(profile, %error, "cannot refresh now; serving the still-valid access token");

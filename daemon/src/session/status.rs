@@ -2,9 +2,11 @@
 //! Never touches the network.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use latchkey_proto::vault::UserInfo;
 
+use super::slot::Current;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::vault::unix_now;
@@ -30,8 +32,25 @@ pub struct SessionStatus {
 }
 
 impl Engine {
-    /// The status of `profile`'s current session (an unsaved one included).
-    pub fn status(&self, profile: &str) -> Result<SessionStatus, EngineError> {
+    /// The status of `profile`'s current session (an unsaved one included). A read
+    /// of the vault runs on the blocking pool.
+    pub async fn status(self: &Arc<Self>, profile: &str) -> Result<SessionStatus, EngineError> {
+        let current = self.current(profile).await?;
+        self.status_of(profile, current)
+    }
+
+    /// [`Engine::status`] on the calling thread, for callers without a runtime
+    /// (doctor).
+    pub fn status_blocking(&self, profile: &str) -> Result<SessionStatus, EngineError> {
+        let current = self.current_blocking(profile)?;
+        self.status_of(profile, current)
+    }
+
+    fn status_of(
+        &self,
+        profile: &str,
+        current: Option<Current>,
+    ) -> Result<SessionStatus, EngineError> {
         let vault_path = self.vault().path(profile)?;
         let empty = SessionStatus {
             profile: profile.to_string(),
@@ -46,7 +65,7 @@ impl Engine {
             unsaved: false,
             vault_path,
         };
-        let Some(current) = self.current(profile)? else {
+        let Some(current) = current else {
             return Ok(empty);
         };
         let s = current.session;
@@ -73,7 +92,7 @@ impl Engine {
     /// `profile`'s current session: the proof that the provider still accepts it
     /// (`doctor --server`, which gets the token through the daemon when one runs).
     pub async fn userinfo(
-        &self,
+        self: &Arc<Self>,
         profile: &str,
         access_token: &latchkey_proto::secret::Secret,
     ) -> Result<(UserInfo, Vec<String>), EngineError> {
@@ -85,7 +104,8 @@ impl Engine {
         let p = self.profile(profile)?;
         let http = self.http(profile)?;
         let stored = self
-            .current(profile)?
+            .current(profile)
+            .await?
             .and_then(|c| c.session.userinfo_endpoint);
         let url = match stored {
             Some(u) => crate::config::check_url(&u).map_err(|r| oauth(OAuthError::Setup(r)))?,

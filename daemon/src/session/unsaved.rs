@@ -93,13 +93,17 @@ impl Engine {
     }
 
     /// Tries to write the unsaved session of `profile`; `Ok` when none is left.
-    pub async fn save_unsaved(&self, profile: &str) -> Result<(), EngineError> {
+    pub async fn save_unsaved(self: &Arc<Self>, profile: &str) -> Result<(), EngineError> {
         let slot = self.sessions.slot(profile);
         if slot.unsaved().is_none() {
             return Ok(());
         }
-        let mut ex = slot.exclusive().await;
-        self.save_unsaved_locked(profile, &slot, &mut ex)
+        let ex = slot.exclusive().await;
+        let name = profile.to_string();
+        let (_ex, saved) = self
+            .blocking_exclusive(ex, move |e, ex| e.save_unsaved_locked(&name, &slot, ex))
+            .await?;
+        saved
     }
 
     /// Profiles whose session is unsaved.
@@ -115,7 +119,7 @@ impl Engine {
     /// A graceful stop: waits up to `wait` for refreshes in flight, then makes one
     /// last attempt to write every unsaved session. Says in the log whether each
     /// one survived; the `Err`s are the sessions that are lost.
-    pub async fn shutdown(&self, wait: Duration) -> Vec<(String, EngineError)> {
+    pub async fn shutdown(self: &Arc<Self>, wait: Duration) -> Vec<(String, EngineError)> {
         self.sessions.tasks.close();
         if tokio::time::timeout(wait, self.sessions.tasks.wait())
             .await
@@ -126,7 +130,14 @@ impl Engine {
                 wait.as_secs()
             );
         }
-        self.save_all_unsaved()
+        match self.blocking(Engine::save_all_unsaved).await {
+            Ok(lost) => lost,
+            Err(e) => self
+                .unsaved_profiles()
+                .into_iter()
+                .map(|p| (p, EngineError::Internal(e.to_string())))
+                .collect(),
+        }
     }
 
     /// The last write of a process about to exit, without waiting: one attempt per

@@ -14,27 +14,40 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::vault::Loaded;
 
+/// What memory knows of a profile's current session.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once and matched at once, never stored; boxing would only add an allocation"
+)]
+pub(crate) enum Cached {
+    /// The answer, without touching the vault (`None`: no session).
+    Hit(Option<Current>),
+    /// The vault changed (or was never read): it must be read, which may derive a key.
+    Miss,
+}
+
 impl Engine {
     /// The session of `profile` to act on: the unsaved one, else the vault's (from
     /// memory when the file is unchanged). `Ok(None)` when there is none; a session
-    /// made for another issuer or client counts as none.
-    pub fn current(&self, profile: &str) -> Result<Option<Current>, EngineError> {
-        self.profile(profile)?;
-        let slot = self.sessions.slot(profile);
-        if let Some(u) = slot.unsaved() {
-            return Ok(Some(Current {
-                session: u.session,
-                generation: u.generation,
-                unsaved: true,
-            }));
-        }
-        let identity = self.vault().identity(profile)?;
-        {
-            let v = slot.view();
-            if v.seen && v.identity == identity {
-                return Ok(v.loaded.as_ref().map(Current::from_loaded));
+    /// made for another issuer or client counts as none. A read of the vault runs
+    /// on the blocking pool.
+    pub async fn current(self: &Arc<Self>, profile: &str) -> Result<Option<Current>, EngineError> {
+        match self.cached(profile)? {
+            Cached::Hit(current) => Ok(current),
+            Cached::Miss => {
+                let name = profile.to_string();
+                self.blocking(move |e| e.current_blocking(&name)).await?
             }
         }
+    }
+
+    /// [`Engine::current`] on the calling thread, for callers without a runtime.
+    pub fn current_blocking(&self, profile: &str) -> Result<Option<Current>, EngineError> {
+        if let Cached::Hit(current) = self.cached(profile)? {
+            return Ok(current);
+        }
+        let slot = self.sessions.slot(profile);
+        let identity = self.vault().identity(profile)?;
         let loaded = match identity {
             None => None,
             Some(_) => match self.load(profile) {
@@ -46,6 +59,26 @@ impl Engine {
         let current = loaded.as_ref().map(Current::from_loaded);
         self.remember(profile, &slot, loaded);
         Ok(current)
+    }
+
+    /// The current session if memory can answer: the unsaved session, or the view
+    /// when the vault's identity (one `lstat`) is unchanged.
+    pub(crate) fn cached(&self, profile: &str) -> Result<Cached, EngineError> {
+        self.profile(profile)?;
+        let slot = self.sessions.slot(profile);
+        if let Some(u) = slot.unsaved() {
+            return Ok(Cached::Hit(Some(Current {
+                session: u.session,
+                generation: u.generation,
+                unsaved: true,
+            })));
+        }
+        let identity = self.vault().identity(profile)?;
+        let v = slot.view();
+        if v.seen && v.identity == identity {
+            return Ok(Cached::Hit(v.loaded.as_ref().map(Current::from_loaded)));
+        }
+        Ok(Cached::Miss)
     }
 
     /// Session changes made or seen by this engine, as they happen.

@@ -3,6 +3,7 @@
 
 mod activation;
 mod api_docs;
+mod blocking;
 mod broken_vault;
 mod categories;
 mod daemon;

@@ -101,7 +101,7 @@ pub async fn run(ctx: &Ctx, server: bool) -> Result<Output, Error> {
 }
 
 /// The offline checks; returns the engine and profile when they resolved.
-fn offline(ctx: &Ctx, checks: &mut Vec<Check>) -> Option<(Engine, String)> {
+fn offline(ctx: &Ctx, checks: &mut Vec<Check>) -> Option<(std::sync::Arc<Engine>, String)> {
     let paths = &ctx.paths;
     let config = match ctx.config() {
         Ok(c) if !paths.config_file.exists() => {
@@ -148,7 +148,7 @@ fn offline(ctx: &Ctx, checks: &mut Vec<Check>) -> Option<(Engine, String)> {
         }
     };
     folders(ctx, checks);
-    let engine = Engine::new(paths.clone(), Config::clone(&config));
+    let engine = std::sync::Arc::new(Engine::new(paths.clone(), Config::clone(&config)));
     session_checks(&engine, &profile, checks);
     Some((engine, profile))
 }
@@ -322,7 +322,7 @@ fn session_checks(engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
             &Error::from(latchkey_daemon::EngineError::from(e)),
         ),
     });
-    match engine.status(profile) {
+    match engine.status_blocking(profile) {
         Ok(st) if st.generation.is_none() => checks.push(check(
             "vault",
             Status::Warn,
@@ -394,7 +394,12 @@ fn session_checks(engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
     });
 }
 
-async fn online(ctx: &Ctx, engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
+async fn online(
+    ctx: &Ctx,
+    engine: &std::sync::Arc<Engine>,
+    profile: &str,
+    checks: &mut Vec<Check>,
+) {
     let p = match engine.profile(profile) {
         Ok(p) => p,
         Err(e) => return checks.push(failed("discovery", &Error::from(e))),

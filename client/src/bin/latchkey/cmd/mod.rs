@@ -40,7 +40,7 @@ impl Ctx {
     }
 
     /// The embedded engine and the profile this run is about.
-    pub fn engine(&self) -> Result<(&latchkey_daemon::Engine, String), Error> {
+    pub fn engine(&self) -> Result<(&std::sync::Arc<latchkey_daemon::Engine>, String), Error> {
         let engine = self.client.engine()?;
         let profile = self.profile(&engine.config())?;
         Ok((engine, profile))
