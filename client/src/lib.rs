@@ -47,6 +47,7 @@ use std::time::Duration;
 use latchkey_daemon::Engine;
 use latchkey_daemon::config::Config;
 use latchkey_proto::api;
+use latchkey_proto::delegation::TokenId;
 use latchkey_proto::paths::Paths;
 use latchkey_proto::profile::ProfileName;
 use latchkey_proto::request::{self as rq, Request};
@@ -100,6 +101,8 @@ pub struct Client {
     /// Set when the daemon was found hung, stale or not ours: later calls of this
     /// client go to the embedded engine at once instead of waiting on it again.
     bypass_daemon: std::sync::atomic::AtomicBool,
+    /// Whether this client presents a client token (see [`Client::with_client_token`]).
+    delegated: bool,
 }
 
 fn flag(name: &str) -> bool {
@@ -119,7 +122,11 @@ impl Client {
                 autostart: !flag("LATCHKEY_NO_AUTOSTART"),
             }
         };
-        Ok(Client::new(paths, mode))
+        let client = Client::new(paths, mode);
+        Ok(match std::env::var("LATCHKEY_CLIENT_TOKEN") {
+            Ok(t) if !t.trim().is_empty() => client.with_client_token(Secret::new(t.trim())),
+            _ => client,
+        })
     }
 
     /// A client over explicit paths.
@@ -129,10 +136,29 @@ impl Client {
             deadline: DAEMON_DEADLINE,
             engine: OnceLock::new(),
             notices: Mutex::new(Vec::new()),
-            transport: Transport::new(paths.socket.clone()),
+            transport: Transport::new(paths.socket.clone(), None),
             paths,
             bypass_daemon: std::sync::atomic::AtomicBool::new(false),
+            delegated: false,
         }
+    }
+
+    /// Presents `token`, a client token the owner minted, on every request
+    /// (`LATCHKEY_CLIENT_TOKEN` for [`Client::from_env`]). Such a client can do
+    /// what the token's scopes allow and nothing else: it talks to the daemon
+    /// only, never starts one and never falls back to the encrypted file (it is
+    /// not the owner; the file is not for it). It does not check who owns the
+    /// socket either: a delegate socket belongs to another user by design, so the
+    /// socket path (`LATCHKEY_SOCKET`) is trusted as given.
+    pub fn with_client_token(mut self, token: Secret) -> Client {
+        self.transport = Transport::new(self.paths.socket.clone(), Some(token));
+        self.delegated = true;
+        self
+    }
+
+    /// Whether this client presents a client token.
+    pub fn is_delegated(&self) -> bool {
+        self.delegated
     }
 
     pub fn paths(&self) -> &Paths {
@@ -164,6 +190,13 @@ impl Client {
 
     /// The embedded engine, built on first use (config read once).
     pub fn engine(&self) -> Result<&std::sync::Arc<Engine>, Error> {
+        if self.delegated {
+            // The one gate: no path of a client-token client reaches the file.
+            return Err(Error::Usage {
+                message: "this command needs the owner's session; a client token (LATCHKEY_CLIENT_TOKEN) works through the daemon only".into(),
+                hint: Some("run it as the owner, without LATCHKEY_CLIENT_TOKEN".into()),
+            });
+        }
         if let Some(e) = self.engine.get() {
             return Ok(e);
         }
@@ -241,11 +274,7 @@ impl Client {
         }
         #[cfg(unix)]
         {
-            Some(transport::call_blocking(
-                &self.paths.socket,
-                request,
-                self.deadline,
-            ))
+            Some(self.transport.call_blocking(request, self.deadline))
         }
         #[cfg(not(unix))]
         {
@@ -319,6 +348,61 @@ impl Client {
         }
         let st = self.engine()?.status(profile).await?;
         Ok((latchkey_daemon::convert::session(st), Via::Embedded))
+    }
+
+    /// Mints a client token (the owner only): through the daemon when one answers,
+    /// else into `state/client-tokens` directly, where a running daemon sees it on
+    /// its next request. The answer is the only place its secret ever appears.
+    pub async fn mint_client_token(
+        &self,
+        request: api::MintRequest,
+    ) -> Result<api::MintedToken, Error> {
+        let call = rq::MintClientToken {
+            body: request.clone(),
+        };
+        if let Some(answer) = self.daemon(&call, None).await {
+            return answer;
+        }
+        let engine = self.engine()?.clone();
+        let minted = tokio::task::spawn_blocking(move || {
+            engine.mint_client_token(request.name, request.scopes, request.ttl_seconds)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("the mint task failed: {e}")))??;
+        Ok(latchkey_daemon::convert::minted(minted))
+    }
+
+    /// Every client token, without secrets (the owner only).
+    pub async fn client_tokens(&self) -> Result<api::ClientTokens, Error> {
+        if let Some(answer) = self.daemon(&rq::ListClientTokens, None).await {
+            return answer;
+        }
+        let records = self
+            .engine()?
+            .client_tokens()
+            .list()
+            .map_err(latchkey_daemon::EngineError::from)?;
+        Ok(api::ClientTokens {
+            tokens: records
+                .into_iter()
+                .map(latchkey_daemon::convert::client_token)
+                .collect(),
+        })
+    }
+
+    /// Revokes client token `id` (the owner only); a usage error when there is none.
+    pub async fn revoke_client_token(&self, id: &TokenId) -> Result<(), Error> {
+        let call = rq::RevokeClientToken { id: id.clone() };
+        if let Some(answer) = self.daemon(&call, None).await {
+            return answer.map(drop);
+        }
+        let engine = self.engine()?.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || engine.client_tokens().revoke(&id))
+            .await
+            .map_err(|e| Error::Internal(format!("the revoke task failed: {e}")))?
+            .map_err(latchkey_daemon::EngineError::from)?;
+        Ok(())
     }
 
     /// The operator status of a running daemon; `Ok(None)` when none answers.
@@ -414,6 +498,9 @@ impl Client {
     /// Whether this client asks a daemon at all: not with LATCHKEY_NO_DAEMON, and
     /// not after it found the daemon hung, stale or not ours.
     fn daemon_allowed(&self) -> bool {
+        if self.delegated {
+            return true;
+        }
         matches!(self.mode, Mode::DaemonFirst { .. })
             && !self
                 .bypass_daemon
@@ -445,6 +532,9 @@ impl Client {
         request: &R,
         mut reach: Reach<R::Answer>,
     ) -> Option<Result<R::Answer, Error>> {
+        if self.delegated {
+            return Some(self.delegated_outcome(reach));
+        }
         if matches!(reach, Reach::Dead(_))
             && matches!(self.mode, Mode::DaemonFirst { autostart: true })
         {
@@ -488,6 +578,39 @@ impl Client {
         }
     }
 
+    /// Every outcome of a client-token client is final: there is no fallback.
+    fn delegated_outcome<T>(&self, reach: Reach<T>) -> Result<T, Error> {
+        let socket = self.paths.socket.display();
+        let unreachable = |message: String| {
+            Error::Daemon {
+            category: latchkey_proto::error::Category::Transport,
+            message,
+            hint: Some(
+                "a client token works through a running latchkeyd only: check LATCHKEY_SOCKET and that the owner's daemon runs".into(),
+            ),
+        }
+        };
+        match reach {
+            Reach::Answer(answer) => answer.map_err(Error::Remote),
+            Reach::Broken(why) => Err(self.broken(why)),
+            Reach::Dead(reason) => Err(unreachable(format!(
+                "no daemon answers on {socket}: {reason}"
+            ))),
+            Reach::Hung => Err(unreachable(format!(
+                "the daemon at {socket} did not answer within {} ms",
+                self.deadline.as_millis()
+            ))),
+            Reach::Refused(why) => Err(unreachable(why)),
+            Reach::Stale { theirs } => Err(Error::usage(
+                format!(
+                    "the daemon at {socket} speaks protocol {theirs}, this client {}",
+                    latchkey_proto::PROTOCOL_VERSION
+                ),
+                Some("use a latchkey of the daemon's version".into()),
+            )),
+        }
+    }
+
     /// The error for an answer outside the protocol: final, never a fallback.
     fn broken(&self, why: String) -> Error {
         Error::Broken {
@@ -499,6 +622,10 @@ impl Client {
     /// Starts `latchkeyd` in the background, serialised by a lock so that many
     /// processes starting at once spawn one daemon. `Ok(true)` once it answers.
     async fn autostart(&self) -> Result<bool, Error> {
+        if self.delegated {
+            // The daemon is the owner's to start.
+            return Ok(false);
+        }
         let run = self
             .paths
             .socket

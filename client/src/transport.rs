@@ -24,6 +24,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use latchkey_proto::PROTOCOL_HEADER;
 use latchkey_proto::request::Request;
+use latchkey_proto::secret::Secret;
 use serde::de::DeserializeOwned;
 
 use crate::wire::{self, AnswerHead, MAX_REPLY, Outgoing, Reach};
@@ -37,6 +38,9 @@ type Sender = SendRequest<Full<Bytes>>;
 pub struct Transport {
     socket: PathBuf,
     idle: Mutex<Vec<Sender>>,
+    /// A client token: sent as `Authorization: Bearer`, and the socket's owner is
+    /// not checked (a delegate socket belongs to another user by design).
+    bearer: Option<Secret>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -48,10 +52,11 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    pub fn new(socket: PathBuf) -> Transport {
+    pub fn new(socket: PathBuf, bearer: Option<Secret>) -> Transport {
         Transport {
             socket,
             idle: Mutex::new(Vec::new()),
+            bearer,
         }
     }
 
@@ -66,6 +71,12 @@ impl Transport {
             Ok(r) => r,
             Err(_) => Reach::Hung,
         }
+    }
+
+    /// [`call_blocking`] with this transport's socket and client token.
+    #[cfg(unix)]
+    pub fn call_blocking<R: Request>(&self, request: &R, deadline: Duration) -> Reach<R::Answer> {
+        call_blocking(&self.socket, request, deadline, self.bearer.as_ref())
     }
 
     fn take_idle(&self) -> Option<Sender> {
@@ -86,7 +97,7 @@ impl Transport {
     }
 
     async fn exchange<T: DeserializeOwned>(&self, out: Outgoing) -> Reach<T> {
-        let mut request = match build(out) {
+        let mut request = match build(out, self.bearer.as_ref()) {
             Ok(r) => r,
             Err(e) => return Reach::Broken(format!("cannot build the request: {e}")),
         };
@@ -103,7 +114,7 @@ impl Transport {
                 },
             }
         }
-        let stream = match connect(&self.socket).await {
+        let stream = match connect(&self.socket, self.bearer.is_none()).await {
             Ok(s) => s,
             Err(reach) => return reach,
         };
@@ -166,10 +177,18 @@ fn failed<T>(e: hyper::Error) -> Reach<T> {
     }
 }
 
-fn build(out: Outgoing) -> hyper::http::Result<hyper::Request<Full<Bytes>>> {
+fn build(
+    out: Outgoing,
+    bearer: Option<&Secret>,
+) -> hyper::http::Result<hyper::Request<Full<Bytes>>> {
     let mut request = hyper::Request::builder().method(out.method).uri(out.target);
     for (name, value) in wire::FIELDS {
         request = request.header(name, value);
+    }
+    if let Some(token) = bearer {
+        let mut value = hyper::header::HeaderValue::try_from(format!("Bearer {}", token.expose()))?;
+        value.set_sensitive(true);
+        request = request.header(hyper::header::AUTHORIZATION, value);
     }
     if out.body.is_some() {
         request = request.header(hyper::header::CONTENT_TYPE, "application/json");
@@ -239,14 +258,19 @@ fn refused<T>(what: String) -> Reach<T> {
     Reach::Refused(format!("{what}; not talking to it"))
 }
 
-/// Connects to the daemon's socket, if it is this user's daemon.
+/// Connects to the daemon's socket, if it is this user's daemon (`owner`; a
+/// client token's socket is another user's by design and is not checked).
 #[cfg(unix)]
-async fn connect<T>(socket: &Path) -> Result<tokio::net::UnixStream, Reach<T>> {
-    check_socket(socket)?;
+async fn connect<T>(socket: &Path, owner: bool) -> Result<tokio::net::UnixStream, Reach<T>> {
+    if owner {
+        check_socket(socket)?;
+    }
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|e| Reach::Dead(e.to_string()))?;
-    check_peer(socket, stream.peer_cred().map(|c| c.uid()))?;
+    if owner {
+        check_peer(socket, stream.peer_cred().map(|c| c.uid()))?;
+    }
     Ok(stream)
 }
 
@@ -259,6 +283,7 @@ pub fn call_blocking<R: Request>(
     socket: &Path,
     request: &R,
     deadline: Duration,
+    bearer: Option<&Secret>,
 ) -> Reach<R::Answer> {
     use std::io::{Read, Write};
     let start = std::time::Instant::now();
@@ -266,18 +291,22 @@ pub fn call_blocking<R: Request>(
         Ok(o) => o,
         Err(why) => return Reach::Broken(why),
     };
-    if let Err(reach) = check_socket(socket) {
+    if bearer.is_none()
+        && let Err(reach) = check_socket(socket)
+    {
         return reach;
     }
     let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e) => return Reach::Dead(e.to_string()),
     };
-    let peer = rustix::net::sockopt::socket_peercred(&stream)
-        .map(|c| c.uid.as_raw())
-        .map_err(std::io::Error::from);
-    if let Err(reach) = check_peer(socket, peer) {
-        return reach;
+    if bearer.is_none() {
+        let peer = rustix::net::sockopt::socket_peercred(&stream)
+            .map(|c| c.uid.as_raw())
+            .map_err(std::io::Error::from);
+        if let Err(reach) = check_peer(socket, peer) {
+            return reach;
+        }
     }
     let timed_out = |e: &std::io::Error| {
         matches!(
@@ -285,7 +314,7 @@ pub fn call_blocking<R: Request>(
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
         )
     };
-    let mut message = out.head_once().into_bytes();
+    let mut message = zeroize::Zeroizing::new(out.head_once(bearer).into_bytes());
     message.extend_from_slice(out.body.as_deref().unwrap_or_default());
     if let Err(e) = stream
         .set_write_timeout(Some(deadline))
@@ -342,7 +371,10 @@ pub fn call_blocking<R: Request>(
 /// user (`latchkey_daemon::pipe_owner`), the part SO_PEERCRED plays on Unix.
 /// Unverified: type-checked by scripts/check-windows, never run.
 #[cfg(windows)]
-async fn connect<T>(socket: &Path) -> Result<interprocess::local_socket::tokio::Stream, Reach<T>> {
+async fn connect<T>(
+    socket: &Path,
+    _owner: bool,
+) -> Result<interprocess::local_socket::tokio::Stream, Reach<T>> {
     use interprocess::local_socket::traits::StreamCommon as _;
     use interprocess::local_socket::traits::tokio::Stream as _;
     use interprocess::local_socket::{GenericFilePath, ToFsName};
@@ -372,6 +404,6 @@ async fn connect<T>(socket: &Path) -> Result<interprocess::local_socket::tokio::
 }
 
 #[cfg(not(any(unix, windows)))]
-async fn connect<T>(_socket: &Path) -> Result<tokio::net::TcpStream, Reach<T>> {
+async fn connect<T>(_socket: &Path, _owner: bool) -> Result<tokio::net::TcpStream, Reach<T>> {
     Err(Reach::Dead("no daemon transport on this platform".into()))
 }

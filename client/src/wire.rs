@@ -85,10 +85,13 @@ impl Outgoing {
     /// The whole head for a connection used for one exchange (the blocking path):
     /// request line, [`FIELDS`], the body's type and length, `Connection: close`.
     #[cfg_attr(not(unix), allow(dead_code, reason = "the blocking path is Unix only"))]
-    pub fn head_once(&self) -> String {
+    pub fn head_once(&self, bearer: Option<&latchkey_proto::secret::Secret>) -> String {
         let mut head = format!("{} {} HTTP/1.1\r\n", self.method, self.target);
         for (name, value) in FIELDS {
             head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if let Some(token) = bearer {
+            head.push_str(&format!("Authorization: Bearer {}\r\n", token.expose()));
         }
         if let Some(body) = &self.body {
             head.push_str(&format!(
@@ -124,6 +127,10 @@ pub fn check_head<T>(head: &AnswerHead<'_>) -> Result<usize, Reach<T>> {
         });
     }
     let Some(raw) = head.content_length else {
+        // A 204 carries no body, and HTTP forbids it a Content-Length.
+        if head.status == 204 {
+            return Ok(0);
+        }
         return Err(Reach::Broken("the answer has no Content-Length".into()));
     };
     let length = std::str::from_utf8(raw.trim_ascii())
@@ -142,6 +149,12 @@ pub fn check_head<T>(head: &AnswerHead<'_>) -> Result<usize, Reach<T>> {
 /// the error document; a body that is neither is `Broken`. The decode error is
 /// named, never the body (it may hold a token).
 pub fn decode<T: DeserializeOwned>(status: u16, body: &[u8]) -> Reach<T> {
+    // 204 has no body; its answer type is `api::NoContent`, JSON `null`.
+    let body = if status == 204 && body.is_empty() {
+        b"null".as_slice()
+    } else {
+        body
+    };
     if (200..300).contains(&status) {
         return match serde_json::from_slice(body) {
             Ok(answer) => Reach::Answer(Ok(answer)),
@@ -357,7 +370,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            token.head_once(),
+            token.head_once(None),
             "GET /v1/profiles/work/token?min_ttl=60 HTTP/1.1\r\nHost: latchkeyd\r\n\
              Latchkey-Protocol: 1\r\nConnection: close\r\n\r\n"
         );
@@ -368,7 +381,7 @@ mod tests {
         .unwrap();
         assert_eq!(logout.body.as_deref(), Some(&br#"{"revoke":true}"#[..]));
         assert_eq!(
-            logout.head_once(),
+            logout.head_once(None),
             "POST /v1/profiles/work/logout HTTP/1.1\r\nHost: latchkeyd\r\n\
              Latchkey-Protocol: 1\r\nContent-Type: application/json\r\n\
              Content-Length: 15\r\nConnection: close\r\n\r\n"

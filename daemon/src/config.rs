@@ -100,6 +100,39 @@ impl VaultSettings {
     }
 }
 
+/// `[delegate]`: the listeners that serve client tokens only (docs/behaviour.md,
+/// "Client tokens"). Both are off unless configured; `latchkeyd` binds them at
+/// start (a change needs `latchkey daemon restart`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateSettings {
+    /// `true`: `<runtime folder>/delegate.sock`; a string: that path.
+    #[serde(default)]
+    pub socket: Option<DelegateSocket>,
+    /// A loopback address and port, such as `127.0.0.1:7878`.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `[delegate] socket = true | "PATH"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum DelegateSocket {
+    Default(bool),
+    Path(PathBuf),
+}
+
+impl DelegateSettings {
+    /// The delegate socket's path, if one is configured.
+    pub fn socket_path(&self, runtime_dir: &Path) -> Option<PathBuf> {
+        match &self.socket {
+            None | Some(DelegateSocket::Default(false)) => None,
+            Some(DelegateSocket::Default(true)) => Some(runtime_dir.join("delegate.sock")),
+            Some(DelegateSocket::Path(p)) => Some(p.clone()),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +141,8 @@ pub struct Config {
     pub default_profile: Option<String>,
     #[serde(default)]
     pub vault: VaultSettings,
+    #[serde(default)]
+    pub delegate: DelegateSettings,
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileConfig>,
 }
@@ -178,6 +213,21 @@ impl Config {
                 "[vault] scrypt_log_n: {reason} (the minimum is {MIN_LOG_N})"
             ))
         })?;
+        if let Some(addr) = config.delegate.listen
+            && !addr.ip().is_loopback()
+        {
+            return Err(parse_err(format!(
+                "[delegate] listen = {addr}: only a loopback address (127.0.0.1, ::1) can serve client tokens"
+            )));
+        }
+        if let Some(DelegateSocket::Path(p)) = &config.delegate.socket
+            && !p.is_absolute()
+        {
+            return Err(parse_err(format!(
+                "[delegate] socket = {:?}: give an absolute path, or true for the runtime folder",
+                p.display()
+            )));
+        }
         Ok(config)
     }
 
@@ -444,6 +494,44 @@ impl ConfigEditor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_delegate_table_takes_loopback_listeners_only() {
+        let path = Path::new("/x/config.toml");
+        let parse = |t: &str| Config::parse(path, t);
+        let c = parse("[delegate]\nsocket = true\nlisten = \"127.0.0.1:7878\"\n").unwrap();
+        assert_eq!(
+            c.delegate.socket_path(Path::new("/run/lk")),
+            Some(PathBuf::from("/run/lk/delegate.sock"))
+        );
+        assert_eq!(c.delegate.listen, Some("127.0.0.1:7878".parse().unwrap()));
+        let c = parse("[delegate]\nsocket = \"/srv/lk.sock\"\nlisten = \"[::1]:1\"\n").unwrap();
+        assert_eq!(
+            c.delegate.socket_path(Path::new("/run/lk")),
+            Some(PathBuf::from("/srv/lk.sock"))
+        );
+        assert_eq!(
+            parse("").unwrap().delegate.socket_path(Path::new("/r")),
+            None
+        );
+        for bad in [
+            "[delegate]\nlisten = \"0.0.0.0:7878\"\n",
+            "[delegate]\nlisten = \"192.168.1.2:7878\"\n",
+            "[delegate]\nlisten = \"[::]:7878\"\n",
+            "[delegate]\nlisten = \"localhost:7878\"\n",
+            "[delegate]\nsocket = \"relative.sock\"\n",
+            "[delegate]\nsockets = true\n",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("config.toml is not valid"), "{bad}: {e}");
+            let key = if bad.contains("socket") {
+                "socket"
+            } else {
+                "listen"
+            };
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn the_default_profile_hint_agrees_with_the_parser_or_abstains() {

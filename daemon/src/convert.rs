@@ -75,6 +75,30 @@ pub fn logged_out(outcome: LogoutOutcome) -> api::LoggedOut {
     api::LoggedOut { outcome, detail }
 }
 
+/// A client token at rest as `GET /v1/client-tokens` lists it (never its secret).
+pub fn client_token(r: latchkey_proto::delegation::TokenRecord) -> api::ClientToken {
+    api::ClientToken {
+        id: r.id,
+        name: r.name,
+        scopes: r.scopes,
+        created_at: rfc3339(r.created_at),
+        expires_at: r.expires_at.map(rfc3339),
+        last_used_at: r.last_used_at.map(rfc3339),
+    }
+}
+
+/// `POST /v1/client-tokens`'s answer: the only shape that holds a token's secret.
+pub fn minted(m: crate::delegation::Minted) -> api::MintedToken {
+    api::MintedToken {
+        token: m.token,
+        id: m.record.id,
+        name: m.record.name,
+        scopes: m.record.scopes,
+        created_at: rfc3339(m.record.created_at),
+        expires_at: m.record.expires_at.map(rfc3339),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,10 @@ use std::time::Duration;
 use latchkey_proto::paths::{EnvInputs, Paths};
 use latchkey_proto::secret::Secret;
 
+use latchkey_proto::delegation::Scope;
+
 use crate::config::{Config, ProfileConfig};
+use crate::delegation::{ClientTokens, Minted};
 use crate::error::{ConfigError, EngineError};
 use crate::oauth::http::Http;
 use crate::session::slot::{Exclusive, Sessions, Slot};
@@ -82,6 +85,7 @@ pub struct Engine {
     lock_timeout: Duration,
     http: OnceLock<Http>,
     pub(crate) sessions: Sessions,
+    client_tokens: ClientTokens,
 }
 
 impl Engine {
@@ -89,6 +93,7 @@ impl Engine {
     pub fn new(paths: Paths, config: Config) -> Engine {
         let vault = Arc::new(Vault::new(paths.state_dir.clone(), config.vault.kdf()));
         Engine {
+            client_tokens: ClientTokens::new(&paths.state_dir),
             paths,
             config: RwLock::new(Arc::new(config)),
             vault,
@@ -129,6 +134,27 @@ impl Engine {
 
     pub fn vault(&self) -> &Vault {
         &self.vault
+    }
+
+    /// The client tokens of this home (checking them; see [`Engine::mint_client_token`]).
+    pub fn client_tokens(&self) -> &ClientTokens {
+        &self.client_tokens
+    }
+
+    /// Mints a client token whose scopes all name configured profiles (a typo would
+    /// otherwise make a token that can do nothing). Blocking: it writes the file.
+    pub fn mint_client_token(
+        &self,
+        name: Option<String>,
+        scopes: Vec<Scope>,
+        ttl_seconds: Option<u64>,
+    ) -> Result<Minted, EngineError> {
+        for s in &scopes {
+            self.profile(&s.profile)?;
+        }
+        Ok(self
+            .client_tokens
+            .mint(name, scopes, ttl_seconds, vault::unix_now())?)
     }
 
     /// The configuration of `profile`.

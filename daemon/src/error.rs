@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use latchkey_proto::error::Category;
 
+use crate::delegation::DelegationError;
+
 /// Why a vault, key, lock or config file could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -123,6 +125,8 @@ pub enum EngineError {
         source: StorageError,
     },
     /// A bug: an invariant did not hold. The message says which.
+    #[error(transparent)]
+    Delegation(#[from] crate::delegation::DelegationError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -173,6 +177,13 @@ impl EngineError {
             EngineError::NotLoggedIn { .. } => Category::NotLoggedIn,
             EngineError::SessionExpired { .. } => Category::SessionExpired,
             EngineError::OAuth { error, .. } => error.category(),
+            EngineError::Delegation(e) => match e {
+                DelegationError::Invalid(_) | DelegationError::NotFound(_) => Category::Usage,
+                DelegationError::Malformed { .. } | DelegationError::Storage(_) => {
+                    Category::LocalStorage
+                }
+                DelegationError::Internal(_) => Category::Internal,
+            },
             EngineError::Internal(_) => Category::Internal,
         }
     }
@@ -238,6 +249,19 @@ impl EngineError {
                 "free disk space or fix the state folder's permissions: the holder saves the session as soon as it can (`latchkey daemon status` shows it as unsaved); meanwhile ask through the daemon".into(),
             ),
             EngineError::OAuth { profile, error } => oauth_hint(profile, error),
+            EngineError::Delegation(DelegationError::NotFound(_)) => {
+                Some("see `latchkey client-token list`".into())
+            }
+            EngineError::Delegation(DelegationError::Malformed { path, .. }) => Some(format!(
+                "move {} aside (every client token in it stops working) or restore it from a backup",
+                path.display()
+            )),
+            EngineError::Delegation(DelegationError::Storage(StorageError::Io { .. })) => Some(
+                "check that the disk has free space and the state folder is writable; `latchkey doctor` explains".into(),
+            ),
+            EngineError::Delegation(DelegationError::Storage(StorageError::Insecure { .. })) => Some(
+                "fix the owner and mode (folders 0700, files 0600, owned by you); `latchkey doctor` explains".into(),
+            ),
             EngineError::Unsaved { .. } => Some(
                 "free disk space or fix the state folder's permissions; a running daemon keeps the session and retries".into(),
             ),

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod delegation;
 pub mod engine;
 pub mod error;
 #[doc(hidden)]

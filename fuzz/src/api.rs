@@ -22,11 +22,22 @@
 //! from the body's first bytes, and `Latchkey-Protocol: 1` is sent unless a header
 //! line sets it.
 //!
+//! Bits 5 and 6 of `flags` pick the `Authorization` header: none, the fixture's
+//! client token `token:work`, its client token `session:work`, or `Bearer` with the
+//! first line's bytes (an arbitrary presented token); a header line of the input
+//! may set one too. Bit 7 sends the request as if it came through a delegate
+//! listener: the delegate socket, or the TCP listener (127.0.0.1:7878) when the
+//! input sets a `Host` line, so the Host and Origin checks see arbitrary values.
+//!
 //! Checked for every request: no panic, no hang; the `Latchkey-Protocol: 1` header;
 //! every non-2xx answer (but HEAD's) is the JSON error document; every 2xx body is
 //! JSON (the event stream is only checked for its status); the stored refresh token
 //! never appears in an answer, and the access token only in a 2xx `GET …/token`
 //! (unless the request itself carried them: an unknown login id is quoted back).
+//! And the access rules: a delegate-listener request without an `Authorization`
+//! header is never answered 2xx (401 with `WWW-Authenticate`, or 403 from the TCP
+//! checks); an owner-only endpoint answers 2xx only to the owner (the main socket,
+//! no `Authorization`); the `session:work` token never gets the access token.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -37,13 +48,14 @@ use axum::http::{HeaderName, HeaderValue, Method, Request, Uri, header};
 use http_body_util::BodyExt;
 use latchkey_daemon::Engine;
 use latchkey_daemon::config::Config;
-use latchkey_daemon::server::peer::{self, PeerVerified};
+use latchkey_daemon::server::peer::{self, DelegatePeer, Peer, PeerVerified, Via};
 use latchkey_daemon::server::{Daemon, routes};
 use latchkey_proto::api::{self, Activation};
 use latchkey_proto::error::ErrorDocument;
 use latchkey_proto::paths::{EnvInputs, Paths};
 use latchkey_proto::profile::ProfileName;
-use latchkey_proto::request::{self as rq, Endpoint};
+use latchkey_proto::delegation::Scope;
+use latchkey_proto::request::{self as rq, Access, Endpoint};
 use latchkey_proto::secret::Secret;
 use latchkey_proto::vault::{SessionRecord, UserInfo};
 use latchkey_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
@@ -61,6 +73,11 @@ struct Fixture {
     runtime: tokio::runtime::Runtime,
     vault_file: PathBuf,
     vault_bytes: Vec<u8>,
+    tokens_file: PathBuf,
+    tokens_bytes: Vec<u8>,
+    /// Client tokens minted at set-up: `token:work` and `session:work`.
+    token_work: String,
+    session_work: String,
     peer: PeerVerified,
     _pair: (tokio::net::UnixStream, tokio::net::UnixStream),
     app: axum::Router,
@@ -159,6 +176,15 @@ impl Fixture {
         drop(lock);
         let vault_file = vault.path("work").expect("a vault path");
         let vault_bytes = std::fs::read(&vault_file).expect("the stored vault reads back");
+        let scope = |s: &str| Scope::parse(s).expect("a valid scope");
+        let token_work = engine
+            .mint_client_token(None, vec![scope("token:work")], None)
+            .expect("the fixture token is minted");
+        let session_work = engine
+            .mint_client_token(None, vec![scope("session:work")], None)
+            .expect("the fixture token is minted");
+        let tokens_file = engine.client_tokens().path().to_path_buf();
+        let tokens_bytes = std::fs::read(&tokens_file).expect("the token file reads back");
         let daemon = Daemon::new(engine, paths.socket.clone(), Activation::SelfBound);
         let app = routes::router(daemon);
         Fixture {
@@ -166,6 +192,10 @@ impl Fixture {
             runtime,
             vault_file,
             vault_bytes,
+            tokens_file,
+            tokens_bytes,
+            token_work: token_work.token.expose().to_string(),
+            session_work: session_work.token.expose().to_string(),
             peer,
             _pair: (a, b),
             app,
@@ -179,6 +209,13 @@ impl Fixture {
     fn reset(&mut self) {
         if std::fs::read(&self.vault_file).ok().as_deref() != Some(&self.vault_bytes[..]) {
             write_private(&self.vault_file, &self.vault_bytes);
+        }
+        // Mints and revocations by owner inputs are undone too (an atomic rename, as
+        // the engine writes, so its cache sees a new file).
+        if std::fs::read(&self.tokens_file).ok().as_deref() != Some(&self.tokens_bytes[..]) {
+            let tmp = self.tokens_file.with_extension("fuzz-tmp");
+            write_private(&tmp, &self.tokens_bytes);
+            std::fs::rename(&tmp, &self.tokens_file).expect("the token file is restored");
         }
     }
 }
@@ -243,6 +280,25 @@ fn typed(line: &[u8], body: &[u8]) -> Option<(Method, String, Vec<u8>)> {
         (Endpoint::Events, _) => built(&rq::Events),
         (Endpoint::Status, _) => built(&rq::Status),
         (Endpoint::Shutdown, _) => built(&rq::Shutdown),
+        (Endpoint::ListClientTokens, _) => built(&rq::ListClientTokens),
+        (Endpoint::MintClientToken, _) => {
+            // The body's bytes as a mint request when they are one, else as they are.
+            let target = endpoint.template().to_string();
+            match serde_json::from_slice::<api::MintRequest>(body) {
+                Ok(b) => built(&rq::MintClientToken { body: b }),
+                Err(_) => (target, body.to_vec()),
+            }
+        }
+        (Endpoint::RevokeClientToken, _) => match std::str::from_utf8(variable)
+            .ok()
+            .and_then(|v| latchkey_proto::delegation::TokenId::new(v).ok())
+        {
+            Some(id) => built(&rq::RevokeClientToken { id }),
+            None => (
+                endpoint.template().replace("{id}", &segment(variable)),
+                Vec::new(),
+            ),
+        },
         (Endpoint::LoginStatus, _) => built(&rq::LoginStatus {
             id: String::from_utf8_lossy(variable).into_owned(),
             // At most 2 s: a long-poll must not slow the fuzzer down.
@@ -287,7 +343,12 @@ fn typed(line: &[u8], body: &[u8]) -> Option<(Method, String, Vec<u8>)> {
     Some((method, target, body))
 }
 
-fn request(data: &[u8]) -> Option<Request<Body>> {
+/// Bits 5 and 6 of `flags`: the `Authorization` header (see the module docs).
+const AUTH_SHIFT: u8 = 5;
+/// Bit 7 of `flags`: through a delegate listener.
+const DELEGATE: u8 = 128;
+
+fn request(data: &[u8], token_work: &str, session_work: &str) -> Option<Request<Body>> {
     let (&flags, rest) = data.split_first()?;
     let method = match flags & 7 {
         0 => Method::GET,
@@ -333,6 +394,15 @@ fn request(data: &[u8]) -> Option<Request<Body>> {
     if flags & TYPED != 0 && !protocol_set {
         req = req.header(PROTOCOL_HEADER, PROTOCOL_VERSION);
     }
+    let presented = match (flags >> AUTH_SHIFT) & 3 {
+        0 => None,
+        1 => Some(format!("Bearer {token_work}")),
+        2 => Some(format!("Bearer {session_work}")),
+        _ => Some(format!("Bearer {}", String::from_utf8_lossy(first_line))),
+    };
+    if let Some(value) = presented.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        req = req.header(header::AUTHORIZATION, value);
+    }
     let mut body = body;
     if flags & 8 != 0 {
         let unit = if body.is_empty() {
@@ -376,12 +446,40 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 pub fn run(data: &[u8]) {
-    let Some(mut req) = request(data) else {
-        return;
-    };
     let mut fx = fixture().lock().unwrap_or_else(|p| p.into_inner());
     fx.reset();
-    req.extensions_mut().insert(fx.peer.clone());
+    let Some(mut req) = request(data, &fx.token_work, &fx.session_work) else {
+        return;
+    };
+    let delegated = data.first().is_some_and(|f| f & DELEGATE != 0);
+    let peer = if delegated {
+        let tcp = req.headers().contains_key(header::HOST);
+        Peer::Delegate(DelegatePeer {
+            via: if tcp {
+                Via::Tcp(([127, 0, 0, 1], 7878).into())
+            } else {
+                Via::Socket
+            },
+            uid: None,
+            pid: None,
+            addr: None,
+        })
+    } else {
+        Peer::Owner(fx.peer.clone())
+    };
+    req.extensions_mut().insert(peer);
+    let authorization: Option<Vec<u8>> = {
+        let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+        match (values.next(), values.next()) {
+            (None, _) => None,
+            (Some(v), None) => Some(v.as_bytes().to_vec()),
+            // Several: the first counts; a marker that matches no fixture token.
+            (Some(_), Some(_)) => Some(b"(several)".to_vec()),
+        }
+    };
+    let owner = !delegated && authorization.is_none();
+    let only_session = authorization.as_deref()
+        == Some(format!("Bearer {}", fx.session_work).as_bytes());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let app = fx.app.clone();
@@ -391,6 +489,25 @@ pub fn run(data: &[u8]) {
         .unwrap_or_else(|_| panic!("{method} {path} hung"))
         .unwrap_or_else(|e| match e {});
     let status = response.status();
+    if delegated && authorization.is_none() {
+        assert!(
+            status == 401 || status == 403,
+            "{method} {path} -> {status} through a delegate listener without a token"
+        );
+        if status == 401 {
+            assert!(
+                response
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"Bearer realm=\"latchkey\"")),
+                "{method} {path} -> 401 without the Bearer challenge"
+            );
+        }
+    }
+    let endpoint = Endpoint::find(method.as_str(), &path);
+    if status.is_success() && endpoint.is_some_and(|e| e.access() == Access::Owner) {
+        assert!(owner, "{method} {path} -> {status} for a client token");
+    }
     assert_eq!(
         response
             .headers()
@@ -432,6 +549,12 @@ pub fn run(data: &[u8]) {
         sent(REFRESH_TOKEN) || !contains(&body, REFRESH_TOKEN),
         "{method} {path} -> {status} shows the refresh token"
     );
+    if only_session && !sent(ACCESS_TOKEN) {
+        assert!(
+            !contains(&body, ACCESS_TOKEN),
+            "{method} {path} -> {status} gave the access token to session:work"
+        );
+    }
     if !sent(ACCESS_TOKEN) && contains(&body, ACCESS_TOKEN) {
         assert!(
             status.is_success() && Endpoint::find(method.as_str(), &path) == Some(Endpoint::Token),

@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::delegation::{Scope, TokenId};
 use crate::secret::Secret;
 use crate::vault::UserInfo;
 
@@ -261,6 +262,59 @@ impl Activation {
 pub struct Stopping {
     pub stopping: bool,
 }
+
+/// `POST /v1/client-tokens`'s body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintRequest {
+    /// A label for lists and audit lines (default: `client`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// At least one; each `kind:profile`.
+    pub scopes: Vec<Scope>,
+    /// Lifetime in seconds; absent: until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// `POST /v1/client-tokens`'s answer (201): the only time the secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MintedToken {
+    /// `lk_<id>_<secret>`.
+    pub token: Secret,
+    pub id: TokenId,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339; `null`: until revoked.
+    pub expires_at: Option<String>,
+}
+
+/// One row of `GET /v1/client-tokens`: never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientToken {
+    pub id: TokenId,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339; `null`: until revoked.
+    pub expires_at: Option<String>,
+    /// RFC 3339; `null`: never used (as far as written down).
+    pub last_used_at: Option<String>,
+}
+
+/// `GET /v1/client-tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientTokens {
+    pub tokens: Vec<ClientToken>,
+}
+
+/// The answer of an endpoint that answers 204 with no body. JSON `null` in
+/// memory, nothing on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoContent;
 
 #[cfg(test)]
 mod tests {

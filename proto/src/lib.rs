@@ -13,6 +13,7 @@
 //! in other languages reading the OpenAPI file) and trivially testable.
 
 pub mod api;
+pub mod delegation;
 pub mod error;
 pub mod paths;
 pub mod profile;

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api;
+use crate::delegation::{ScopeKind, TokenId};
 use crate::profile::ProfileName;
 
 /// The HTTP methods the API uses.
@@ -25,6 +26,7 @@ use crate::profile::ProfileName;
 pub enum Method {
     Get,
     Post,
+    Delete,
 }
 
 impl Method {
@@ -33,6 +35,7 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
+            Method::Delete => "DELETE",
         }
     }
 }
@@ -57,11 +60,34 @@ pub enum Endpoint {
     Events,
     Status,
     Shutdown,
+    MintClientToken,
+    ListClientTokens,
+    RevokeClientToken,
+}
+
+/// Who may call an endpoint: the route → scope table of client tokens
+/// (docs/behaviour.md, "Client tokens"). The owner (a connection on the main
+/// socket that passed the peer check and carries no `Authorization` header) may
+/// call every endpoint; a request with a client token only what this allows, and
+/// every endpoint must say ([`Endpoint::access`] is an exhaustive match), so a new
+/// route cannot forget it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The owner alone, whatever a token's scopes: administration of client
+    /// tokens, the operator status, shutdown, logout.
+    Owner,
+    /// Any valid client token: the answer says nothing about a profile.
+    AnyToken,
+    /// A client token holding this kind of scope on the profile in the path.
+    Profile(ScopeKind),
+    /// A client token holding this kind of scope on at least one profile; the
+    /// answer covers only those profiles.
+    Limited(ScopeKind),
 }
 
 impl Endpoint {
     /// The whole set, in the order `docs/api.md` presents it.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::Health,
         Endpoint::Profiles,
         Endpoint::Token,
@@ -73,7 +99,29 @@ impl Endpoint {
         Endpoint::Events,
         Endpoint::Status,
         Endpoint::Shutdown,
+        Endpoint::MintClientToken,
+        Endpoint::ListClientTokens,
+        Endpoint::RevokeClientToken,
     ];
+
+    /// Who may call it (see [`Access`]).
+    pub const fn access(self) -> Access {
+        match self {
+            Endpoint::Health => Access::AnyToken,
+            Endpoint::Profiles | Endpoint::Events => Access::Limited(ScopeKind::Session),
+            Endpoint::Token | Endpoint::Refresh => Access::Profile(ScopeKind::Token),
+            Endpoint::Session => Access::Profile(ScopeKind::Session),
+            Endpoint::Login => Access::Profile(ScopeKind::Login),
+            // The login's profile is checked by the handler, which alone knows it.
+            Endpoint::LoginStatus => Access::Limited(ScopeKind::Login),
+            Endpoint::Logout
+            | Endpoint::Status
+            | Endpoint::Shutdown
+            | Endpoint::MintClientToken
+            | Endpoint::ListClientTokens
+            | Endpoint::RevokeClientToken => Access::Owner,
+        }
+    }
 
     pub const fn method(self) -> Method {
         match self {
@@ -83,10 +131,14 @@ impl Endpoint {
             | Endpoint::Session
             | Endpoint::LoginStatus
             | Endpoint::Events
-            | Endpoint::Status => Method::Get,
-            Endpoint::Refresh | Endpoint::Logout | Endpoint::Login | Endpoint::Shutdown => {
-                Method::Post
-            }
+            | Endpoint::Status
+            | Endpoint::ListClientTokens => Method::Get,
+            Endpoint::Refresh
+            | Endpoint::Logout
+            | Endpoint::Login
+            | Endpoint::Shutdown
+            | Endpoint::MintClientToken => Method::Post,
+            Endpoint::RevokeClientToken => Method::Delete,
         }
     }
 
@@ -106,6 +158,8 @@ impl Endpoint {
             Endpoint::Events => "/v1/events",
             Endpoint::Status => "/v1/status",
             Endpoint::Shutdown => "/v1/shutdown",
+            Endpoint::MintClientToken | Endpoint::ListClientTokens => "/v1/client-tokens",
+            Endpoint::RevokeClientToken => "/v1/client-tokens/{id}",
         }
     }
 
@@ -241,6 +295,23 @@ pub struct Status;
 /// `POST /v1/shutdown`: a graceful stop (202).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Shutdown;
+
+/// `POST /v1/client-tokens`: mints a client token (the owner only). The answer is
+/// the only place its secret ever appears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MintClientToken {
+    pub body: api::MintRequest,
+}
+
+/// `GET /v1/client-tokens`: every client token, without secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListClientTokens;
+
+/// `DELETE /v1/client-tokens/{id}`: 204, or 404 when no such token exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeClientToken {
+    pub id: TokenId,
+}
 
 impl sealed::Sealed for Health {}
 impl Request for Health {
@@ -393,6 +464,46 @@ impl Request for Shutdown {
     }
 }
 
+impl sealed::Sealed for MintClientToken {}
+impl Request for MintClientToken {
+    const ENDPOINT: Endpoint = Endpoint::MintClientToken;
+    type Answer = api::MintedToken;
+    type Body = api::MintRequest;
+    fn path(&self) -> String {
+        Self::ENDPOINT.template().to_string()
+    }
+    fn body(&self) -> Option<&api::MintRequest> {
+        Some(&self.body)
+    }
+}
+
+impl sealed::Sealed for ListClientTokens {}
+impl Request for ListClientTokens {
+    const ENDPOINT: Endpoint = Endpoint::ListClientTokens;
+    type Answer = api::ClientTokens;
+    type Body = NoBody;
+    fn path(&self) -> String {
+        Self::ENDPOINT.template().to_string()
+    }
+    fn body(&self) -> Option<&NoBody> {
+        None
+    }
+}
+
+impl sealed::Sealed for RevokeClientToken {}
+impl Request for RevokeClientToken {
+    const ENDPOINT: Endpoint = Endpoint::RevokeClientToken;
+    type Answer = api::NoContent;
+    type Body = NoBody;
+    fn path(&self) -> String {
+        // A token id is `[a-z0-9]` by construction: URL-safe as it is.
+        Self::ENDPOINT.with(self.id.as_str())
+    }
+    fn body(&self) -> Option<&NoBody> {
+        None
+    }
+}
+
 /// `text` as one URL path segment: every byte but `A-Z a-z 0-9 - _ ~` as `%XX`. The
 /// dot is encoded too (though RFC 3986 leaves it unreserved), so an id such as `..`
 /// cannot become a dot-segment that something on the way resolves.
@@ -453,6 +564,17 @@ mod tests {
             row(Events),
             row(Status),
             row(Shutdown),
+            row(MintClientToken {
+                body: api::MintRequest {
+                    name: Some("ci".into()),
+                    scopes: vec![crate::delegation::Scope::parse("token:work").unwrap()],
+                    ttl_seconds: None,
+                },
+            }),
+            row(ListClientTokens),
+            row(RevokeClientToken {
+                id: TokenId::new("abcdef012345").unwrap(),
+            }),
         ]
     }
 
@@ -484,6 +606,13 @@ mod tests {
             ("GET", "/v1/events", None),
             ("GET", "/v1/status", None),
             ("POST", "/v1/shutdown", None),
+            (
+                "POST",
+                "/v1/client-tokens",
+                Some(r#"{"name":"ci","scopes":["token:work"]}"#),
+            ),
+            ("GET", "/v1/client-tokens", None),
+            ("DELETE", "/v1/client-tokens/abcdef012345", None),
         ];
         for ((_, method, path, body), (m, p, b)) in every_request().into_iter().zip(expected) {
             assert_eq!((method.as_str(), path.as_str(), body.as_deref()), (m, p, b));
@@ -498,9 +627,9 @@ mod tests {
             assert_eq!(Endpoint::find(method.as_str(), bare), Some(endpoint));
             let others: Vec<Endpoint> = Endpoint::ALL
                 .into_iter()
-                .filter(|e| *e != endpoint && e.matches(bare))
+                .filter(|e| *e != endpoint && e.method() == method && e.matches(bare))
                 .collect();
-            assert!(others.is_empty(), "{path} also fits {others:?}");
+            assert!(others.is_empty(), "{method} {path} also fits {others:?}");
         }
         assert_eq!(Endpoint::find("GET", "/v1/profiles//token"), None);
         assert_eq!(Endpoint::find("POST", "/v1/profiles/work/token"), None);

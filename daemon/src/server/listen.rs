@@ -36,8 +36,8 @@ impl super::Incoming for UnixIncoming {
         self.listener.accept().await.map(|(stream, _)| stream)
     }
 
-    fn verify(&self, io: &tokio::net::UnixStream) -> Option<super::PeerVerified> {
-        super::peer::verify_unix(io, self.own_uid)
+    fn verify(&self, io: &tokio::net::UnixStream) -> Option<super::Peer> {
+        super::peer::verify_unix(io, self.own_uid).map(super::Peer::Owner)
     }
 }
 

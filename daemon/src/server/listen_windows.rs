@@ -98,8 +98,8 @@ impl super::Incoming for PipeIncoming {
         self.listener.accept().await
     }
 
-    fn verify(&self, io: &Self::Io) -> Option<super::PeerVerified> {
-        super::peer::verify_pipe(io)
+    fn verify(&self, io: &Self::Io) -> Option<super::Peer> {
+        super::peer::verify_pipe(io).map(super::Peer::Owner)
     }
 }
 

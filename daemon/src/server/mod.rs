@@ -12,6 +12,9 @@
 //! /v1/shutdown` and `--idle-exit` cancel it; the accept loop stops, open
 //! connections finish their request, and the drain is bounded.
 
+pub mod access;
+mod admin;
+pub mod delegate;
 pub mod harden;
 #[cfg(unix)]
 pub mod listen;
@@ -34,7 +37,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-pub use peer::PeerVerified;
+pub use peer::{Peer, PeerVerified};
 pub use state::Daemon;
 
 /// At most this many connections at once; more are closed at once. Generous, since
@@ -50,17 +53,24 @@ pub const DRAIN: Duration = Duration::from_secs(5);
 /// How long shutdown waits for refreshes in flight (past the provider's timeouts).
 pub const REFRESH_DRAIN: Duration = Duration::from_secs(35);
 
-/// Where connections come from: the platform's listener and its peer check. The
-/// check is the only way to make a [`PeerVerified`], which every route requires.
+/// Where connections come from: a listener and its peer check. The main socket's
+/// check is the only way to make a [`PeerVerified`], which makes a caller the
+/// owner; the delegate listeners make [`Peer::Delegate`]s.
 pub trait Incoming {
     type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
     fn accept(&self) -> impl std::future::Future<Output = std::io::Result<Self::Io>> + Send;
     /// `None`: close the connection unanswered.
-    fn verify(&self, io: &Self::Io) -> Option<PeerVerified>;
+    fn verify(&self, io: &Self::Io) -> Option<Peer>;
 }
 
-/// Serves `daemon` on `listener` until the daemon's shutdown token is cancelled.
-pub async fn run<L: Incoming>(listener: L, daemon: Arc<Daemon>, idle_exit: Option<Duration>) {
+/// Serves `daemon` on `listener` and the `delegates` until the daemon's shutdown
+/// token is cancelled. They share the connection limit.
+pub async fn run<L: Incoming>(
+    listener: L,
+    delegates: delegate::Delegates,
+    daemon: Arc<Daemon>,
+    idle_exit: Option<Duration>,
+) {
     let app = routes::router(daemon.clone());
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let tracker = TaskTracker::new();
@@ -68,6 +78,50 @@ pub async fn run<L: Incoming>(listener: L, daemon: Arc<Daemon>, idle_exit: Optio
     if let Some(idle) = idle_exit {
         tracker.spawn(idle_watch(daemon.clone(), slots.clone(), idle));
     }
+    #[cfg(unix)]
+    let socket = async {
+        if let Some(l) = &delegates.socket {
+            serve(l, &app, &slots, &tracker, &daemon).await;
+        }
+    };
+    #[cfg(not(unix))]
+    let socket = async {};
+    let tcp = async {
+        if let Some(l) = &delegates.tcp {
+            serve(l, &app, &slots, &tracker, &daemon).await;
+        }
+    };
+    tokio::join!(
+        serve(&listener, &app, &slots, &tracker, &daemon),
+        socket,
+        tcp
+    );
+    delegates.remove_socket();
+    tracker.close();
+    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
+        tracing::warn!("some connections were still open after the drain time");
+    }
+    // A refresh in flight finishes and writes before the daemon exits (the provider
+    // call itself is bounded by the HTTP client's timeouts), and an unsaved session
+    // gets one last write.
+    let lost = daemon.engine.shutdown(REFRESH_DRAIN).await;
+    if !lost.is_empty() {
+        tracing::error!(
+            profiles = ?lost.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            "stopping with sessions that could not be saved; they must log in again"
+        );
+    }
+    daemon.write_client_token_uses(true).await;
+}
+
+/// Accepts connections on one listener until shutdown, each served on the tracker.
+async fn serve<L: Incoming>(
+    listener: &L,
+    app: &axum::Router,
+    slots: &Arc<Semaphore>,
+    tracker: &TaskTracker,
+    daemon: &Arc<Daemon>,
+) {
     loop {
         let accepted = tokio::select! {
             () = daemon.shutdown.cancelled() => break,
@@ -119,20 +173,6 @@ pub async fn run<L: Incoming>(listener: L, daemon: Arc<Daemon>, idle_exit: Optio
             drop(permit);
         });
     }
-    tracker.close();
-    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
-        tracing::warn!("some connections were still open after the drain time");
-    }
-    // A refresh in flight finishes and writes before the daemon exits (the provider
-    // call itself is bounded by the HTTP client's timeouts), and an unsaved session
-    // gets one last write.
-    let lost = daemon.engine.shutdown(REFRESH_DRAIN).await;
-    if !lost.is_empty() {
-        tracing::error!(
-            profiles = ?lost.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
-            "stopping with sessions that could not be saved; they must log in again"
-        );
-    }
 }
 
 /// The daemon's background pass (the engine's `maintain`): unsaved sessions are
@@ -146,6 +186,7 @@ async fn maintenance(daemon: Arc<Daemon>) {
             () = tokio::time::sleep(Duration::from_millis(4_000 + jitter)) => {}
         }
         daemon.engine.maintain().await;
+        daemon.write_client_token_uses(false).await;
     }
 }
 

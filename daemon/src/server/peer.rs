@@ -1,10 +1,11 @@
-//! The peer check every connection passes before any route runs.
+//! Who is on the other end of a connection, as its listener saw it ([`Peer`]).
 //!
 //! [`PeerVerified`] can only be made in this module: on Unix by [`verify_unix`],
 //! which reads the peer's uid from the kernel (SO_PEERCRED / getpeereid) and refuses
 //! any uid but the daemon's own; on Windows by [`verify_pipe`] after the named pipe's
-//! access list (owner only) has let the client in. Handlers and the audit log take a
-//! `PeerVerified`, so a route reached without the check does not compile.
+//! access list (owner only) has let the client in. It is what makes a caller the
+//! owner (`access`). The delegate listeners admit anyone and make a
+//! [`Peer::Delegate`], which can only ever present a client token.
 
 /// A connection whose peer the OS says runs as this daemon's user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,103 @@ impl PeerVerified {
     pub fn exe(&self) -> Option<&str> {
         self.exe.as_deref()
     }
+}
+
+/// A connection's peer, per listener.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    /// The main socket: the OS says the peer runs as this daemon's user.
+    Owner(PeerVerified),
+    /// The delegate socket or the loopback TCP listener: anyone who can reach it;
+    /// every request needs a client token.
+    Delegate(DelegatePeer),
+}
+
+/// Which delegate listener a connection came through, and what is known of its
+/// peer (for the audit line; none of it grants anything).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelegatePeer {
+    pub via: Via,
+    pub uid: Option<u32>,
+    pub pid: Option<u32>,
+    pub addr: Option<std::net::SocketAddr>,
+}
+
+/// The delegate listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// `[delegate] socket`.
+    Socket,
+    /// `[delegate] listen`, bound at this address: requests must name it in `Host`.
+    Tcp(std::net::SocketAddr),
+}
+
+impl Peer {
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Peer::Owner(v) => v.pid(),
+            Peer::Delegate(d) => d.pid,
+        }
+    }
+
+    pub fn uid(&self) -> Option<u32> {
+        match self {
+            Peer::Owner(v) => v.uid(),
+            Peer::Delegate(d) => d.uid,
+        }
+    }
+
+    /// The listener's name for the audit line.
+    pub fn listener(&self) -> &'static str {
+        match self {
+            Peer::Owner(_) => "main",
+            Peer::Delegate(DelegatePeer {
+                via: Via::Socket, ..
+            }) => "delegate",
+            Peer::Delegate(DelegatePeer {
+                via: Via::Tcp(_), ..
+            }) => "tcp",
+        }
+    }
+
+    /// The peer's executable (main socket), or its address (TCP).
+    pub fn origin(&self) -> String {
+        match self {
+            Peer::Owner(v) => v.exe().unwrap_or("?").to_string(),
+            Peer::Delegate(d) => d.addr.map_or_else(|| "?".into(), |a| a.to_string()),
+        }
+    }
+}
+
+/// The peer of a delegate socket connection: anyone; its credentials are read for
+/// the audit line only.
+#[cfg(unix)]
+pub fn delegate_unix(stream: &tokio::net::UnixStream) -> Peer {
+    let cred = stream.peer_cred().ok();
+    Peer::Delegate(DelegatePeer {
+        via: Via::Socket,
+        uid: cred.as_ref().map(tokio::net::unix::UCred::uid),
+        pid: cred
+            .and_then(|c| c.pid())
+            .and_then(|p| u32::try_from(p).ok()),
+        addr: None,
+    })
+}
+
+/// The peer of a TCP listener connection; `None` (closed unanswered) unless it
+/// comes from a loopback address, which a listener bound to loopback implies.
+pub fn delegate_tcp(stream: &tokio::net::TcpStream, local: std::net::SocketAddr) -> Option<Peer> {
+    let addr = stream.peer_addr().ok()?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "refused a TCP connection from outside this machine");
+        return None;
+    }
+    Some(Peer::Delegate(DelegatePeer {
+        via: Via::Tcp(local),
+        uid: None,
+        pid: None,
+        addr: Some(addr),
+    }))
 }
 
 #[cfg(unix)]

@@ -30,13 +30,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use latchkey_proto::api;
+use latchkey_proto::delegation::ScopeKind;
 use latchkey_proto::error::{Category, ErrorBody, ErrorDocument};
 use latchkey_proto::profile::ProfileName;
 use latchkey_proto::request::{self as rq, Endpoint, Method};
 use latchkey_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 use serde::Deserialize;
 
-use super::peer::PeerVerified;
+use super::access::{AuditCaller, Caller};
+use super::peer::Peer;
 use super::state::Daemon;
 use crate::convert::{self, rfc3339};
 use crate::engine::Served;
@@ -50,9 +52,9 @@ pub const DEADLINE: Duration = Duration::from_secs(40);
 
 /// What the audit line says about a request, set by the handler.
 #[derive(Debug, Clone)]
-struct Audit {
-    profile: Option<String>,
-    outcome: &'static str,
+pub(super) struct Audit {
+    pub profile: Option<String>,
+    pub outcome: &'static str,
 }
 
 type Shared = State<Arc<Daemon>>;
@@ -86,6 +88,10 @@ fn handler(e: Endpoint) -> (Group, MethodRouter<Arc<Daemon>>) {
         Endpoint::Events => (Group::Long, on(m, events)),
         Endpoint::Status => (Group::Configured, on(m, status)),
         Endpoint::Shutdown => (Group::Bounded, on(m, shutdown)),
+        // Configured: the scopes must name profiles of the current config.toml.
+        Endpoint::MintClientToken => (Group::Configured, on(m, super::admin::mint)),
+        Endpoint::ListClientTokens => (Group::Bounded, on(m, super::admin::list)),
+        Endpoint::RevokeClientToken => (Group::Bounded, on(m, super::admin::revoke)),
     }
 }
 
@@ -93,6 +99,7 @@ fn method(e: Endpoint) -> MethodFilter {
     match e.method() {
         Method::Get => MethodFilter::GET,
         Method::Post => MethodFilter::POST,
+        Method::Delete => MethodFilter::DELETE,
     }
 }
 
@@ -119,6 +126,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     bounded
         .merge(long)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            daemon.clone(),
+            super::access::authorize,
+        ))
         .layer(middleware::from_fn_with_state(daemon.clone(), audit))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(daemon)
@@ -187,7 +198,7 @@ async fn deadline(req: Request, next: Next) -> Response {
 
 async fn audit(
     State(daemon): Shared,
-    Extension(peer): Extension<PeerVerified>,
+    Extension(peer): Extension<Peer>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -251,12 +262,16 @@ async fn audit(
         .headers_mut()
         .insert(PROTOCOL_HEADER, HeaderValue::from(PROTOCOL_VERSION));
     let a = response.extensions().get::<Audit>().cloned();
+    let caller = response.extensions().get::<AuditCaller>().cloned();
     if tracing::enabled!(target: "latchkey::audit", tracing::Level::INFO) {
         tracing::info!(
             target: "latchkey::audit",
+            listener = peer.listener(),
             pid = peer.pid(),
             uid = peer.uid(),
-            exe = peer.exe().unwrap_or("?"),
+            exe = %peer.origin(),
+            client_token = caller.as_ref().and_then(|c| c.token_id.as_ref()).map_or("-", |id| id.as_str()),
+            client_token_name = caller.as_ref().and_then(|c| c.token_name.as_deref()).unwrap_or("-"),
             method = %method,
             endpoint,
             profile = a.as_ref().and_then(|a| a.profile.as_deref()).unwrap_or("-"),
@@ -269,7 +284,7 @@ async fn audit(
 }
 
 /// A success: the answer type of the endpoint's request in the proto's set.
-fn reply<R: rq::Request>(
+pub(super) fn reply<R: rq::Request>(
     body: R::Answer,
     profile: Option<&str>,
     outcome: &'static str,
@@ -282,7 +297,7 @@ fn reply<R: rq::Request>(
     r
 }
 
-fn problem(status: StatusCode, error: ErrorBody, profile: Option<&str>) -> Response {
+pub(super) fn problem(status: StatusCode, error: ErrorBody, profile: Option<&str>) -> Response {
     let outcome = category_outcome(error.category);
     let mut r = (status, Json(ErrorDocument { error })).into_response();
     r.extensions_mut().insert(Audit {
@@ -313,7 +328,7 @@ pub fn error_body(e: &EngineError, _profile: &str, hint: Option<String>) -> Erro
     }
 }
 
-fn fail(e: &EngineError, profile: Option<&str>, hint: Option<String>) -> Response {
+pub(super) fn fail(e: &EngineError, profile: Option<&str>, hint: Option<String>) -> Response {
     let status = match e {
         EngineError::Config(crate::error::ConfigError::UnknownProfile { .. }) => {
             StatusCode::NOT_FOUND
@@ -323,18 +338,16 @@ fn fail(e: &EngineError, profile: Option<&str>, hint: Option<String>) -> Respons
     problem(status, error_body(e, profile.unwrap_or(""), hint), profile)
 }
 
-async fn health(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
+async fn health(State(d): Shared, Extension(_): Extension<Caller>) -> Response {
     reply::<rq::Health>(d.health(), None, "served")
 }
 
-async fn profiles(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
-    reply::<rq::Profiles>(
-        api::Profiles {
-            profiles: d.profiles().await,
-        },
-        None,
-        "served",
-    )
+async fn profiles(State(d): Shared, Extension(caller): Extension<Caller>) -> Response {
+    let mut profiles = d.profiles().await;
+    if let Some(allowed) = caller.limited_to(ScopeKind::Session) {
+        profiles.retain(|p| allowed.iter().any(|a| a.as_str() == p.name));
+    }
+    reply::<rq::Profiles>(api::Profiles { profiles }, None, "served")
 }
 
 /// Parses an optional JSON body whatever its Content-Type says, so a client that
@@ -343,7 +356,9 @@ async fn profiles(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Re
     clippy::result_large_err,
     reason = "the error is the finished response"
 )]
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, Response> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<Option<T>, Response> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -368,7 +383,7 @@ struct TokenQuery {
 
 async fn token(
     State(d): Shared,
-    Extension(_): Extension<PeerVerified>,
+    Extension(_): Extension<Caller>,
     Profile(profile): Profile,
     Query(q): Query<TokenQuery>,
 ) -> Response {
@@ -398,7 +413,7 @@ async fn token(
 
 async fn session(
     State(d): Shared,
-    Extension(_): Extension<PeerVerified>,
+    Extension(_): Extension<Caller>,
     Profile(profile): Profile,
 ) -> Response {
     match d.engine.status(&profile).await {
@@ -409,7 +424,7 @@ async fn session(
 
 async fn refresh(
     State(d): Shared,
-    Extension(_): Extension<PeerVerified>,
+    Extension(_): Extension<Caller>,
     Profile(profile): Profile,
 ) -> Response {
     match d.engine.refresh(&profile).await {
@@ -428,7 +443,7 @@ async fn refresh(
 
 async fn logout(
     State(d): Shared,
-    Extension(_): Extension<PeerVerified>,
+    Extension(_): Extension<Caller>,
     Profile(profile): Profile,
     body: axum::body::Bytes,
 ) -> Response {
@@ -447,7 +462,7 @@ async fn logout(
 
 async fn login(
     State(d): Shared,
-    Extension(_): Extension<PeerVerified>,
+    Extension(_): Extension<Caller>,
     Profile(profile): Profile,
     body: axum::body::Bytes,
 ) -> Response {
@@ -468,7 +483,7 @@ struct WaitQuery {
 
 async fn login_status(
     State(d): Shared,
-    Extension(_): Extension<PeerVerified>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> Response {
@@ -487,30 +502,50 @@ async fn login_status(
             None,
         );
     };
+    if !caller.allows(ScopeKind::Login, &l.profile) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            ErrorBody {
+                category: Category::Forbidden,
+                message: format!("this client token lacks the scope login:{}", l.profile),
+                hint: None,
+                retryable: false,
+            },
+            None,
+        );
+    }
     let snapshot = l.wait(Duration::from_secs(q.wait.unwrap_or(0))).await;
     let profile = snapshot.profile.clone();
     reply::<rq::LoginStatus>(snapshot, Some(&profile), "served")
 }
 
-async fn events(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
+async fn events(State(d): Shared, Extension(caller): Extension<Caller>) -> Response {
     let rx = d.engine.subscribe();
+    let allowed = caller.limited_to(ScopeKind::Session);
     let guard = Subscriber::new(d.clone());
     let shutdown = d.shutdown.clone();
     let stream = futures_util::stream::unfold(
-        (rx, guard, shutdown),
-        |(mut rx, guard, shutdown)| async move {
+        (rx, guard, shutdown, allowed),
+        |(mut rx, guard, shutdown, allowed)| async move {
             loop {
                 let next = tokio::select! {
                     () = shutdown.cancelled() => return None,
                     n = rx.recv() => n,
                 };
                 match next {
+                    Ok(change)
+                        if allowed
+                            .as_ref()
+                            .is_some_and(|a| !a.iter().any(|p| p.as_str() == change.profile)) =>
+                    {
+                        continue;
+                    }
                     Ok(change) => {
                         let event = Event::default()
                             .event("session")
                             .json_data(convert::session_event(change))
                             .ok()?;
-                        return Some((Ok::<_, Infallible>(event), (rx, guard, shutdown)));
+                        return Some((Ok::<_, Infallible>(event), (rx, guard, shutdown, allowed)));
                     }
                     // A slow subscriber lost some events; it keeps the newer ones.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -554,11 +589,15 @@ impl Drop for Subscriber {
     }
 }
 
-async fn status(State(d): Shared, Extension(_): Extension<PeerVerified>) -> Response {
+async fn status(State(d): Shared, Extension(_): Extension<Caller>) -> Response {
     reply::<rq::Status>(d.status().await, None, "served")
 }
 
-async fn shutdown(State(d): Shared, Extension(peer): Extension<PeerVerified>) -> Response {
+async fn shutdown(
+    State(d): Shared,
+    Extension(_): Extension<Caller>,
+    Extension(peer): Extension<Peer>,
+) -> Response {
     tracing::info!(pid = peer.pid(), "shutdown requested over the socket");
     d.shutdown.cancel();
     let mut r = reply::<rq::Shutdown>(api::Stopping { stopping: true }, None, "shutdown");
@@ -566,7 +605,7 @@ async fn shutdown(State(d): Shared, Extension(peer): Extension<PeerVerified>) ->
     r
 }
 
-async fn not_found(Extension(_): Extension<PeerVerified>) -> Response {
+async fn not_found(Extension(_): Extension<Caller>) -> Response {
     problem(
         StatusCode::NOT_FOUND,
         ErrorBody {
@@ -596,7 +635,7 @@ mod tests {
     struct Fixture {
         _home: tempfile::TempDir,
         _pair: (tokio::net::UnixStream, tokio::net::UnixStream),
-        peer: PeerVerified,
+        peer: crate::server::PeerVerified,
         app: Router,
     }
 
@@ -651,7 +690,8 @@ mod tests {
             .uri(path)
             .body(Body::empty())
             .unwrap();
-        req.extensions_mut().insert(fx.peer.clone());
+        req.extensions_mut()
+            .insert(super::super::peer::Peer::Owner(fx.peer.clone()));
         let response = fx.app.clone().oneshot(req).await.unwrap();
         let status = response.status();
         let is_stream = response
@@ -686,10 +726,8 @@ mod tests {
                     .is_none_or(|e| e.message != "no such endpoint"),
                 "{e:?} {path} is not routed"
             );
-            let other = match e.method() {
-                Method::Get => "POST",
-                Method::Post => "GET",
-            };
+            // No endpoint takes PUT.
+            let other = "PUT";
             let (status, error) = ask(&fx, other, &path).await;
             assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}");
             assert_eq!(error.map(|e| e.category), Some(Category::Usage));

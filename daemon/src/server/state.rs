@@ -117,6 +117,23 @@ impl Daemon {
         states
     }
 
+    /// Writes the client tokens' `last_used_at` (at most once a minute unless
+    /// `now_anyway`, at a stop). A failure is logged: the uses stay in memory for
+    /// the next attempt, and nothing depends on them.
+    pub async fn write_client_token_uses(&self, now_anyway: bool) {
+        let written = self
+            .engine
+            .blocking(move |e| e.client_tokens().write_last_used(now_anyway))
+            .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot write when client tokens were last used")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot write when client tokens were last used"),
+        }
+    }
+
     /// `GET /v1/status`.
     pub async fn status(&self) -> api::DaemonStatus {
         let c = &self.counters;

@@ -127,8 +127,11 @@ fn openapi_matches_the_routes_the_categories_and_the_examples() {
         );
     }
     // Where the code departs from http_status on purpose: unknown profiles, logins
-    // and endpoints are 404 `usage`; the request deadline is 504 `transport`.
-    let exceptions = [(404, "usage"), (504, "transport")];
+    // and endpoints are 404 `usage`; the request deadline is 504 `transport`; a
+    // missing or bad client token is 401 (the bearer challenge HTTP tooling knows)
+    // while its category stays `forbidden`, since `not_logged_in` is about the
+    // user's session, not about the caller.
+    let exceptions = [(404, "usage"), (504, "transport"), (401, "forbidden")];
     for (status, categories) in &by_status {
         for c in categories {
             assert!(
@@ -638,6 +641,7 @@ impl Drop for EventStream {
 }
 
 const TOKEN_PATH: &str = "/v1/profiles/{profile}/token";
+const CLIENT_TOKENS_PATH: &str = "/v1/client-tokens";
 
 #[test]
 fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
@@ -656,6 +660,10 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
     let mut login: Option<Value> = None;
     let mut joined = 0;
     let mut long_polled = false;
+    // The client token the page mints: (id, the whole token), and whether the page
+    // has revoked it since.
+    let mut minted: Option<(String, String)> = None;
+    let mut revoked = false;
     let mut ran = 0;
 
     for ex in &examples {
@@ -699,8 +707,11 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
         // Only the token endpoint's own success may carry a token.
         let holds_token = template == TOKEN_PATH && answer.status == 200;
         world.capture(&what, &run, holds_token);
+        // A mint's answer holds a client token's secret: kept out of messages too.
+        let holds_secret = holds_token
+            || (method == "POST" && template == CLIENT_TOKENS_PATH && answer.status == 201);
         let shown = |a: &Answer| {
-            if holds_token {
+            if holds_secret {
                 format!("status {} (body withheld: it holds a token)", a.status)
             } else {
                 format!("{a:?}")
@@ -727,68 +738,103 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
                     answer.status
                 )
             });
-        let content_type = answer
-            .headers
-            .get("content-type")
-            .cloned()
-            .unwrap_or_default();
-        assert!(
-            content_type.starts_with("application/json"),
-            "{what}: {}",
-            shown(&answer)
-        );
-        let body: Value = serde_json::from_str(&answer.body)
-            .unwrap_or_else(|e| panic!("{what}: the body is not JSON ({e}): {}", shown(&answer)));
-        let schema = &response["content"]["application/json"]["schema"];
-        assert!(
-            schema.is_object(),
-            "{what}: no JSON schema for {}",
-            answer.status
-        );
-        let mut errors = Vec::new();
-        check(&api, schema, &body, "body", &mut errors);
-        assert!(
-            errors.is_empty(),
-            "{what} does not match openapi.yaml:\n{}\n{}",
-            errors.join("\n"),
-            shown(&answer)
-        );
-
-        // And it has the shape the page shows.
-        let expected_body = match ex.answer_kind.as_str() {
-            "json" => ex.answer.clone(),
-            "http" => {
-                let expected = parse_answer(&ex.answer);
-                assert_eq!(expected.status, answer.status, "{what}: {}", shown(&answer));
-                for (k, v) in &expected.headers {
-                    assert_eq!(
-                        answer.headers.get(k),
-                        Some(v),
-                        "{what}: the header {k}: {}",
-                        shown(&answer)
-                    );
-                }
-                expected.body
-            }
-            other => panic!("{what}: a {other} answer block cannot show a JSON body"),
-        };
-        if ex.answer_kind == "json" {
+        // A 204 has no body: openapi.yaml declares none and the page shows the
+        // status line and headers only.
+        let body = if answer.status == 204 {
             assert!(
-                (200..300).contains(&answer.status),
-                "{what}: a json answer block shows a success: {}",
+                response.get("content").is_none(),
+                "{what}: openapi.yaml declares a body for a 204"
+            );
+            assert!(
+                answer.body.is_empty() && !answer.headers.contains_key("content-type"),
+                "{what}: a 204 with a body: {}",
                 shown(&answer)
             );
-        }
-        let expected: Value = serde_json::from_str(&expected_body)
-            .unwrap_or_else(|e| panic!("{what}: its answer block is not JSON: {e}"));
-        let mut errors = Vec::new();
-        same_shape(&expected, &body, "body", &mut errors);
-        assert!(
-            errors.is_empty(),
-            "{what} differs from the page:\n{}\n{}",
-            errors.join("\n"),
-            shown(&answer)
-        );
+            assert_eq!(
+                ex.answer_kind, "http",
+                "{what}: a 204 is shown as an http block (status line and headers)"
+            );
+            let expected = parse_answer(&ex.answer);
+            assert_eq!(expected.status, 204, "{what}: {}", shown(&answer));
+            for (k, v) in &expected.headers {
+                assert_eq!(
+                    answer.headers.get(k),
+                    Some(v),
+                    "{what}: the header {k}: {}",
+                    shown(&answer)
+                );
+            }
+            assert!(
+                expected.body.trim().is_empty(),
+                "{what}: the page shows a body for a 204"
+            );
+            Value::Null
+        } else {
+            let content_type = answer
+                .headers
+                .get("content-type")
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                content_type.starts_with("application/json"),
+                "{what}: {}",
+                shown(&answer)
+            );
+            let body: Value = serde_json::from_str(&answer.body).unwrap_or_else(|e| {
+                panic!("{what}: the body is not JSON ({e}): {}", shown(&answer))
+            });
+            let schema = &response["content"]["application/json"]["schema"];
+            assert!(
+                schema.is_object(),
+                "{what}: no JSON schema for {}",
+                answer.status
+            );
+            let mut errors = Vec::new();
+            check(&api, schema, &body, "body", &mut errors);
+            assert!(
+                errors.is_empty(),
+                "{what} does not match openapi.yaml:\n{}\n{}",
+                errors.join("\n"),
+                shown(&answer)
+            );
+
+            // And it has the shape the page shows.
+            let expected_body = match ex.answer_kind.as_str() {
+                "json" => ex.answer.clone(),
+                "http" => {
+                    let expected = parse_answer(&ex.answer);
+                    assert_eq!(expected.status, answer.status, "{what}: {}", shown(&answer));
+                    for (k, v) in &expected.headers {
+                        assert_eq!(
+                            answer.headers.get(k),
+                            Some(v),
+                            "{what}: the header {k}: {}",
+                            shown(&answer)
+                        );
+                    }
+                    expected.body
+                }
+                other => panic!("{what}: a {other} answer block cannot show a JSON body"),
+            };
+            if ex.answer_kind == "json" {
+                assert!(
+                    (200..300).contains(&answer.status),
+                    "{what}: a json answer block shows a success: {}",
+                    shown(&answer)
+                );
+            }
+            let expected: Value = serde_json::from_str(&expected_body)
+                .unwrap_or_else(|e| panic!("{what}: its answer block is not JSON: {e}"));
+            let mut errors = Vec::new();
+            same_shape(&expected, &body, "body", &mut errors);
+            assert!(
+                errors.is_empty(),
+                "{what} differs from the page:\n{}\n{}",
+                errors.join("\n"),
+                shown(&answer)
+            );
+            body
+        };
 
         // What the page says about particular endpoints.
         match (method.as_str(), template.as_str()) {
@@ -863,12 +909,72 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
                 }
             }
             ("POST", "/v1/shutdown") => assert_eq!(answer.status, 202),
+            ("POST", CLIENT_TOKENS_PATH) => {
+                assert_eq!(answer.status, 201, "{what}: {}", shown(&answer));
+                assert!(minted.is_none(), "{what}: the page mints one client token");
+                let id = body["id"].as_str().expect("an id").to_string();
+                let token = body["token"].as_str().expect("a token").to_string();
+                let secret = token
+                    .strip_prefix(&format!("lk_{id}_"))
+                    .unwrap_or_else(|| panic!("{what}: the token is not lk_<id>_<secret>"));
+                assert_eq!(secret.len(), 43, "{what}: a 32-byte base64url secret");
+                // What later examples of the page use, as LOGIN_ID above.
+                env.push(("CLIENT_TOKEN_ID".into(), id.clone()));
+                env.push(("CLIENT_TOKEN".into(), token.clone()));
+                minted = Some((id, token));
+            }
+            ("GET", CLIENT_TOKENS_PATH) => {
+                let (id, token) = minted.as_ref().expect("the page mints before it lists");
+                let secret = &token[token.len() - 43..];
+                assert!(
+                    !answer.body.contains(secret),
+                    "{what}: the list shows a secret"
+                );
+                let listed = body["tokens"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t["id"] == id.as_str()));
+                assert_eq!(
+                    listed, !revoked,
+                    "{what}: the minted token is listed until revoked"
+                );
+            }
+            ("DELETE", "/v1/client-tokens/{id}") if answer.status == 204 => {
+                assert!(
+                    minted.is_some() && !revoked,
+                    "{what}: revokes the minted token"
+                );
+                revoked = true;
+            }
             _ => {}
+        }
+        // A request with the minted token is the token's: allowed while it
+        // exists, refused with the bearer challenge once it is revoked.
+        if let Some((_, token)) = &minted
+            && ex.command.contains("Bearer $CLIENT_TOKEN")
+        {
+            assert!(
+                !run.stdout.contains(token.as_str()),
+                "{what}: an answer repeats the client token"
+            );
+            if revoked {
+                assert_eq!(answer.status, 401, "{what}: {}", shown(&answer));
+                assert_eq!(
+                    answer.headers.get("www-authenticate").map(String::as_str),
+                    Some("Bearer realm=\"latchkey\", error=\"invalid_token\""),
+                    "{what}: {}",
+                    shown(&answer)
+                );
+                assert_eq!(body["error"]["category"], "forbidden");
+            } else {
+                assert_ne!(answer.status, 401, "{what}: {}", shown(&answer));
+            }
         }
     }
     assert_eq!(ran, examples.len());
     assert!(login.is_some() && joined >= 1, "the page logs in twice");
     assert!(long_polled, "the page long-polls the login");
+    let (token_id, token) = minted.expect("the page mints a client token");
+    assert!(revoked, "the page revokes the client token it minted");
 
     // The daemon stopped on the page's last request and removed its socket.
     let last = examples.last().expect("examples");
@@ -886,6 +992,20 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
     assert!(
         logs.contains("latchkey::audit"),
         "one audit line per request: {logs}"
+    );
+    // The requests made with the client token name it (id and name) in their
+    // audit lines; its secret is in no log line.
+    assert!(
+        logs.lines().any(|l| l.contains("latchkey::audit")
+            && l.contains("client_token")
+            && l.contains(&token_id)
+            && l.contains("client_token_name")
+            && l.contains("editor-plugin")),
+        "an audit line names the client token: {logs}"
+    );
+    assert!(
+        !logs.contains(&token[token.len() - 43..]),
+        "a client token's secret is in the daemon's log"
     );
     world.capture(
         "latchkeyd (daemon log)",

@@ -660,7 +660,12 @@ fn the_daemon_refreshes_ahead_of_expiry_without_being_asked() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let st = status(&world);
+    // The provider answered; the daemon records the refresh once it is written.
+    let mut st = status(&world);
+    while st["last_refresh"].is_null() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+        st = status(&world);
+    }
     assert_eq!(
         st["counters"]["token_requests"].as_u64().unwrap(),
         asked,

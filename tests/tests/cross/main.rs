@@ -7,6 +7,7 @@ mod blocking;
 mod broken_vault;
 mod categories;
 mod daemon;
+mod delegation;
 mod doctor;
 mod lifetimes;
 mod login;

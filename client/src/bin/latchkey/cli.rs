@@ -60,6 +60,44 @@ pub enum Command {
     /// Operate the latchkeyd daemon.
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Give a tool less than your session: mint, list and revoke client tokens.
+    #[command(subcommand, name = "client-token")]
+    ClientToken(ClientTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientTokenCommand {
+    /// Mint a client token and print it (once) on stdout.
+    Mint {
+        /// What it may do: token:P, session:P, login:P or proxy:P for profile P; repeat for several.
+        #[arg(long = "scope", value_name = "KIND:PROFILE", required = true, value_parser = parse_scope)]
+        scopes: Vec<latchkey_proto::delegation::Scope>,
+        /// A label shown by `list` and in the daemon's audit lines.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Lifetime, such as 12h, 30d or 90days (default: until revoked).
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        ttl: Option<u64>,
+    },
+    /// List the client tokens (never their secrets).
+    List,
+    /// Revoke a client token by its id.
+    Revoke {
+        /// The id `list` shows (12 characters).
+        id: String,
+    },
+}
+
+fn parse_scope(s: &str) -> Result<latchkey_proto::delegation::Scope, String> {
+    latchkey_proto::delegation::Scope::parse(s)
+}
+
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 12h, 30d or 90days)"))?;
+    match d.as_secs() {
+        0 => Err("a lifetime of at least one second".into()),
+        secs => Ok(secs),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -95,6 +95,7 @@ fn run(cli: Cli, json: bool) -> ExitCode {
         Command::Login(args) => block_on(cmd::login::run(&ctx, json, &args)),
         Command::Logout { local } => block_on(cmd::logout::run(&ctx, local)),
         Command::Doctor { server } => block_on(cmd::doctor::run(&ctx, server)),
+        Command::ClientToken(c) => block_on(cmd::client_token::run(&ctx, c)),
     };
     // An embedded refresh whose session the disk refused is lost at exit: say so
     // (local_storage) instead of printing what cannot last.

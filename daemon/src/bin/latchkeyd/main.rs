@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use latchkey_daemon::Engine;
 use latchkey_daemon::config::Config;
-use latchkey_daemon::server::{self, Daemon, harden, listen, logfile};
+use latchkey_daemon::server::{self, Daemon, delegate, harden, listen, logfile};
 use latchkey_proto::paths::Paths;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -107,6 +107,13 @@ fn main() -> ExitCode {
         } => (listener, lock, activation),
     };
     lock.hold_until_exit();
+    // The delegate listeners, after the instance lock (a leftover delegate socket
+    // is ours to replace) and before readiness. A configured one that cannot be
+    // bound stops the daemon: the person asked for it.
+    let delegates = match delegate::bind(&config.delegate, &paths.runtime_dir) {
+        Ok(d) => d,
+        Err(e) => return fail("cannot open the delegate listeners", &e),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -127,10 +134,16 @@ fn main() -> ExitCode {
             }
             Err(e) => return fail("cannot use the socket", &e),
         };
+        let described = delegates.describe().join(", ");
+        let delegates = match delegates.incoming() {
+            Ok(d) => d,
+            Err(e) => return fail("cannot use the delegate listeners", &e),
+        };
         tracing::info!(
             pid = std::process::id(),
             socket = %socket.display(),
             activation = activation.as_str(),
+            delegates = %described,
             "latchkeyd ready"
         );
         // Signals are watched before readiness is announced, so a SIGTERM sent right
@@ -147,7 +160,7 @@ fn main() -> ExitCode {
         // Readiness only after the socket is bound and the engine is built.
         listen::notify_ready();
         let idle = args.idle_exit.filter(|s| *s > 0).map(Duration::from_secs);
-        server::run(incoming, daemon, idle).await;
+        server::run(incoming, delegates, daemon, idle).await;
         listen::remove_socket(&socket, activation);
         tracing::info!("latchkeyd stopped");
         ExitCode::SUCCESS
