@@ -35,9 +35,10 @@ pub async fn run(ctx: &Ctx, all: bool) -> Result<Output, Error> {
         text.push_str("No profiles yet. Add one with: latchkey profile add NAME --issuer URL --client-id ID\n");
     }
     let mut docs = Vec::new();
-    for (s, _) in &sessions {
-        text.push_str(&sentences(s, daemon.as_ref()));
-        docs.push(document(s, daemon.as_ref()));
+    for (s, via) in &sessions {
+        let answered = *via == Via::Daemon;
+        text.push_str(&sentences(s, daemon.as_ref(), answered));
+        docs.push(document(s, daemon.as_ref(), answered));
     }
     let json = if all {
         json!({ "profiles": docs })
@@ -51,7 +52,9 @@ pub async fn run(ctx: &Ctx, all: bool) -> Result<Output, Error> {
     })
 }
 
-fn document(s: &api::Session, daemon: Option<&api::DaemonStatus>) -> Value {
+/// `answered`: the daemon gave the session; its operator status may still be
+/// withheld (a client token may not read it).
+fn document(s: &api::Session, daemon: Option<&api::DaemonStatus>, answered: bool) -> Value {
     json!({
         "profile": s.profile,
         "logged_in": s.logged_in,
@@ -65,11 +68,11 @@ fn document(s: &api::Session, daemon: Option<&api::DaemonStatus>) -> Value {
         "generation": s.generation,
         "storage": s.storage,
         "unsaved": s.unsaved,
-        "daemon": {"running": daemon.is_some(), "pid": daemon.map(|d| d.pid)},
+        "daemon": {"running": daemon.is_some() || answered, "pid": daemon.map(|d| d.pid)},
     })
 }
 
-fn sentences(s: &api::Session, daemon: Option<&api::DaemonStatus>) -> String {
+fn sentences(s: &api::Session, daemon: Option<&api::DaemonStatus>, answered: bool) -> String {
     let who = s.user.as_ref().map(|u| match (&u.name, &u.email) {
         (Some(n), Some(e)) => format!("{n} <{e}>"),
         (None, Some(e)) => e.clone(),
@@ -134,6 +137,7 @@ fn sentences(s: &api::Session, daemon: Option<&api::DaemonStatus>) -> String {
             d.pid,
             in_words(i64::try_from(d.uptime_seconds).unwrap_or(i64::MAX)).trim_start_matches("in ")
         )),
+        None if answered => out.push_str("  daemon: running (its details are for the owner)\n"),
         None => out.push_str("  daemon: not running: answered from the encrypted file\n"),
     }
     out
