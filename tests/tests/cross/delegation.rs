@@ -136,6 +136,24 @@ fn mint_prints_the_secret_once_and_nowhere_else() {
     let doc = list_json.ok().json();
     assert_eq!(doc["tokens"][0]["id"], id);
     assert_eq!(doc["tokens"][0]["name"], "ci");
+    let keys: Vec<&str> = doc["tokens"][0]
+        .as_object()
+        .expect("a record")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "created_at",
+            "expires_at",
+            "id",
+            "last_used_at",
+            "name",
+            "scopes"
+        ],
+        "the documented shape, and no secret or hash"
+    );
     assert_eq!(
         doc["tokens"][0]["scopes"],
         serde_json::json!(["token:work"])
