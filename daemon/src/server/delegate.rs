@@ -14,7 +14,9 @@
 //! path is replaced, anything else there is refused.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(unix)]
+use std::path::PathBuf;
 
 use super::Incoming;
 use super::peer::{self, Peer};
