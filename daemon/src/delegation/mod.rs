@@ -188,6 +188,18 @@ impl ClientTokens {
         })
     }
 
+    /// Whether token `id` is still on file and unexpired at `now`: long-lived
+    /// answers (the event stream) end once it is not. `false` when the file cannot
+    /// be read (fail closed).
+    pub fn is_live(&self, id: &TokenId, now: i64) -> bool {
+        self.snapshot().is_ok_and(|s| {
+            s.file
+                .tokens
+                .iter()
+                .any(|r| r.id == *id && r.expires_at.is_none_or(|e| e > now))
+        })
+    }
+
     /// Mints a token with `scopes` (checked here: at least one, no duplicates kept)
     /// at `now`. The file is written before the token exists anywhere else.
     pub fn mint(
@@ -450,6 +462,18 @@ mod tests {
             t.revoke(&m.record.id),
             Err(DelegationError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn liveness_follows_revocation_and_expiry() {
+        let (_d, t) = tokens();
+        let m = t
+            .mint(None, vec![scope("session:w")], Some(10), 100)
+            .unwrap();
+        assert!(t.is_live(&m.record.id, 109));
+        assert!(!t.is_live(&m.record.id, 110));
+        t.revoke(&m.record.id).unwrap();
+        assert!(!t.is_live(&m.record.id, 101));
     }
 
     #[test]

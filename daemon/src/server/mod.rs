@@ -40,9 +40,13 @@ use tower::ServiceExt;
 pub use peer::{Peer, PeerVerified};
 pub use state::Daemon;
 
-/// At most this many connections at once; more are closed at once. Generous, since
-/// idle ones are dropped after [`HEADER_TIMEOUT`].
+/// At most this many connections at once on the main socket; more are closed at
+/// once. Generous, since idle ones are dropped after [`HEADER_TIMEOUT`].
 pub const MAX_CONNECTIONS: usize = 512;
+/// At most this many connections at once on the delegate listeners together. A
+/// limit of their own: whoever can reach them (other users, containers) cannot use
+/// up the owner's connections.
+pub const MAX_DELEGATE_CONNECTIONS: usize = 128;
 /// A client must send a whole request head within this time (also the idle limit of
 /// a kept-alive connection).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,7 +68,7 @@ pub trait Incoming {
 }
 
 /// Serves `daemon` on `listener` and the `delegates` until the daemon's shutdown
-/// token is cancelled. They share the connection limit.
+/// token is cancelled. The delegates share a connection limit of their own.
 pub async fn run<L: Incoming>(
     listener: L,
     delegates: delegate::Delegates,
@@ -73,22 +77,27 @@ pub async fn run<L: Incoming>(
 ) {
     let app = routes::router(daemon.clone());
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let delegate_slots = Arc::new(Semaphore::new(MAX_DELEGATE_CONNECTIONS));
     let tracker = TaskTracker::new();
     tracker.spawn(maintenance(daemon.clone()));
     if let Some(idle) = idle_exit {
-        tracker.spawn(idle_watch(daemon.clone(), slots.clone(), idle));
+        tracker.spawn(idle_watch(
+            daemon.clone(),
+            [slots.clone(), delegate_slots.clone()],
+            idle,
+        ));
     }
     #[cfg(unix)]
     let socket = async {
         if let Some(l) = &delegates.socket {
-            serve(l, &app, &slots, &tracker, &daemon).await;
+            serve(l, &app, &delegate_slots, &tracker, &daemon).await;
         }
     };
     #[cfg(not(unix))]
     let socket = async {};
     let tcp = async {
         if let Some(l) = &delegates.tcp {
-            serve(l, &app, &slots, &tracker, &daemon).await;
+            serve(l, &app, &delegate_slots, &tracker, &daemon).await;
         }
     };
     tokio::join!(
@@ -190,9 +199,9 @@ async fn maintenance(daemon: Arc<Daemon>) {
     }
 }
 
-/// Cancels the daemon after `idle` without requests, with no open connection and
-/// no unsaved session.
-async fn idle_watch(daemon: Arc<Daemon>, slots: Arc<Semaphore>, idle: Duration) {
+/// Cancels the daemon after `idle` without requests, with no open connection (on
+/// any listener) and no unsaved session.
+async fn idle_watch(daemon: Arc<Daemon>, slots: [Arc<Semaphore>; 2], idle: Duration) {
     loop {
         tokio::select! {
             () = daemon.shutdown.cancelled() => return,
@@ -205,7 +214,8 @@ async fn idle_watch(daemon: Arc<Daemon>, slots: Arc<Semaphore>, idle: Duration) 
         let quiet = Duration::from_millis(now.saturating_sub(last));
         // An unsaved session exists nowhere else: idling out would lose it.
         if quiet >= idle
-            && slots.available_permits() == MAX_CONNECTIONS
+            && slots[0].available_permits() == MAX_CONNECTIONS
+            && slots[1].available_permits() == MAX_DELEGATE_CONNECTIONS
             && daemon.engine.unsaved_profiles().is_empty()
         {
             tracing::info!(idle_secs = idle.as_secs(), "idle: exiting");

@@ -522,16 +522,26 @@ async fn login_status(
 async fn events(State(d): Shared, Extension(caller): Extension<Caller>) -> Response {
     let rx = d.engine.subscribe();
     let allowed = caller.limited_to(ScopeKind::Session);
+    // A client token's stream ends at the first event after it was revoked or
+    // expired: a revocation reaches open streams too.
+    let token = caller.token().map(|t| t.id.clone());
+    let engine = d.engine.clone();
     let guard = Subscriber::new(d.clone());
     let shutdown = d.shutdown.clone();
     let stream = futures_util::stream::unfold(
-        (rx, guard, shutdown, allowed),
-        |(mut rx, guard, shutdown, allowed)| async move {
+        (rx, guard, shutdown, allowed, token, engine),
+        |(mut rx, guard, shutdown, allowed, token, engine)| async move {
             loop {
                 let next = tokio::select! {
                     () = shutdown.cancelled() => return None,
                     n = rx.recv() => n,
                 };
+                if next.is_ok()
+                    && let Some(id) = &token
+                    && !engine.client_tokens().is_live(id, crate::vault::unix_now())
+                {
+                    return None;
+                }
                 match next {
                     Ok(change)
                         if allowed
@@ -545,7 +555,10 @@ async fn events(State(d): Shared, Extension(caller): Extension<Caller>) -> Respo
                             .event("session")
                             .json_data(convert::session_event(change))
                             .ok()?;
-                        return Some((Ok::<_, Infallible>(event), (rx, guard, shutdown, allowed)));
+                        return Some((
+                            Ok::<_, Infallible>(event),
+                            (rx, guard, shutdown, allowed, token, engine),
+                        ));
                     }
                     // A slow subscriber lost some events; it keeps the newer ones.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,

@@ -613,3 +613,76 @@ fn another_uid_gets_exactly_its_scopes_through_the_delegate_socket() {
     assert_ne!(run.code, 0, "{run:#?}");
     assert!(!run.all_output().contains(&issued));
 }
+
+/// A client token's event stream shows its profiles' events, and ends at the first
+/// event after the token was revoked: a revocation reaches open streams too.
+#[test]
+fn an_event_stream_ends_when_its_token_is_revoked() {
+    use std::io::BufRead;
+    let world = World::default_provider();
+    world.login();
+    world.start_daemon();
+    let (token, id) = mint(&world, &["--scope", "session:work"]);
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(world.socket()).expect("the daemon listens");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /v1/events HTTP/1.1\r\nHost: latchkeyd\r\nLatchkey-Protocol: 1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sent");
+    let mut reader = std::io::BufReader::new(stream);
+    let mut seen = String::new();
+    let read_until = |reader: &mut std::io::BufReader<std::os::unix::net::UnixStream>,
+                      seen: &mut String,
+                      needle: &str| {
+        while !seen.contains(needle) {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => seen.push_str(&line),
+            }
+        }
+        true
+    };
+    assert!(read_until(&mut reader, &mut seen, "subscribed"), "{seen}");
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    world.latchkey(["refresh"]).run().ok();
+    assert!(
+        read_until(&mut reader, &mut seen, "\"change\":\"refresh\""),
+        "the token's profile's event arrives: {seen}"
+    );
+    world.latchkey(["client-token", "revoke", &id]).run().ok();
+    world.latchkey(["refresh"]).run().ok();
+    let before = seen.matches("\"change\":\"refresh\"").count();
+    // The end of the stream, within 10 s (reads time out every 2 s to check).
+    reader
+        .get_ref()
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .expect("timeout");
+    let start = std::time::Instant::now();
+    let mut rest = String::new();
+    let mut ended = false;
+    while start.elapsed() < std::time::Duration::from_secs(10) {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) => {
+                ended = true;
+                break;
+            }
+            Ok(_) => rest.push_str(&line),
+            Err(_) => {}
+        }
+    }
+    assert!(
+        ended,
+        "the stream is still open after the revocation: {rest}"
+    );
+    assert_eq!(before, 1);
+    assert!(
+        !rest.contains("\"change\""),
+        "no event after the revocation: {rest}"
+    );
+}
