@@ -400,8 +400,23 @@ fn thirty_two_processes_autostarting_at_once_leave_one_daemon() {
         daemons_of(&world).is_empty(),
         "daemon stop left it running: {stop:?}"
     );
+    // Not running is a state: exit 3 (LSB) and an answer, not an error document.
     let st = world.latchkey(["daemon", "status", "--json"]).run();
-    st.json_error(1, "internal");
+    st.code(3);
+    let doc = st.json();
+    assert_eq!(doc["running"], false, "{doc}");
+    assert_eq!(
+        doc["socket"].as_str(),
+        world.socket().to_str(),
+        "the socket it looked at"
+    );
+    assert!(doc.get("error").is_none(), "{doc}");
+    let plain = world.latchkey(["daemon", "status"]).run();
+    plain.code(3);
+    assert!(
+        plain.stdout.contains("latchkeyd is not running"),
+        "{plain:#?}"
+    );
 }
 
 #[test]

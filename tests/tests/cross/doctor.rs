@@ -1,6 +1,7 @@
 //! `latchkey doctor [--server]` (docs/behaviour.md, "Commands"): offline by default,
 //! which the provider's counters prove; every check has a name, a status, a detail and
-//! (when not ok) a hint; a failing check exits 1; `--server` adds discovery, clock
+//! (when not ok) a hint; a failing check exits with the first failure's category
+//! (never 1, which is for bugs); `--server` adds discovery, clock
 //! skew, refresh and userinfo, and fails clearly, pointing at `latchkey login`, once
 //! the provider rejects the session.
 
@@ -104,13 +105,13 @@ fn offline_doctor_sends_no_request_and_passes_after_login() {
 }
 
 #[test]
-fn offline_doctor_without_a_session_warns_with_the_login_hint() {
+fn offline_doctor_without_a_session_fails_with_not_logged_in_and_the_login_hint() {
     let world = World::default_provider();
     let run = world.latchkey(["doctor", "--json"]).run();
-    run.ok();
+    run.code(3);
     let checks = checks(&run);
     let vault = find(&checks, "vault");
-    assert_eq!(vault["status"], "warn", "{vault}");
+    assert_eq!(vault["status"], "fail", "{vault}");
     assert!(
         vault["hint"]
             .as_str()
@@ -132,7 +133,7 @@ fn a_tampered_vault_fails_the_vault_check_and_stays_as_it_was() {
     let before = world.idp.counters();
 
     let run = world.latchkey(["doctor", "--json"]).run();
-    run.code(1);
+    run.code(8);
     let checks = checks(&run);
     let vault = find(&checks, "vault");
     assert_eq!(vault["status"], "fail", "{vault}");
@@ -151,7 +152,7 @@ fn a_tampered_vault_fails_the_vault_check_and_stays_as_it_was() {
     assert_eq!(find(&checks, "machine_key")["status"], "ok");
 
     let plain = world.latchkey(["doctor"]).run();
-    plain.code(1);
+    plain.code(8);
     assert!(plain.stdout.contains("fail  vault: "), "{plain:#?}");
     assert!(plain.stdout.contains("      hint: "), "{plain:#?}");
     assert!(
@@ -170,7 +171,7 @@ fn a_missing_machine_key_fails_and_is_not_recreated() {
     let key = world.home.state_dir().join("key");
     std::fs::remove_file(&key).expect("the key exists after a login");
     let run = world.latchkey(["doctor", "--json"]).run();
-    run.code(1);
+    run.code(8);
     let checks = checks(&run);
     let check = find(&checks, "machine_key");
     assert_eq!(check["status"], "fail", "{check}");
@@ -189,7 +190,7 @@ fn a_broken_config_fails_the_config_check() {
     let world = World::default_provider();
     std::fs::write(world.home.config_file(), "[profiles.work\n").expect("writable");
     let run = world.latchkey(["doctor", "--json"]).run();
-    run.code(1);
+    run.code(2);
     let checks = checks(&run);
     let config = find(&checks, "config");
     assert_eq!(config["status"], "fail", "{config}");
@@ -238,7 +239,7 @@ fn server_doctor_fails_when_the_provider_revoked_the_session() {
     world.latchkey(["doctor", "--json"]).run().ok();
 
     let run = world.latchkey(["doctor", "--server", "--json"]).run();
-    run.code(1);
+    run.code(4);
     let checks = checks(&run);
     let userinfo = find(&checks, "userinfo");
     assert_eq!(userinfo["status"], "fail", "{userinfo}");
@@ -252,7 +253,7 @@ fn server_doctor_fails_when_the_provider_revoked_the_session() {
     assert_eq!(world.idp.counters().userinfo_rejected, 1);
 
     let plain = world.latchkey(["doctor", "--server"]).run();
-    plain.code(1);
+    plain.code(4);
     assert!(plain.stdout.contains("fail  userinfo: "), "{plain:#?}");
     assert!(
         plain
@@ -279,7 +280,7 @@ fn server_doctor_fails_on_a_session_whose_refresh_was_rejected() {
 
     // Offline doctor now knows, from the vault alone.
     let run = world.latchkey(["doctor", "--json"]).run();
-    run.code(1);
+    run.code(4);
     let offline = checks(&run);
     let session = find(&offline, "session");
     assert_eq!(session["status"], "fail", "{session}");
@@ -296,7 +297,7 @@ fn server_doctor_fails_on_a_session_whose_refresh_was_rejected() {
     );
 
     let run = world.latchkey(["doctor", "--server", "--json"]).run();
-    run.code(1);
+    run.code(4);
     let online = checks(&run);
     let refresh = find(&online, "refresh");
     assert_eq!(refresh["status"], "fail", "{refresh}");
@@ -328,7 +329,7 @@ fn server_doctor_fails_clearly_when_the_provider_is_down() {
     let offline = world.latchkey(["doctor", "--json"]).run();
     offline.ok();
     let run = world.latchkey(["doctor", "--server", "--json"]).run();
-    run.code(1);
+    run.code(6);
     let checks = checks(&run);
     let discovery = find(&checks, "discovery");
     assert_eq!(discovery["status"], "fail", "{discovery}");

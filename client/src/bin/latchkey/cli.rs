@@ -145,7 +145,7 @@ pub enum ProfileCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DaemonCommand {
-    /// Show pid, version, uptime, sessions and counters (exit 1 when not running).
+    /// Show pid, version, uptime, sessions and counters (exit 3 when not running).
     Status,
     /// Start the daemon in the background if it is not running.
     Start,

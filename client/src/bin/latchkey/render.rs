@@ -19,7 +19,7 @@ pub struct Output {
     /// For scripts.
     pub json: serde_json::Value,
     /// The exit code of an answer that is not an error but says something failed
-    /// (`doctor` with a failing check exits 1).
+    /// (`doctor` with a failing check, `daemon status` with no daemon).
     pub exit: u8,
 }
 

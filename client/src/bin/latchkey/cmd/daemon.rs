@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use latchkey::Error;
 use latchkey_proto::api::Activation;
-use latchkey_proto::error::Category;
 use serde_json::json;
 
 use super::Ctx;
@@ -65,13 +64,26 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCommand) -> Result<Output, Error> {
                         rss as f64 / 1048576.0
                     ));
                 }
+                let mut json =
+                    serde_json::to_value(&st).map_err(|e| Error::Internal(e.to_string()))?;
+                if let Some(o) = json.as_object_mut() {
+                    o.insert("running".into(), true.into());
+                }
                 Ok(Output {
                     exit: 0,
                     text,
-                    json: serde_json::to_value(&st).map_err(|e| Error::Internal(e.to_string()))?,
+                    json,
                 })
             }
-            None => Err(not_running(&socket)),
+            // Not running is a state, not an error: status commands exit 3 for it
+            // (LSB), with an answer rather than an error document.
+            None => Ok(Output {
+                exit: NOT_RUNNING,
+                text: format!(
+                    "latchkeyd is not running (socket {socket}); `latchkey daemon start` starts it.\n"
+                ),
+                json: json!({"running": false, "socket": socket}),
+            }),
         },
         DaemonCommand::Start => {
             if ctx.client.daemon_start().await? {
@@ -169,10 +181,6 @@ fn activation_note(activation: Option<Activation>) -> &'static str {
     }
 }
 
-fn not_running(socket: &str) -> Error {
-    Error::Daemon {
-        category: Category::Internal,
-        message: format!("not running: no daemon answers on {socket}"),
-        hint: Some("start it with `latchkey daemon start`".into()),
-    }
-}
+/// The exit code of `daemon status` when no daemon answers: 3, as status commands
+/// say "not running" (LSB), the same number as `not_logged_in`.
+const NOT_RUNNING: u8 = 3;

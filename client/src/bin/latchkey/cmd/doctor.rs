@@ -3,7 +3,9 @@
 //! Offline by default: no network request at all (no HTTP client is even built).
 //! `--server` adds discovery, clock skew against the provider's `Date` header, a
 //! refresh if needed, and a userinfo call. Exit 0 when no check fails (warnings
-//! allowed), 1 when any does.
+//! allowed); otherwise the exit code of the first failing check's category (a
+//! corrupt vault 8, no session 3, the provider unreachable 6), never 1, which
+//! stays for bugs.
 
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use latchkey::Error;
 use latchkey_daemon::Engine;
 use latchkey_daemon::config::Config;
 use latchkey_daemon::vault::{fs, unix_now};
+use latchkey_proto::error::Category;
 use latchkey_proto::paths::RuntimeDirKind;
 use serde_json::json;
 
@@ -21,7 +24,9 @@ use crate::render::{Output, in_words};
 enum Status {
     Ok,
     Warn,
-    Fail,
+    /// Failed, with the category whose exit code doctor ends with when this is the
+    /// first failure.
+    Fail(Category),
 }
 
 impl Status {
@@ -29,7 +34,7 @@ impl Status {
         match self {
             Status::Ok => "ok",
             Status::Warn => "warn",
-            Status::Fail => "fail",
+            Status::Fail(_) => "fail",
         }
     }
 }
@@ -57,7 +62,7 @@ fn check(
 }
 
 fn failed(name: &'static str, e: &Error) -> Check {
-    check(name, Status::Fail, e.to_string(), e.hint())
+    check(name, Status::Fail(e.category()), e.to_string(), e.hint())
 }
 
 pub async fn run(ctx: &Ctx, server: bool) -> Result<Output, Error> {
@@ -69,7 +74,11 @@ pub async fn run(ctx: &Ctx, server: bool) -> Result<Output, Error> {
     if server && let Some((engine, profile)) = &config {
         online(ctx, engine, profile, &mut checks).await;
     }
-    let any_failed = checks.iter().any(|c| c.status == Status::Fail);
+    let first_failure = checks.iter().find_map(|c| match c.status {
+        Status::Fail(category) => Some(category),
+        _ => None,
+    });
+    let any_failed = first_failure.is_some();
     let mut text = String::new();
     for c in &checks {
         text.push_str(&format!(
@@ -94,7 +103,7 @@ pub async fn run(ctx: &Ctx, server: bool) -> Result<Output, Error> {
         .map(|c| json!({"name": c.name, "status": c.status.as_str(), "detail": c.detail, "hint": c.hint}))
         .collect();
     Ok(Output {
-        exit: u8::from(any_failed),
+        exit: first_failure.map_or(0, |c| u8::try_from(c.exit_code()).unwrap_or(1)),
         text,
         json: json!({ "checks": docs }),
     })
@@ -174,7 +183,7 @@ async fn daemon_check(ctx: &Ctx) -> Check {
         {
             return check(
                 "daemon",
-                Status::Fail,
+                Status::Fail(Category::LocalStorage),
                 format!(
                     "{} is not a private socket of yours (mode {mode:04o})",
                     socket.display()
@@ -294,7 +303,7 @@ fn session_checks(engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
         ),
         Ok(Some((bytes, _))) => check(
             "machine_key",
-            Status::Fail,
+            Status::Fail(Category::LocalStorage),
             format!(
                 "{} holds {} bytes instead of 32",
                 key_file.display(),
@@ -304,7 +313,7 @@ fn session_checks(engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
         ),
         Ok(None) if vault_exists => check(
             "machine_key",
-            Status::Fail,
+            Status::Fail(Category::LocalStorage),
             format!(
                 "{} is missing, so the stored session cannot be decrypted",
                 key_file.display()
@@ -325,7 +334,7 @@ fn session_checks(engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
     match engine.status_blocking(profile) {
         Ok(st) if st.generation.is_none() => checks.push(check(
             "vault",
-            Status::Warn,
+            Status::Fail(Category::NotLoggedIn),
             format!("no session stored for {profile} ({})", vault_path.display()),
             Some(format!("run `latchkey login --profile {profile}`")),
         )),
@@ -344,7 +353,7 @@ fn session_checks(engine: &Engine, profile: &str, checks: &mut Vec<Check>) {
             checks.push(match (st.session_expired, st.expires_at) {
                 (true, _) => check(
                     "session",
-                    Status::Fail,
+                    Status::Fail(Category::SessionExpired),
                     "the provider no longer accepts this session",
                     Some(format!("run `latchkey login --profile {profile}`")),
                 ),
@@ -432,7 +441,12 @@ async fn online(
     let name = match latchkey_proto::profile::ProfileName::new(profile) {
         Ok(n) => n,
         Err(e) => {
-            checks.push(check("refresh", Status::Fail, e.to_string(), None));
+            checks.push(check(
+                "refresh",
+                Status::Fail(Category::Usage),
+                e.to_string(),
+                None,
+            ));
             return;
         }
     };
@@ -506,7 +520,7 @@ fn clock_skew(date: Option<&str>) -> Check {
     match skew.abs() {
         0..=60 => check("clock_skew", Status::Ok, detail, None),
         61..=300 => check("clock_skew", Status::Warn, detail, hint),
-        _ => check("clock_skew", Status::Fail, detail, hint),
+        _ => check("clock_skew", Status::Fail(Category::Usage), detail, hint),
     }
 }
 
@@ -539,7 +553,7 @@ mod tests {
         assert_eq!(clock_skew(Some(&now)).status, Status::Ok);
         assert_eq!(
             clock_skew(Some("Sun, 06 Nov 1994 08:49:37 GMT")).status,
-            Status::Fail
+            Status::Fail(Category::Usage)
         );
     }
 
