@@ -103,6 +103,8 @@ pub struct Client {
     bypass_daemon: std::sync::atomic::AtomicBool,
     /// Whether this client presents a client token (see [`Client::with_client_token`]).
     delegated: bool,
+    /// Whether the socket was named explicitly (LATCHKEY_SOCKET), not derived.
+    socket_named: bool,
 }
 
 fn flag(name: &str) -> bool {
@@ -122,7 +124,8 @@ impl Client {
                 autostart: !flag("LATCHKEY_NO_AUTOSTART"),
             }
         };
-        let client = Client::new(paths, mode);
+        let mut client = Client::new(paths, mode);
+        client.socket_named = env.latchkey_socket.is_some();
         Ok(match std::env::var("LATCHKEY_CLIENT_TOKEN") {
             Ok(t) if !t.trim().is_empty() => client.with_client_token(Secret::new(t.trim())),
             _ => client,
@@ -136,10 +139,11 @@ impl Client {
             deadline: DAEMON_DEADLINE,
             engine: OnceLock::new(),
             notices: Mutex::new(Vec::new()),
-            transport: Transport::new(paths.socket.clone(), None),
+            transport: Transport::new(paths.socket.clone(), None, true),
             paths,
             bypass_daemon: std::sync::atomic::AtomicBool::new(false),
             delegated: false,
+            socket_named: false,
         }
     }
 
@@ -147,12 +151,21 @@ impl Client {
     /// (`LATCHKEY_CLIENT_TOKEN` for [`Client::from_env`]). Such a client can do
     /// what the token's scopes allow and nothing else: it talks to the daemon
     /// only, never starts one and never falls back to the encrypted file (it is
-    /// not the owner; the file is not for it). It does not check who owns the
-    /// socket either: a delegate socket belongs to another user by design, so the
-    /// socket path (`LATCHKEY_SOCKET`) is trusted as given.
+    /// not the owner; the file is not for it). With a socket named explicitly
+    /// (`LATCHKEY_SOCKET`, or [`Client::with_named_socket`]) it does not check who
+    /// owns that socket, since a delegate socket belongs to another user by design;
+    /// the default socket must still be this user's, so a token is never handed to
+    /// a listener another user planted where the default one would be.
     pub fn with_client_token(mut self, token: Secret) -> Client {
-        self.transport = Transport::new(self.paths.socket.clone(), Some(token));
+        self.transport = Transport::new(self.paths.socket.clone(), Some(token), !self.socket_named);
         self.delegated = true;
+        self
+    }
+
+    /// Marks `paths.socket` as named by the caller (a delegate socket), not derived:
+    /// see [`Client::with_client_token`]. Call it before that.
+    pub fn with_named_socket(mut self) -> Client {
+        self.socket_named = true;
         self
     }
 
@@ -783,5 +796,41 @@ fn from_daemon(t: api::Token) -> Token {
         expires_at: t.expires_at,
         generation: t.generation,
         via: Via::Daemon,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Client {
+        let paths = Paths::resolve(&latchkey_proto::paths::EnvInputs {
+            latchkey_home: Some("/nonexistent/home".into()),
+            temp_dir: std::env::temp_dir(),
+            ..latchkey_proto::paths::EnvInputs::default()
+        })
+        .unwrap();
+        Client::new(paths, Mode::DaemonFirst { autostart: true })
+    }
+
+    /// A client token goes to a socket of another user only when the caller named
+    /// that socket; the derived default socket must still be this user's.
+    #[test]
+    fn a_client_token_skips_the_owner_check_only_for_a_named_socket() {
+        let token = || Secret::new(format!("lk_{}_{}", "a".repeat(12), "A".repeat(43)));
+        let default = client().with_client_token(token());
+        assert!(default.is_delegated());
+        assert!(default.transport.checks_owner());
+        let named = client().with_named_socket().with_client_token(token());
+        assert!(!named.transport.checks_owner());
+        assert!(client().transport.checks_owner());
+    }
+
+    /// A client-token client never reaches the encrypted file.
+    #[test]
+    fn a_client_token_client_has_no_embedded_engine() {
+        let c = client().with_client_token(Secret::new("lk_x"));
+        let e = c.engine().unwrap_err();
+        assert_eq!(e.category(), latchkey_proto::error::Category::Usage);
     }
 }

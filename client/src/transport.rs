@@ -38,9 +38,12 @@ type Sender = SendRequest<Full<Bytes>>;
 pub struct Transport {
     socket: PathBuf,
     idle: Mutex<Vec<Sender>>,
-    /// A client token: sent as `Authorization: Bearer`, and the socket's owner is
-    /// not checked (a delegate socket belongs to another user by design).
+    /// A client token, sent as `Authorization: Bearer`.
     bearer: Option<Secret>,
+    /// Whether the socket and the listener must be this user's. Off only for a
+    /// client token with an explicitly named socket (a delegate socket belongs to
+    /// another user by design).
+    check_owner: bool,
 }
 
 impl std::fmt::Debug for Transport {
@@ -52,11 +55,12 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    pub fn new(socket: PathBuf, bearer: Option<Secret>) -> Transport {
+    pub fn new(socket: PathBuf, bearer: Option<Secret>, check_owner: bool) -> Transport {
         Transport {
             socket,
             idle: Mutex::new(Vec::new()),
             bearer,
+            check_owner,
         }
     }
 
@@ -76,7 +80,19 @@ impl Transport {
     /// [`call_blocking`] with this transport's socket and client token.
     #[cfg(unix)]
     pub fn call_blocking<R: Request>(&self, request: &R, deadline: Duration) -> Reach<R::Answer> {
-        call_blocking(&self.socket, request, deadline, self.bearer.as_ref())
+        call_blocking(
+            &self.socket,
+            request,
+            deadline,
+            self.bearer.as_ref(),
+            self.check_owner,
+        )
+    }
+
+    /// Whether the socket and its listener must be this user's.
+    #[cfg(test)]
+    pub fn checks_owner(&self) -> bool {
+        self.check_owner
     }
 
     fn take_idle(&self) -> Option<Sender> {
@@ -114,7 +130,7 @@ impl Transport {
                 },
             }
         }
-        let stream = match connect(&self.socket, self.bearer.is_none()).await {
+        let stream = match connect(&self.socket, self.check_owner).await {
             Ok(s) => s,
             Err(reach) => return reach,
         };
@@ -284,6 +300,7 @@ pub fn call_blocking<R: Request>(
     request: &R,
     deadline: Duration,
     bearer: Option<&Secret>,
+    check_owner: bool,
 ) -> Reach<R::Answer> {
     use std::io::{Read, Write};
     let start = std::time::Instant::now();
@@ -291,16 +308,14 @@ pub fn call_blocking<R: Request>(
         Ok(o) => o,
         Err(why) => return Reach::Broken(why),
     };
-    if bearer.is_none()
-        && let Err(reach) = check_socket(socket)
-    {
+    if check_owner && let Err(reach) = check_socket(socket) {
         return reach;
     }
     let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e) => return Reach::Dead(e.to_string()),
     };
-    if bearer.is_none() {
+    if check_owner {
         let peer = rustix::net::sockopt::socket_peercred(&stream)
             .map(|c| c.uid.as_raw())
             .map_err(std::io::Error::from);

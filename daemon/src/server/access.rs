@@ -24,16 +24,15 @@ use axum::extract::{Extension, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use latchkey_proto::delegation::{ScopeKind, TokenId};
+use latchkey_proto::delegation::{Presented, ScopeKind, TokenId};
 use latchkey_proto::error::{Category, ErrorBody};
 use latchkey_proto::profile::ProfileName;
 use latchkey_proto::request::{Access, Endpoint};
 
 use super::peer::{DelegatePeer, Peer, Via};
-use super::routes::{fail, problem};
+use super::routes::problem;
 use super::state::Daemon;
 use crate::delegation::{Rejection, Verified};
-use crate::error::EngineError;
 use crate::vault::unix_now;
 
 /// The caller of a request, as [`authorize`] decided.
@@ -97,37 +96,91 @@ pub async fn authorize(
                     "the Authorization header is not `Bearer` with a client token",
                 );
             };
+            // The id of a well-formed token is public: the audit line names it,
+            // refused or not.
+            let presented_id = Presented::parse(text).map(|p| p.id);
             match d.engine.client_tokens().verify(text, unix_now()) {
                 Ok(v) => Some(v),
                 Err(Rejection::Unreadable(e)) => {
-                    // Fail closed, and say why: the token may well be fine.
-                    return fail(&EngineError::Delegation(e), None, None);
+                    // Fail closed. The details (a path, a parse error) go to the log,
+                    // not to a caller who may be another user.
+                    tracing::error!(error = %e, "cannot read the client tokens; refusing every request that carries one");
+                    let r = problem(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        ErrorBody {
+                            category: Category::LocalStorage,
+                            message: "client tokens cannot be checked right now".into(),
+                            hint: Some(
+                                "the owner can run `latchkey doctor`; the daemon's log says why"
+                                    .into(),
+                            ),
+                            retryable: false,
+                        },
+                        None,
+                    );
+                    return with_audit(r, presented_id, None);
                 }
                 Err(r) => {
-                    tracing::info!(target: "latchkey::audit", reason = r.reason(), listener = peer.listener(), "client token refused");
-                    return unauthorized(true, "the client token is unknown, expired or revoked");
+                    tracing::info!(
+                        target: "latchkey::audit",
+                        reason = r.reason(),
+                        listener = peer.listener(),
+                        client_token = presented_id.as_ref().map_or("-", TokenId::as_str),
+                        "client token refused"
+                    );
+                    let r = unauthorized(true, "the client token is unknown, expired or revoked");
+                    return with_audit(r, presented_id, None);
                 }
             }
         }
     };
-    if let Some(t) = &token
-        && let Some(endpoint) = endpoint_of(&req)
-        && let Err(refused) = check_scope(t, endpoint, &req)
-    {
-        return with_audit(refused, Some(t));
+    if let Some(t) = &token {
+        let checked = match endpoint_of(&req) {
+            Some(endpoint) => check_scope(t, endpoint, &req),
+            // A routed path whose method no endpoint takes: the router would answer
+            // 405, but a token gets nothing it was not granted, not even that.
+            None if req.extensions().get::<MatchedPath>().is_some() => Err(forbidden(format!(
+                "{} is not an operation a client token can be granted",
+                req.method()
+            ))),
+            None => Ok(()),
+        };
+        if let Err(refused) = checked {
+            return with_audit(refused, Some(t.id.clone()), Some(t.name.clone()));
+        }
     }
     req.extensions_mut().insert(Caller {
         token: token.clone(),
     });
-    with_audit(next.run(req).await, token.as_ref())
+    let response = next.run(req).await;
+    match token {
+        Some(t) => with_audit(response, Some(t.id), Some(t.name)),
+        None => with_audit(response, None, None),
+    }
 }
 
-fn with_audit(mut r: Response, token: Option<&Verified>) -> Response {
+fn with_audit(mut r: Response, token_id: Option<TokenId>, token_name: Option<String>) -> Response {
     r.extensions_mut().insert(AuditCaller {
-        token_id: token.map(|t| t.id.clone()),
-        token_name: token.map(|t| t.name.clone()),
+        token_id,
+        token_name,
     });
     r
+}
+
+/// 403, category `forbidden`, with the hint to mint what is needed.
+fn forbidden(message: String) -> Response {
+    problem(
+        StatusCode::FORBIDDEN,
+        ErrorBody {
+            category: Category::Forbidden,
+            message,
+            hint: Some(
+                "the owner can mint a token with the scope it needs: `latchkey client-token mint --scope KIND:PROFILE`".into(),
+            ),
+            retryable: false,
+        },
+        None,
+    )
 }
 
 /// The token of a `Bearer` Authorization value (the scheme in any case).
@@ -140,11 +193,15 @@ fn bearer(value: &HeaderValue) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The endpoint a routed request is for; `None` for the fallback and for a method
-/// the endpoint does not take (both end in errors that reveal nothing).
+/// The endpoint a routed request is for: HEAD counts as GET, since the router
+/// serves it with the GET handler. `None` for the fallback and for a method no
+/// endpoint at that path takes.
 fn endpoint_of(req: &Request) -> Option<Endpoint> {
     let matched = req.extensions().get::<MatchedPath>()?.as_str();
-    let method = req.method().as_str();
+    let method = match req.method().as_str() {
+        "HEAD" => "GET",
+        m => m,
+    };
     Endpoint::ALL
         .into_iter()
         .find(|e| e.template() == matched && e.method().as_str() == method)
@@ -156,20 +213,6 @@ fn endpoint_of(req: &Request) -> Option<Endpoint> {
     reason = "the error is the finished response"
 )]
 fn check_scope(t: &Verified, endpoint: Endpoint, req: &Request) -> Result<(), Response> {
-    let forbidden = |message: String| {
-        problem(
-            StatusCode::FORBIDDEN,
-            ErrorBody {
-                category: Category::Forbidden,
-                message,
-                hint: Some(
-                    "the owner can mint a token with the scope it needs: `latchkey client-token mint --scope KIND:PROFILE`".into(),
-                ),
-                retryable: false,
-            },
-            None,
-        )
-    };
     match endpoint.access() {
         Access::AnyToken => Ok(()),
         Access::Owner => Err(forbidden(format!(

@@ -46,10 +46,20 @@ pub enum BindError {
 }
 
 /// Binds what `settings` asks for. `runtime_dir` is Latchkey's own runtime folder
-/// (made private by the main socket's binding).
-pub fn bind(settings: &DelegateSettings, runtime_dir: &Path) -> Result<Bound, BindError> {
+/// (made private by the main socket's binding); `main_socket` is never taken over.
+pub fn bind(
+    settings: &DelegateSettings,
+    runtime_dir: &Path,
+    main_socket: &Path,
+) -> Result<Bound, BindError> {
     let mut bound = Bound::default();
     if let Some(path) = settings.socket_path(runtime_dir) {
+        if path == main_socket {
+            return Err(BindError::Storage(StorageError::Insecure {
+                path,
+                reason: "the delegate socket cannot be the main socket".into(),
+            }));
+        }
         #[cfg(unix)]
         {
             bound.socket = Some((bind_socket(&path, runtime_dir)?, path));

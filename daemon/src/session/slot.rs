@@ -106,6 +106,10 @@ pub(crate) struct View {
     pub identity: Option<FileIdentity>,
     pub loaded: Option<Loaded>,
     pub unsaved: Option<Unsaved>,
+    /// +1 on every change of the view. A read that ran outside the flight (on the
+    /// blocking pool, beside a write) stores its result only if nothing changed
+    /// the view since it began, so an older read never replaces a newer write.
+    pub epoch: u64,
 }
 
 /// One profile's state. See the module documentation.
@@ -240,6 +244,7 @@ impl Sessions {
             v.seen = false;
             v.identity = None;
             v.loaded = None;
+            v.epoch = v.epoch.wrapping_add(1);
         }
     }
 

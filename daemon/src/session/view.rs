@@ -47,6 +47,7 @@ impl Engine {
             return Ok(current);
         }
         let slot = self.sessions.slot(profile);
+        let epoch = slot.view().epoch;
         let identity = self.vault().identity(profile)?;
         let loaded = match identity {
             None => None,
@@ -57,7 +58,7 @@ impl Engine {
             },
         };
         let current = loaded.as_ref().map(Current::from_loaded);
-        self.remember(profile, &slot, loaded);
+        self.remember_since(profile, &slot, loaded, Some(epoch));
         Ok(current)
     }
 
@@ -91,11 +92,29 @@ impl Engine {
         self.sessions.stats()
     }
 
-    /// Records a fresh read (or write) of the vault as the slot's view, and tells
-    /// subscribers what changed against the previous view.
+    /// Records a read of the vault made under the profile's flight and file lock
+    /// as the slot's view, and tells subscribers what changed against the previous
+    /// view.
     pub(crate) fn remember(&self, profile: &str, slot: &Arc<Slot>, loaded: Option<Loaded>) {
+        self.remember_since(profile, slot, loaded, None);
+    }
+
+    /// [`Engine::remember`] for a read that began at view `epoch` outside the
+    /// flight: dropped when the view changed meanwhile (a write settled, another
+    /// read was stored), since it may be older than what is there.
+    fn remember_since(
+        &self,
+        profile: &str,
+        slot: &Arc<Slot>,
+        loaded: Option<Loaded>,
+        epoch: Option<u64>,
+    ) {
         let change = {
             let mut v = slot.view();
+            if epoch.is_some_and(|e| e != v.epoch) {
+                return;
+            }
+            v.epoch = v.epoch.wrapping_add(1);
             let change = if v.seen {
                 change_between(v.loaded.as_ref(), loaded.as_ref())
             } else {
@@ -126,6 +145,7 @@ impl Engine {
             v.seen = true;
             v.identity = loaded.as_ref().map(|l| l.identity);
             v.loaded = loaded;
+            v.epoch = v.epoch.wrapping_add(1);
         }
         if let Some(change) = change {
             self.sessions.publish(profile, change, generation);

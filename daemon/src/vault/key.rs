@@ -22,13 +22,16 @@ type KeyId = (KdfParams, [u8; SALT_LEN]);
 /// Derived keys by (parameters, salt), and the machine key once loaded.
 ///
 /// A std `Mutex` is right here: the sections only look up or insert into a short
-/// list and never await. A derivation runs outside the lock, so two threads that
-/// miss at once may both derive; that is counted honestly and harmless.
+/// list and never await. A derivation runs outside those locks, under a lock of its
+/// own key only, so callers that miss the same key at once derive it once and
+/// other keys are never held up.
 #[derive(Debug)]
 pub struct KeyCache {
     key_file: PathBuf,
     machine_key: Mutex<Option<Arc<KeyBytes>>>,
     derived: Mutex<Vec<(KeyId, Arc<KeyBytes>)>>,
+    /// The derivation running for each key, if any (see [`KeyCache::vault_key`]).
+    flights: Mutex<Vec<(KeyId, Arc<Mutex<()>>)>>,
     derivations: AtomicU64,
 }
 
@@ -38,6 +41,7 @@ impl KeyCache {
             key_file,
             machine_key: Mutex::new(None),
             derived: Mutex::new(Vec::new()),
+            flights: Mutex::new(Vec::new()),
             derivations: AtomicU64::new(0),
         }
     }
@@ -62,8 +66,28 @@ impl KeyCache {
         create: bool,
     ) -> Result<Arc<KeyBytes>, StorageError> {
         let id = (*params, *salt);
-        if let Some(k) = lock(&self.derived).iter().find(|(i, _)| *i == id) {
-            return Ok(k.1.clone());
+        if let Some(k) = self.cached(&id) {
+            return Ok(k);
+        }
+        // One derivation per key at a time: callers that miss together (many
+        // requests right after another process wrote a new salt) wait for the one
+        // running instead of each spending its memory and CPU. Other keys derive
+        // meanwhile.
+        let flight = {
+            let mut flights = lock(&self.flights);
+            flights.retain(|(_, f)| Arc::strong_count(f) > 1);
+            match flights.iter().find(|(i, _)| *i == id) {
+                Some((_, f)) => f.clone(),
+                None => {
+                    let f = Arc::new(Mutex::new(()));
+                    flights.push((id, f.clone()));
+                    f
+                }
+            }
+        };
+        let _one = lock(&flight);
+        if let Some(k) = self.cached(&id) {
+            return Ok(k);
         }
         let source = self.machine_key(create)?;
         let key = crypto::derive(&source, salt, params).map_err(|reason| StorageError::BadKey {
@@ -76,6 +100,13 @@ impl KeyCache {
         let key = Arc::new(key);
         lock(&self.derived).push((id, key.clone()));
         Ok(key)
+    }
+
+    fn cached(&self, id: &KeyId) -> Option<Arc<KeyBytes>> {
+        lock(&self.derived)
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, k)| k.clone())
     }
 
     fn machine_key(&self, create: bool) -> Result<Arc<KeyBytes>, StorageError> {
@@ -154,6 +185,23 @@ mod tests {
         // A second process (a new cache) reads the same machine key.
         let other = KeyCache::new(kf);
         assert_eq!(other.vault_key(&FAST, &[1; 32], false).unwrap(), a);
+    }
+
+    #[test]
+    fn callers_missing_the_same_key_at_once_derive_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(KeyCache::new(dir.path().join("key")));
+        cache.vault_key(&FAST, &[9; 32], true).unwrap();
+        let before = cache.derivations();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let cache = cache.clone();
+                std::thread::spawn(move || cache.vault_key(&FAST, &[7; 32], false).unwrap())
+            })
+            .collect();
+        let keys: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(keys.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(cache.derivations() - before, 1);
     }
 
     #[test]

@@ -231,6 +231,27 @@ fn scopes_limit_what_a_token_reaches_and_administration_is_the_owners() {
             "{method} {path}: {head}"
         );
     }
+    // HEAD is served by the GET handlers: it is checked as GET. A method no
+    // endpoint takes is refused to a token before the router's 405.
+    for (method, path) in [
+        ("HEAD", "/v1/status"),
+        ("HEAD", "/v1/client-tokens"),
+        ("HEAD", "/v1/profiles/home/token"),
+        ("HEAD", "/v1/profiles/work/session"),
+        ("PUT", "/v1/profiles/work/token"),
+        ("PATCH", "/v1/client-tokens"),
+    ] {
+        let (status, _, _) = ask(&socket, method, path, Some(&token_work), None);
+        assert_eq!(status, 403, "{method} {path}");
+    }
+    let (status, _, _) = ask(
+        &socket,
+        "HEAD",
+        "/v1/profiles/work/token",
+        Some(&token_work),
+        None,
+    );
+    assert_eq!(status, 200, "HEAD of what the token may GET");
     // The daemon is still running: the shutdown was refused.
     assert_eq!(ask(&socket, "GET", "/v1/health", None, None).0, 200);
 
@@ -319,6 +340,17 @@ fn unknown_revoked_and_expired_tokens_are_401_invalid_token() {
     );
     assert!(!head.contains("invalid_token"), "{head}");
     assert_eq!(doc["error"]["category"], "forbidden");
+    // The audit names the refused token by its id (public), never its secret.
+    world.stop_daemons();
+    let logs = world.daemon_logs();
+    assert!(
+        logs.contains(&format!("client_token=\"{revoked_id}\"")),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains(&revoked[16..]),
+        "the secret stays out of the log"
+    );
     // Revoking again: a usage error.
     world
         .latchkey(["client-token", "revoke", &revoked_id, "--json"])

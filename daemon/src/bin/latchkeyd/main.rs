@@ -110,7 +110,7 @@ fn main() -> ExitCode {
     // The delegate listeners, after the instance lock (a leftover delegate socket
     // is ours to replace) and before readiness. A configured one that cannot be
     // bound stops the daemon: the person asked for it.
-    let delegates = match delegate::bind(&config.delegate, &paths.runtime_dir) {
+    let delegates = match delegate::bind(&config.delegate, &paths.runtime_dir, &socket) {
         Ok(d) => d,
         Err(e) => return fail("cannot open the delegate listeners", &e),
     };
