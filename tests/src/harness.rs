@@ -288,6 +288,21 @@ impl World {
         }
     }
 
+    /// Adds profile `name` at this world's provider (not logged in).
+    pub fn add_profile(&self, name: &str) {
+        self.latchkey([
+            "profile",
+            "add",
+            name,
+            "--issuer",
+            &self.idp.issuer(),
+            "--client-id",
+            CLIENT_ID,
+        ])
+        .run()
+        .ok();
+    }
+
     /// Writes an executable browser script under the home and returns its path.
     /// The script gets the URL as `$1`.
     pub fn browser_script(&self, name: &str, body: &str) -> PathBuf {
@@ -528,6 +543,15 @@ impl World {
             c.push((format!("stdout of `latchkey {label}`"), run.stdout.clone()));
         }
     }
+}
+
+/// A loopback TCP port that was free a moment ago (bound and released), for a
+/// listener a test configures.
+pub fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a loopback port")
+        .port()
 }
 
 /// Sends raw bytes as one HTTP request over a Unix socket and reads the whole answer

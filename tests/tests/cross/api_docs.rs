@@ -384,6 +384,19 @@ fn same_shape(expected: &Value, actual: &Value, at: &str, errors: &mut Vec<Strin
 // The live run: every curl of docs/api.md against a real daemon.
 // ---------------------------------------------------------------------------------
 
+/// Every header an `http` example shows is in the answer, with that value;
+/// `context` is the answer as a failure may show it.
+#[track_caller]
+fn headers_as_shown(what: &str, expected: &Answer, answer: &Answer, context: &str) {
+    for (k, v) in &expected.headers {
+        assert_eq!(
+            answer.headers.get(k),
+            Some(v),
+            "{what}: the header {k}: {context}"
+        );
+    }
+}
+
 /// A `latchkeyd` of a test, stopped on drop (SIGTERM, then SIGKILL), panics included.
 struct DaemonGuard {
     child: Child,
@@ -756,14 +769,7 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
             );
             let expected = parse_answer(&ex.answer);
             assert_eq!(expected.status, 204, "{what}: {}", shown(&answer));
-            for (k, v) in &expected.headers {
-                assert_eq!(
-                    answer.headers.get(k),
-                    Some(v),
-                    "{what}: the header {k}: {}",
-                    shown(&answer)
-                );
-            }
+            headers_as_shown(&what, &expected, &answer, &shown(&answer));
             assert!(
                 expected.body.trim().is_empty(),
                 "{what}: the page shows a body for a 204"
@@ -804,14 +810,7 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
                 "http" => {
                     let expected = parse_answer(&ex.answer);
                     assert_eq!(expected.status, answer.status, "{what}: {}", shown(&answer));
-                    for (k, v) in &expected.headers {
-                        assert_eq!(
-                            answer.headers.get(k),
-                            Some(v),
-                            "{what}: the header {k}: {}",
-                            shown(&answer)
-                        );
-                    }
+                    headers_as_shown(&what, &expected, &answer, &shown(&answer));
                     expected.body
                 }
                 other => panic!("{what}: a {other} answer block cannot show a JSON body"),

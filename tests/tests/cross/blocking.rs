@@ -36,18 +36,7 @@ fn ask(world: &World, label: &'static str, path: &str, done: mpsc::Sender<&'stat
 fn an_expensive_key_derivation_does_not_stall_other_clients() {
     let world = World::default_provider();
     // Profile `quick`: a vault with the cheapest scrypt (log_n 10).
-    world
-        .latchkey([
-            "profile",
-            "add",
-            "quick",
-            "--issuer",
-            &world.idp.issuer(),
-            "--client-id",
-            latchkey_tests::harness::CLIENT_ID,
-        ])
-        .run()
-        .ok();
+    world.add_profile("quick");
     let browser = world.auto_browser();
     world
         .latchkey(["login", "--profile", "quick", "--timeout", "30"])

@@ -16,22 +16,6 @@ fn delegate(world: &World, toml: &str) {
     std::fs::write(&path, format!("{text}\n[delegate]\n{toml}\n")).expect("config written");
 }
 
-/// A second profile `home` at the same provider (never logged in).
-fn add_home_profile(world: &World) {
-    world
-        .latchkey([
-            "profile",
-            "add",
-            "home",
-            "--issuer",
-            &world.idp.issuer(),
-            "--client-id",
-            latchkey_tests::harness::CLIENT_ID,
-        ])
-        .run()
-        .ok();
-}
-
 /// Mints through the CLI; returns (token, id).
 fn mint(world: &World, args: &[&str]) -> (String, String) {
     let mut all = vec!["client-token", "mint", "--json"];
@@ -87,14 +71,6 @@ fn ask_tcp(addr: &str, path: &str, headers: &str) -> (u16, String, serde_json::V
 
 fn delegate_socket(world: &World) -> PathBuf {
     world.home.path().join("run").join("delegate.sock")
-}
-
-/// A free loopback port (bound and released: good enough for a test).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a port")
-        .port()
 }
 
 #[test]
@@ -182,7 +158,7 @@ fn mint_prints_the_secret_once_and_nowhere_else() {
 #[test]
 fn scopes_limit_what_a_token_reaches_and_administration_is_the_owners() {
     let world = World::default_provider();
-    add_home_profile(&world);
+    world.add_profile("home");
     world.login();
     world.start_daemon();
     let socket = world.socket();
@@ -362,7 +338,7 @@ fn unknown_revoked_and_expired_tokens_are_401_invalid_token() {
 fn the_tcp_listener_needs_a_token_the_right_host_and_no_origin() {
     let world = World::default_provider();
     world.login();
-    let port = free_port();
+    let port = latchkey_tests::harness::free_loopback_port();
     let addr = format!("127.0.0.1:{port}");
     delegate(&world, &format!("listen = \"{addr}\""));
     world.start_daemon();
@@ -580,7 +556,7 @@ fn the_daemon_honours_mints_and_revocations_made_without_it() {
 #[test]
 fn another_uid_gets_exactly_its_scopes_through_the_delegate_socket() {
     let world = World::default_provider();
-    add_home_profile(&world);
+    world.add_profile("home");
     world.login();
     // A folder others can traverse but not write, for the delegate socket.
     let dir = tempfile::Builder::new()

@@ -82,13 +82,6 @@ exec unshare --mount --propagation private bash -c \
     path
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a port")
-        .port()
-}
-
 #[test]
 fn the_readme_recipes_run_as_written() {
     let (toml, recipes) = recipes();
@@ -98,7 +91,7 @@ fn the_readme_recipes_run_as_written() {
         ["An editor plugin", "A container", "An agent sandbox"],
         "the README's recipes"
     );
-    let port = free_port().to_string();
+    let port = latchkey_tests::harness::free_loopback_port().to_string();
     let world = World::default_provider();
     world.login();
     let config = world.home.config_file();
