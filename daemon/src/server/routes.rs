@@ -126,6 +126,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     bounded
         .merge(long)
         .fallback(not_found)
+        .layer(middleware::from_fn(protocol))
         .layer(middleware::from_fn_with_state(
             daemon.clone(),
             super::access::authorize,
@@ -209,24 +210,7 @@ async fn audit(
         .get::<MatchedPath>()
         .map_or_else(|| "(unknown)".to_string(), |m| m.as_str().to_string());
     let method = req.method().clone();
-    let theirs = req
-        .headers()
-        .get(PROTOCOL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let mut response = match theirs {
-        Some(v) if v.trim() != PROTOCOL_VERSION.to_string() => problem(
-            StatusCode::BAD_REQUEST,
-            ErrorBody {
-                category: Category::Usage,
-                message: format!("this daemon speaks protocol {PROTOCOL_VERSION}, the client {v}"),
-                hint: Some("run `latchkey daemon restart`".into()),
-                retryable: false,
-            },
-            None,
-        ),
-        _ => next.run(req).await,
-    };
+    let mut response = next.run(req).await;
     // Rejections made by the framework (bad query, bad or oversized body, wrong
     // method) come as plain text: give them the one error shape of the API.
     let is_json = response
@@ -281,6 +265,30 @@ async fn audit(
         );
     }
     response
+}
+
+/// A client of another protocol gets a `usage` error it can recognise as "stale
+/// daemon". It runs after `access::authorize`, so a caller that may not use the
+/// daemon at all learns nothing, not even the protocol.
+async fn protocol(req: Request, next: Next) -> Response {
+    let theirs = req
+        .headers()
+        .get(PROTOCOL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match theirs {
+        Some(v) if v.trim() != PROTOCOL_VERSION.to_string() => problem(
+            StatusCode::BAD_REQUEST,
+            ErrorBody {
+                category: Category::Usage,
+                message: format!("this daemon speaks protocol {PROTOCOL_VERSION}, the client {v}"),
+                hint: Some("run `latchkey daemon restart`".into()),
+                retryable: false,
+            },
+            None,
+        ),
+        _ => next.run(req).await,
+    }
 }
 
 /// A success: the answer type of the endpoint's request in the proto's set.
