@@ -107,6 +107,15 @@ impl Scope {
     }
 }
 
+/// Scopes as people read them: `token:work session:home`.
+pub fn scopes_text(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A bounded, printable rendering of text that is being refused.
 fn shown(text: &str) -> String {
     text.chars().take(80).collect()

@@ -59,7 +59,7 @@ pub(super) async fn mint(
                 target: "latchkey::audit",
                 token_id = %m.record.id,
                 token_name = %m.record.name,
-                scopes = %scopes_text(&m.record.scopes),
+                scopes = %latchkey_proto::delegation::scopes_text(&m.record.scopes),
                 "client token minted"
             );
             let mut r = reply::<rq::MintClientToken>(convert::minted(m), None, "minted");
@@ -127,12 +127,4 @@ pub(super) async fn revoke(
         }
         Err(e) => fail(&e, None, None),
     }
-}
-
-fn scopes_text(scopes: &[latchkey_proto::delegation::Scope]) -> String {
-    scopes
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" ")
 }

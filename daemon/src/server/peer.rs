@@ -92,11 +92,29 @@ impl Peer {
         }
     }
 
-    /// The peer's executable (main socket), or its address (TCP).
-    pub fn origin(&self) -> String {
+    /// The peer's executable (main socket), or its address (TCP), for the audit
+    /// line: written straight into it, no string built per request.
+    pub fn origin(&self) -> Origin<'_> {
         match self {
-            Peer::Owner(v) => v.exe().unwrap_or("?").to_string(),
-            Peer::Delegate(d) => d.addr.map_or_else(|| "?".into(), |a| a.to_string()),
+            Peer::Owner(v) => Origin::Exe(v.exe()),
+            Peer::Delegate(d) => Origin::Addr(d.addr),
+        }
+    }
+}
+
+/// See [`Peer::origin`]; `?` when unknown.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    Exe(Option<&'a str>),
+    Addr(Option<std::net::SocketAddr>),
+}
+
+impl std::fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Exe(Some(exe)) => f.write_str(exe),
+            Origin::Addr(Some(addr)) => write!(f, "{addr}"),
+            Origin::Exe(None) | Origin::Addr(None) => f.write_str("?"),
         }
     }
 }

@@ -33,7 +33,7 @@ async fn mint(
             ttl_seconds,
         })
         .await?;
-    let scopes = join(&m.scopes);
+    let scopes = latchkey_proto::delegation::scopes_text(&m.scopes);
     let until = m
         .expires_at
         .as_deref()
@@ -76,7 +76,7 @@ async fn list(ctx: &Ctx) -> Result<Output, Error> {
                 t.name,
                 t.expires_at.as_deref().unwrap_or("never"),
                 t.last_used_at.as_deref().unwrap_or("never"),
-                join(&t.scopes)
+                latchkey_proto::delegation::scopes_text(&t.scopes)
             ));
         }
     }
@@ -98,12 +98,4 @@ async fn revoke(ctx: &Ctx, id: &str) -> Result<Output, Error> {
         text: format!("Revoked client token {id}: it is refused from now on.\n"),
         json: json!({"id": id, "revoked": true}),
     })
-}
-
-fn join(scopes: &[latchkey_proto::delegation::Scope]) -> String {
-    scopes
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
