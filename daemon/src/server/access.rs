@@ -18,11 +18,8 @@
 //! [`Caller`] can only be made here, and every handler takes one: a route reached
 //! without this check does not compile.
 
-use std::sync::Arc;
-
-use axum::extract::{Extension, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use latchkey_proto::delegation::{Presented, ScopeKind, TokenId};
 use latchkey_proto::error::{Category, ErrorBody};
@@ -58,54 +55,63 @@ impl Caller {
     }
 }
 
-/// What the audit line says about the caller (set on every response here).
-#[derive(Debug, Clone)]
-pub struct AuditCaller {
+/// A request refused before any route runs, with the client token it named, if
+/// any (a well-formed token's id is public: the audit line names it).
+#[derive(Debug)]
+pub struct Refused {
+    pub response: Response,
     pub token_id: Option<TokenId>,
     pub token_name: Option<String>,
 }
 
-/// The middleware: decides the [`Caller`] or answers 401/403 itself.
-pub async fn authorize(
-    State(d): State<Arc<Daemon>>,
-    Extension(peer): Extension<Peer>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+impl Refused {
+    fn anonymous(response: Response) -> Self {
+        Refused {
+            response,
+            token_id: None,
+            token_name: None,
+        }
+    }
+}
+
+/// Decides the [`Caller`] of a routed request, or the 401/403 that refuses it.
+/// The router's front middleware calls it before anything else runs.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the finished response, built only on the refusal path"
+)]
+pub fn authorize(d: &Daemon, peer: &Peer, req: &Request) -> Result<Caller, Refused> {
     if let Peer::Delegate(DelegatePeer {
         via: Via::Tcp(local),
         ..
-    }) = &peer
-        && let Err(refused) = check_browser_safety(&req, *local)
+    }) = peer
     {
-        return refused;
+        check_browser_safety(req, *local).map_err(Refused::anonymous)?;
     }
-    let presented = req.headers().get(header::AUTHORIZATION).cloned();
-    let token = match (presented, &peer) {
-        (None, Peer::Owner(_)) => None,
+    let token = match (req.headers().get(header::AUTHORIZATION), peer) {
+        // The owner: the hot path, nothing to look up.
+        (None, Peer::Owner(_)) => return Ok(Caller { token: None }),
         (None, Peer::Delegate(_)) => {
-            return unauthorized(
+            return Err(Refused::anonymous(unauthorized(
                 false,
                 "this listener serves client tokens only: send `Authorization: Bearer lk_…`",
-            );
+            )));
         }
         (Some(value), _) => {
-            let Some(text) = bearer(&value) else {
-                return unauthorized(
+            let Some(text) = bearer(value) else {
+                return Err(Refused::anonymous(unauthorized(
                     true,
                     "the Authorization header is not `Bearer` with a client token",
-                );
+                )));
             };
-            // The id of a well-formed token is public: the audit line names it,
-            // refused or not.
             let presented_id = Presented::parse(text).map(|p| p.id);
             match d.engine.client_tokens().verify(text, unix_now()) {
-                Ok(v) => Some(v),
+                Ok(v) => v,
                 Err(Rejection::Unreadable(e)) => {
                     // Fail closed. The details (a path, a parse error) go to the log,
                     // not to a caller who may be another user.
                     tracing::error!(error = %e, "cannot read the client tokens; refusing every request that carries one");
-                    let r = problem(
+                    let response = problem(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         ErrorBody {
                             category: Category::LocalStorage,
@@ -118,7 +124,11 @@ pub async fn authorize(
                         },
                         None,
                     );
-                    return with_audit(r, presented_id, None);
+                    return Err(Refused {
+                        response,
+                        token_id: presented_id,
+                        token_name: None,
+                    });
                 }
                 Err(r) => {
                     tracing::info!(
@@ -128,44 +138,36 @@ pub async fn authorize(
                         client_token = presented_id.as_ref().map_or("-", TokenId::as_str),
                         "client token refused"
                     );
-                    let r = unauthorized(true, "the client token is unknown, expired or revoked");
-                    return with_audit(r, presented_id, None);
+                    return Err(Refused {
+                        response: unauthorized(
+                            true,
+                            "the client token is unknown, expired or revoked",
+                        ),
+                        token_id: presented_id,
+                        token_name: None,
+                    });
                 }
             }
         }
     };
-    if let Some(t) = &token {
-        let checked = match endpoint_of(&req) {
-            Some(endpoint) => check_scope(t, endpoint, &req),
-            // A routed path whose method no endpoint takes: the router would answer
-            // 405, but a token gets nothing it was not granted, not even that.
-            None if req.extensions().get::<MatchedPath>().is_some() => Err(forbidden(format!(
-                "{} is not an operation a client token can be granted",
-                req.method()
-            ))),
-            None => Ok(()),
-        };
-        if let Err(refused) = checked {
-            return with_audit(refused, Some(t.id.clone()), Some(t.name.clone()));
-        }
+    let checked = match endpoint_of(req) {
+        Some(endpoint) => check_scope(&token, endpoint, req),
+        // A routed path whose method no endpoint takes: the router would answer
+        // 405, but a token gets nothing it was not granted, not even that.
+        None if req.extensions().get::<MatchedPath>().is_some() => Err(forbidden(format!(
+            "{} is not an operation a client token can be granted",
+            req.method()
+        ))),
+        None => Ok(()),
+    };
+    match checked {
+        Ok(()) => Ok(Caller { token: Some(token) }),
+        Err(response) => Err(Refused {
+            response,
+            token_id: Some(token.id.clone()),
+            token_name: Some(token.name.clone()),
+        }),
     }
-    req.extensions_mut().insert(Caller {
-        token: token.clone(),
-    });
-    let response = next.run(req).await;
-    // The owner's requests (the hot path) carry nothing for the audit to add.
-    match token {
-        Some(t) => with_audit(response, Some(t.id), Some(t.name)),
-        None => response,
-    }
-}
-
-fn with_audit(mut r: Response, token_id: Option<TokenId>, token_name: Option<String>) -> Response {
-    r.extensions_mut().insert(AuditCaller {
-        token_id,
-        token_name,
-    });
-    r
 }
 
 /// 403, category `forbidden`, with the hint to mint what is needed.

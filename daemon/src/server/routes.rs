@@ -37,7 +37,7 @@ use latchkey_proto::request::{self as rq, Endpoint, Method};
 use latchkey_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 use serde::Deserialize;
 
-use super::access::{AuditCaller, Caller};
+use super::access::{self, Caller};
 use super::peer::Peer;
 use super::state::Daemon;
 use crate::convert::{self, rfc3339};
@@ -126,12 +126,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     bounded
         .merge(long)
         .fallback(not_found)
-        .layer(middleware::from_fn(protocol))
-        .layer(middleware::from_fn_with_state(
-            daemon.clone(),
-            super::access::authorize,
-        ))
-        .layer(middleware::from_fn_with_state(daemon.clone(), audit))
+        .layer(middleware::from_fn_with_state(daemon.clone(), front))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(daemon)
 }
@@ -197,20 +192,41 @@ async fn deadline(req: Request, next: Next) -> Response {
     }
 }
 
-async fn audit(
+/// Every request passes here first, in one layer (each layer costs the token hot
+/// path): the access check ([`access::authorize`]), then the protocol check, then
+/// the route; afterwards the framework's rejections get the API's error shape,
+/// the response its `Latchkey-Protocol` header, and the request its audit line.
+async fn front(
     State(daemon): Shared,
     Extension(peer): Extension<Peer>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     daemon.touch();
     let start = Instant::now();
-    let endpoint = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "(unknown)".to_string(), |m| m.as_str().to_string());
+    // Cheap clones: the matched path is shared, a standard method is inline.
+    let endpoint = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
-    let mut response = next.run(req).await;
+    let (mut response, caller_token) = match access::authorize(&daemon, &peer, &req) {
+        Err(refused) => (
+            refused.response,
+            refused.token_id.map(|id| (id, refused.token_name)),
+        ),
+        Ok(caller) => {
+            let token = caller.token().map(|t| (t.id.clone(), Some(t.name.clone())));
+            // After the access check: a caller that may not use the daemon at all
+            // learns nothing, not even the protocol.
+            let response = match stale_protocol(&req) {
+                Some(refused) => refused,
+                None => {
+                    req.extensions_mut().insert(caller);
+                    next.run(req).await
+                }
+            };
+            (response, token)
+        }
+    };
+    let endpoint = endpoint.as_ref().map_or("(unknown)", MatchedPath::as_str);
     // Rejections made by the framework (bad query, bad or oversized body, wrong
     // method) come as plain text: give them the one error shape of the API.
     let is_json = response
@@ -245,21 +261,23 @@ async fn audit(
     response
         .headers_mut()
         .insert(PROTOCOL_HEADER, HeaderValue::from(PROTOCOL_VERSION));
-    let a = response.extensions().get::<Audit>().cloned();
-    let caller = response.extensions().get::<AuditCaller>().cloned();
     if tracing::enabled!(target: "latchkey::audit", tracing::Level::INFO) {
+        let a = response.extensions().get::<Audit>();
+        let (token_id, token_name) = caller_token.as_ref().map_or(("-", "-"), |(id, name)| {
+            (id.as_str(), name.as_deref().unwrap_or("-"))
+        });
         tracing::info!(
             target: "latchkey::audit",
             listener = peer.listener(),
             pid = peer.pid(),
             uid = peer.uid(),
             exe = %peer.origin(),
-            client_token = caller.as_ref().and_then(|c| c.token_id.as_ref()).map_or("-", |id| id.as_str()),
-            client_token_name = caller.as_ref().and_then(|c| c.token_name.as_deref()).unwrap_or("-"),
+            client_token = token_id,
+            client_token_name = token_name,
             method = %method,
             endpoint,
-            profile = a.as_ref().and_then(|a| a.profile.as_deref()).unwrap_or("-"),
-            outcome = a.as_ref().map_or("-", |a| a.outcome),
+            profile = a.and_then(|a| a.profile.as_deref()).unwrap_or("-"),
+            outcome = a.map_or("-", |a| a.outcome),
             status = response.status().as_u16(),
             ms = start.elapsed().as_secs_f64() * 1000.0,
         );
@@ -268,27 +286,24 @@ async fn audit(
 }
 
 /// A client of another protocol gets a `usage` error it can recognise as "stale
-/// daemon". It runs after `access::authorize`, so a caller that may not use the
-/// daemon at all learns nothing, not even the protocol.
-async fn protocol(req: Request, next: Next) -> Response {
-    let theirs = req
-        .headers()
-        .get(PROTOCOL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    match theirs {
-        Some(v) if v.trim() != PROTOCOL_VERSION.to_string() => problem(
+/// daemon".
+fn stale_protocol(req: &Request) -> Option<Response> {
+    let theirs = req.headers().get(PROTOCOL_HEADER)?;
+    let theirs = String::from_utf8_lossy(theirs.as_bytes());
+    (theirs.trim().parse::<u32>() != Ok(PROTOCOL_VERSION)).then(|| {
+        problem(
             StatusCode::BAD_REQUEST,
             ErrorBody {
                 category: Category::Usage,
-                message: format!("this daemon speaks protocol {PROTOCOL_VERSION}, the client {v}"),
+                message: format!(
+                    "this daemon speaks protocol {PROTOCOL_VERSION}, the client {theirs}"
+                ),
                 hint: Some("run `latchkey daemon restart`".into()),
                 retryable: false,
             },
             None,
-        ),
-        _ => next.run(req).await,
-    }
+        )
+    })
 }
 
 /// A success: the answer type of the endpoint's request in the proto's set.
