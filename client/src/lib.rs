@@ -37,6 +37,7 @@
 
 pub mod error;
 mod instance;
+mod proxy;
 mod transport;
 mod wire;
 
@@ -54,6 +55,7 @@ use latchkey_proto::request::{self as rq, Request};
 use latchkey_proto::secret::Secret;
 
 pub use error::Error;
+pub use proxy::{ApiRequest, ApiResponse, PROXY_DEADLINE};
 use transport::Transport;
 use wire::Reach;
 

@@ -31,6 +31,61 @@ use crate::wire::{self, AnswerHead, MAX_REPLY, Outgoing, Reach};
 
 /// Idle connections kept for reuse; more concurrent callers open their own.
 const MAX_IDLE: usize = 16;
+/// The largest proxied answer [`Transport::proxy`] reads into memory.
+pub const MAX_PROXIED_BODY: usize = 64 * 1024 * 1024;
+
+/// A request for the daemon's API proxy.
+#[derive(Debug)]
+pub struct ProxyRequest<'a> {
+    pub method: &'a str,
+    /// `/v1/proxy/{profile}/{path}?{query}`.
+    pub target: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: Bytes,
+}
+
+/// How a proxied exchange ended.
+#[derive(Debug)]
+pub enum ProxyReach {
+    /// The daemon answered (the upstream's response, or Latchkey's own error).
+    Answer(hyper::Response<Bytes>),
+    /// The request never left this process (or a stale daemon refused it): the
+    /// fallback table applies.
+    Unsent(Reach<()>),
+    /// The request may have reached the daemon and an upstream, and the answer
+    /// was lost: final, never repeated.
+    Lost(String),
+}
+
+fn describe(reach: Reach<()>) -> String {
+    match reach {
+        Reach::Dead(why) | Reach::Broken(why) | Reach::Refused(why) => why,
+        Reach::Hung => "no answer".into(),
+        Reach::Stale { theirs } => format!("protocol {theirs}"),
+        Reach::Answer(_) => "an answer".into(),
+    }
+}
+
+fn build_proxy(
+    request: &ProxyRequest<'_>,
+    bearer: Option<&Secret>,
+) -> hyper::http::Result<hyper::Request<Full<Bytes>>> {
+    let mut built = hyper::Request::builder()
+        .method(request.method)
+        .uri(request.target);
+    for (name, value) in wire::FIELDS {
+        built = built.header(name, value);
+    }
+    for (name, value) in request.headers {
+        built = built.header(name.as_str(), value.as_str());
+    }
+    if let Some(token) = bearer {
+        let mut value = hyper::header::HeaderValue::try_from(format!("Bearer {}", token.expose()))?;
+        value.set_sensitive(true);
+        built = built.header(hyper::header::AUTHORIZATION, value);
+    }
+    built.body(Full::new(request.body.clone()))
+}
 
 type Sender = SendRequest<Full<Bytes>>;
 
@@ -113,32 +168,41 @@ impl Transport {
     }
 
     async fn exchange<T: DeserializeOwned>(&self, out: Outgoing) -> Reach<T> {
-        let mut request = match build(out, self.bearer.as_ref()) {
+        let request = match build(out, self.bearer.as_ref()) {
             Ok(r) => r,
             Err(e) => return Reach::Broken(format!("cannot build the request: {e}")),
         };
+        match self.round_trip(request).await {
+            Ok((sender, response)) => self.finish(sender, response).await,
+            Err((reach, _sent)) => reach,
+        }
+    }
+
+    /// Sends `request` over an idle connection or a new one. On failure, whether
+    /// the request may have reached the daemon: a connect failure did not send it.
+    async fn round_trip<T>(
+        &self,
+        mut request: hyper::Request<Full<Bytes>>,
+    ) -> Result<(Sender, hyper::Response<hyper::body::Incoming>), (Reach<T>, bool)> {
         while let Some(mut sender) = self.take_idle() {
             if sender.ready().await.is_err() {
                 continue; // closed while idle
             }
             match sender.try_send_request(request).await {
-                Ok(response) => return self.finish(sender, response).await,
+                Ok(response) => return Ok((sender, response)),
                 Err(mut e) => match e.take_message() {
                     // Never sent: the connection died under us; try the next one.
                     Some(unsent) => request = unsent,
-                    None => return failed(e.into_error()),
+                    None => return Err((failed(e.into_error()), true)),
                 },
             }
         }
-        let stream = match connect(&self.socket, self.check_owner).await {
-            Ok(s) => s,
-            Err(reach) => return reach,
-        };
-        let (mut sender, conn) =
-            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-                Ok(x) => x,
-                Err(e) => return Reach::Dead(e.to_string()),
-            };
+        let stream = connect(&self.socket, self.check_owner)
+            .await
+            .map_err(|reach| (reach, false))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| (Reach::Dead(e.to_string()), false))?;
         // The driver ends when the connection closes or the runtime stops; its errors
         // surface through the sender.
         drop(tokio::spawn(async move {
@@ -147,8 +211,59 @@ impl Transport {
             }
         }));
         match sender.send_request(request).await {
-            Ok(response) => self.finish(sender, response).await,
-            Err(e) => failed(e),
+            Ok(response) => Ok((sender, response)),
+            Err(e) => Err((failed(e), true)),
+        }
+    }
+
+    /// One request through the daemon's API proxy (`target` from
+    /// [`latchkey_proto::proxy::target`]), waiting at most `deadline`. The
+    /// outcome says whether the request may have been sent on: a proxied request
+    /// is never repeated by a fallback once it may have reached an upstream.
+    pub async fn proxy(&self, request: ProxyRequest<'_>, deadline: Duration) -> ProxyReach {
+        let built = build_proxy(&request, self.bearer.as_ref());
+        let built = match built {
+            Ok(r) => r,
+            Err(e) => {
+                return ProxyReach::Unsent(Reach::Broken(format!("cannot build the request: {e}")));
+            }
+        };
+        let exchange = async {
+            let (sender, response) = match self.round_trip::<()>(built).await {
+                Ok(x) => x,
+                Err((reach, false)) => return ProxyReach::Unsent(reach),
+                Err((reach, true)) => return ProxyReach::Lost(describe(reach)),
+            };
+            let (parts, body) = response.into_parts();
+            let theirs = parts
+                .headers
+                .get(PROTOCOL_HEADER)
+                .map(|v| v.as_bytes().trim_ascii());
+            if theirs != Some(wire::PROTOCOL.as_bytes()) {
+                // Another protocol's daemon forwards nothing it does not know.
+                return ProxyReach::Unsent(Reach::Stale {
+                    theirs: theirs.map_or_else(
+                        || "none".to_string(),
+                        |v| String::from_utf8_lossy(v).chars().take(20).collect(),
+                    ),
+                });
+            }
+            let limited = http_body_util::Limited::new(body, MAX_PROXIED_BODY);
+            let body = match limited.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return ProxyReach::Lost(format!("the answer broke off: {e}")),
+            };
+            if !sender.is_closed() {
+                self.put_idle(sender);
+            }
+            ProxyReach::Answer(hyper::Response::from_parts(parts, body))
+        };
+        match tokio::time::timeout(deadline, exchange).await {
+            Ok(r) => r,
+            Err(_) => ProxyReach::Lost(format!(
+                "the daemon did not answer within {} s",
+                deadline.as_secs()
+            )),
         }
     }
 

@@ -56,6 +56,47 @@ pub struct ProfileConfig {
     /// The userinfo claim that lists the user's groups.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
+    /// `[profiles.NAME.proxy]`: the API the proxy serves with this profile's token.
+    #[serde(default)]
+    pub proxy: Option<ProxySettings>,
+}
+
+/// `[profiles.NAME.proxy]` (docs/behaviour.md, "The API proxy").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    /// The base URL requests go to (`upstream + "/" + path`): https, or http on a
+    /// loopback host; the only host that ever receives the profile's token.
+    pub upstream: String,
+    /// How long the upstream may take from the request's start to its answer's
+    /// head (default 60 s, at most 600 s).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+impl ProxySettings {
+    /// How long the upstream may take to answer: `timeout_seconds`, 1 to 600.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout_seconds
+            .map_or(crate::proxy::DEFAULT_TIMEOUT, |s| {
+                std::time::Duration::from_secs(s.max(1)).min(crate::proxy::MAX_TIMEOUT)
+            })
+    }
+
+    /// The upstream as a URL, by the rule of [`check_upstream`] (checked at load).
+    pub fn upstream_url(&self) -> Result<url::Url, String> {
+        check_upstream(&self.upstream)
+    }
+}
+
+/// The rule for a proxy upstream: the provider URL rule ([`check_url`]) and no
+/// query (paths and queries come from each request).
+pub fn check_upstream(s: &str) -> Result<url::Url, String> {
+    let url = check_url(s)?;
+    if url.query().is_some() {
+        return Err("an upstream URL has no query; requests bring their own".into());
+    }
+    Ok(url)
 }
 
 fn default_scopes() -> Vec<String> {
@@ -200,6 +241,14 @@ impl Config {
                 .map_err(|reason| parse_err(format!("profile {name:?}: {reason}")))?;
             validate_issuer(&profile.issuer)
                 .map_err(|e| parse_err(format!("profile {name:?}: {e}")))?;
+            if let Some(proxy) = &profile.proxy {
+                proxy.upstream_url().map_err(|e| {
+                    parse_err(format!(
+                        "[profiles.{name}.proxy] upstream = {:?}: {e}",
+                        proxy.upstream
+                    ))
+                })?;
+            }
         }
         if let Some(d) = &config.default_profile
             && !config.profiles.contains_key(d)

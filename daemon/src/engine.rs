@@ -84,6 +84,7 @@ pub struct Engine {
     vault: Arc<Vault>,
     lock_timeout: Duration,
     http: OnceLock<Http>,
+    upstreams: OnceLock<crate::proxy::Upstreams>,
     pub(crate) sessions: Sessions,
     client_tokens: ClientTokens,
 }
@@ -99,6 +100,7 @@ impl Engine {
             vault,
             lock_timeout: vault::DEFAULT_LOCK_TIMEOUT,
             http: OnceLock::new(),
+            upstreams: OnceLock::new(),
             sessions: Sessions::default(),
         }
     }
@@ -179,6 +181,15 @@ impl Engine {
             error,
         })?;
         Ok(self.http.get_or_init(|| built))
+    }
+
+    /// The API proxy's HTTP client, made on first use.
+    pub(crate) fn upstreams(&self) -> Result<&crate::proxy::Upstreams, EngineError> {
+        if let Some(u) = self.upstreams.get() {
+            return Ok(u);
+        }
+        let built = crate::proxy::Upstreams::new()?;
+        Ok(self.upstreams.get_or_init(|| built))
     }
 
     /// Runs `work` on the blocking pool (see the module documentation) and waits for

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use latchkey_proto::error::Category;
 
 use crate::delegation::DelegationError;
+use crate::proxy::ProxyError;
 
 /// Why a vault, key, lock or config file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +128,9 @@ pub enum EngineError {
     /// A bug: an invariant did not hold. The message says which.
     #[error(transparent)]
     Delegation(#[from] crate::delegation::DelegationError),
+    /// The API proxy could not forward a request.
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -184,6 +188,12 @@ impl EngineError {
                 }
                 DelegationError::Internal(_) => Category::Internal,
             },
+            EngineError::Proxy(e) => match e {
+                ProxyError::NoUpstream { .. } | ProxyError::Path(_) | ProxyError::Body(_) => {
+                    Category::Usage
+                }
+                ProxyError::Unreachable { .. } | ProxyError::TooSlow { .. } => Category::Transport,
+            },
             EngineError::Internal(_) => Category::Internal,
         }
     }
@@ -193,6 +203,7 @@ impl EngineError {
         match self {
             EngineError::Storage(StorageError::LockTimeout { .. }) => true,
             EngineError::OAuth { error, .. } => error.retryable(),
+            EngineError::Proxy(ProxyError::Unreachable { .. } | ProxyError::TooSlow { .. }) => true,
             _ => false,
         }
     }
@@ -262,6 +273,12 @@ impl EngineError {
             EngineError::Delegation(DelegationError::Storage(StorageError::Insecure { .. })) => Some(
                 "fix the owner and mode (folders 0700, files 0600, owned by you); `latchkey doctor` explains".into(),
             ),
+            EngineError::Proxy(ProxyError::NoUpstream { profile }) => Some(format!(
+                "add `[profiles.{profile}.proxy]` with `upstream = \"https://api.example.com\"` to config.toml"
+            )),
+            EngineError::Proxy(ProxyError::Unreachable { .. } | ProxyError::TooSlow { .. }) => {
+                Some("check the upstream's address in config.toml and that it is up, then try again".into())
+            }
             EngineError::Unsaved { .. } => Some(
                 "free disk space or fix the state folder's permissions; a running daemon keeps the session and retries".into(),
             ),

@@ -19,6 +19,7 @@ pub mod harden;
 pub mod oauth;
 pub mod pipe_owner;
 pub mod policy;
+pub mod proxy;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod session;

@@ -326,6 +326,22 @@ fn typed(line: &[u8], body: &[u8]) -> Option<(Method, String, Vec<u8>)> {
                 },
             },
         }),
+        // The fuzz daemon's profiles have no upstream: the proxy answers from its
+        // checks (access, path, configuration), never from the network.
+        (Endpoint::Proxy, Some(profile)) => {
+            let path = String::from_utf8_lossy(body);
+            match latchkey_proto::proxy::target(&profile, &path) {
+                Ok(target) => (target, Vec::new()),
+                Err(_) => (
+                    format!("/v1/proxy/{}/{}", profile.as_str(), segment(body)),
+                    Vec::new(),
+                ),
+            }
+        }
+        (Endpoint::Proxy, None) => (
+            format!("/v1/proxy/{}/x", segment(variable)),
+            body.to_vec(),
+        ),
         // A name that breaks the rules, into the template as the router sees it.
         (
             Endpoint::Token
@@ -339,7 +355,12 @@ fn typed(line: &[u8], body: &[u8]) -> Option<(Method, String, Vec<u8>)> {
             body.to_vec(),
         ),
     };
-    let method = Method::from_bytes(endpoint.method().as_str().as_bytes()).ok()?;
+    let method = match endpoint.method() {
+        rq::Method::Any => [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE]
+            [usize::from(first) % 5]
+            .clone(),
+        m => Method::from_bytes(m.as_str().as_bytes()).ok()?,
+    };
     Some((method, target, body))
 }
 

@@ -248,6 +248,7 @@ pub fn run(data: &[u8]) {
                         resource: None,
                         extra_auth_params: BTreeMap::new(),
                         groups_claim: "groups".into(),
+                        proxy: None,
                     };
                     let announced = serde_json::from_slice::<serde_json::Value>(body)
                         .is_ok_and(|d| d["authorization_response_iss_parameter_supported"] == true);

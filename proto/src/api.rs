@@ -207,6 +207,16 @@ pub struct Counters {
     pub kdf_derivations: u64,
     pub vault_reads: u64,
     pub event_subscribers: u64,
+    /// Requests to the API proxy (`/v1/proxy/…`).
+    #[serde(default)]
+    pub proxy_requests: u64,
+    /// Proxied requests sent a second time with a renewed token after a 401.
+    #[serde(default)]
+    pub proxy_retries: u64,
+    /// Proxied requests whose upstream could not be reached or did not answer
+    /// in time (502, 504).
+    #[serde(default)]
+    pub proxy_upstream_errors: u64,
 }
 
 /// The last refresh the daemon did.

@@ -17,6 +17,7 @@ pub mod delegation;
 pub mod error;
 pub mod paths;
 pub mod profile;
+pub mod proxy;
 pub mod request;
 pub mod secret;
 pub mod vault;

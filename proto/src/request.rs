@@ -27,6 +27,8 @@ pub enum Method {
     Get,
     Post,
     Delete,
+    /// Every method: the API proxy passes the consumer's on.
+    Any,
 }
 
 impl Method {
@@ -36,6 +38,24 @@ impl Method {
             Method::Get => "GET",
             Method::Post => "POST",
             Method::Delete => "DELETE",
+            Method::Any => "ANY",
+        }
+    }
+
+    /// What [`Method::Any`] takes: the methods of RFC 9110 but CONNECT. The router
+    /// registers exactly these; an extension method (PROPFIND…) is refused.
+    pub const ANY: [&str; 8] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+    ];
+
+    /// Whether a request with `method` (as on the request line) is for an endpoint
+    /// of this method. HEAD counts as GET: the router serves it with the GET
+    /// handler.
+    pub fn admits(self, method: &str) -> bool {
+        match self {
+            Method::Any => Method::ANY.contains(&method),
+            Method::Get => method == "GET" || method == "HEAD",
+            m => m.as_str() == method,
         }
     }
 }
@@ -63,6 +83,7 @@ pub enum Endpoint {
     MintClientToken,
     ListClientTokens,
     RevokeClientToken,
+    Proxy,
 }
 
 /// Who may call an endpoint: the route → scope table of client tokens
@@ -87,7 +108,7 @@ pub enum Access {
 
 impl Endpoint {
     /// The whole set, in the order `docs/api.md` presents it.
-    pub const ALL: [Endpoint; 14] = [
+    pub const ALL: [Endpoint; 15] = [
         Endpoint::Health,
         Endpoint::Profiles,
         Endpoint::Token,
@@ -102,6 +123,7 @@ impl Endpoint {
         Endpoint::MintClientToken,
         Endpoint::ListClientTokens,
         Endpoint::RevokeClientToken,
+        Endpoint::Proxy,
     ];
 
     /// Who may call it (see [`Access`]).
@@ -112,6 +134,7 @@ impl Endpoint {
             Endpoint::Token | Endpoint::Refresh => Access::Profile(ScopeKind::Token),
             Endpoint::Session => Access::Profile(ScopeKind::Session),
             Endpoint::Login => Access::Profile(ScopeKind::Login),
+            Endpoint::Proxy => Access::Profile(ScopeKind::Proxy),
             // The login's profile is checked by the handler, which alone knows it.
             Endpoint::LoginStatus => Access::Limited(ScopeKind::Login),
             Endpoint::Logout
@@ -139,6 +162,7 @@ impl Endpoint {
             | Endpoint::Shutdown
             | Endpoint::MintClientToken => Method::Post,
             Endpoint::RevokeClientToken => Method::Delete,
+            Endpoint::Proxy => Method::Any,
         }
     }
 
@@ -160,6 +184,8 @@ impl Endpoint {
             Endpoint::Shutdown => "/v1/shutdown",
             Endpoint::MintClientToken | Endpoint::ListClientTokens => "/v1/client-tokens",
             Endpoint::RevokeClientToken => "/v1/client-tokens/{id}",
+            // `{*path}`: the rest of the path, one or more segments, as sent.
+            Endpoint::Proxy => "/v1/proxy/{profile}/{*path}",
         }
     }
 
@@ -168,7 +194,7 @@ impl Endpoint {
     pub fn find(method: &str, path: &str) -> Option<Endpoint> {
         Endpoint::ALL
             .into_iter()
-            .find(|e| e.method().as_str() == method && e.matches(path))
+            .find(|e| e.method().admits(method) && e.matches(path))
     }
 
     /// Whether `path` (no query) fits this endpoint's template.
@@ -178,6 +204,10 @@ impl Endpoint {
         loop {
             match (want.next(), got.next()) {
                 (None, None) => return true,
+                // A wildcard takes the rest: at least one more segment.
+                (Some(w), Some(g)) if w.starts_with("{*") => {
+                    return !g.is_empty() || got.next().is_some();
+                }
                 (Some(w), Some(g)) if w.starts_with('{') => {
                     if g.is_empty() {
                         return false;
@@ -580,8 +610,14 @@ mod tests {
 
     #[test]
     fn every_endpoint_has_exactly_one_request_type() {
+        // The proxy answers with the upstream's response, not a JSON type of its
+        // own: `proxy::target` builds its paths.
         let endpoints: Vec<Endpoint> = every_request().iter().map(|r| r.0).collect();
-        assert_eq!(endpoints, Endpoint::ALL);
+        let typed: Vec<Endpoint> = Endpoint::ALL
+            .into_iter()
+            .filter(|e| *e != Endpoint::Proxy)
+            .collect();
+        assert_eq!(endpoints, typed);
     }
 
     #[test]
@@ -635,6 +671,16 @@ mod tests {
         assert_eq!(Endpoint::find("POST", "/v1/profiles/work/token"), None);
         assert_eq!(Endpoint::find("GET", "/v1/profiles/work/token/x"), None);
         assert_eq!(Endpoint::find("GET", "/v2/health"), None);
+        assert_eq!(Endpoint::find("HEAD", "/v1/health"), Some(Endpoint::Health));
+        for method in ["GET", "PATCH", "OPTIONS"] {
+            assert_eq!(
+                Endpoint::find(method, "/v1/proxy/work/v2/issues"),
+                Some(Endpoint::Proxy)
+            );
+        }
+        assert_eq!(Endpoint::find("PROPFIND", "/v1/proxy/work/v2/issues"), None);
+        assert_eq!(Endpoint::find("GET", "/v1/proxy/work/"), None);
+        assert_eq!(Endpoint::find("GET", "/v1/proxy/work"), None);
     }
 
     #[test]
@@ -642,7 +688,9 @@ mod tests {
         for e in Endpoint::ALL {
             let t = e.template();
             assert!(t.starts_with("/v1/"), "{t}");
-            assert!(t.matches('{').count() <= 1, "{t}");
+            // The proxy's second variable is the rest of the path, built by
+            // `proxy::target`, never by `Endpoint::with`.
+            assert!(t.matches('{').count() <= 1 || e == Endpoint::Proxy, "{t}");
             assert_eq!(t.matches('{').count(), t.matches('}').count(), "{t}");
         }
     }

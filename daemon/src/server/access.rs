@@ -196,18 +196,15 @@ fn bearer(value: &HeaderValue) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The endpoint a routed request is for: HEAD counts as GET, since the router
-/// serves it with the GET handler. `None` for the fallback and for a method no
+/// The endpoint a routed request is for, by [`Method::admits`](latchkey_proto::request::Method::admits) (HEAD counts as
+/// GET, since the router serves it with the GET handler). `None` for the fallback and for a method no
 /// endpoint at that path takes.
 fn endpoint_of(req: &Request) -> Option<Endpoint> {
     let matched = req.extensions().get::<MatchedPath>()?.as_str();
-    let method = match req.method().as_str() {
-        "HEAD" => "GET",
-        m => m,
-    };
+    let method = req.method().as_str();
     Endpoint::ALL
         .into_iter()
-        .find(|e| e.template() == matched && e.method().as_str() == method)
+        .find(|e| e.template() == matched && e.method().admits(method))
 }
 
 /// The scope check of [`Endpoint::access`] for a client token.

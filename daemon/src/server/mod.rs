@@ -24,6 +24,7 @@ pub mod listen;
 pub mod logfile;
 pub mod login;
 pub mod peer;
+mod proxy;
 pub mod routes;
 pub mod state;
 

@@ -33,6 +33,7 @@ use latchkey_proto::api;
 use latchkey_proto::delegation::ScopeKind;
 use latchkey_proto::error::{Category, ErrorBody, ErrorDocument};
 use latchkey_proto::profile::ProfileName;
+use latchkey_proto::proxy::PROXIED_HEADER;
 use latchkey_proto::request::{self as rq, Endpoint, Method};
 use latchkey_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 use serde::Deserialize;
@@ -69,6 +70,9 @@ enum Group {
     Bounded,
     /// Long-polls and the event stream, which bound themselves.
     Long,
+    /// The API proxy: config.toml synced, no request deadline (bodies stream for
+    /// as long as they take; the proxy bounds connects and reads itself).
+    Streaming,
 }
 
 /// The handler of each endpoint and its group. The match is exhaustive, so an
@@ -92,6 +96,7 @@ fn handler(e: Endpoint) -> (Group, MethodRouter<Arc<Daemon>>) {
         Endpoint::MintClientToken => (Group::Configured, on(m, super::admin::mint)),
         Endpoint::ListClientTokens => (Group::Bounded, on(m, super::admin::list)),
         Endpoint::RevokeClientToken => (Group::Bounded, on(m, super::admin::revoke)),
+        Endpoint::Proxy => (Group::Streaming, on(m, super::proxy::proxy)),
     }
 }
 
@@ -100,23 +105,39 @@ fn method(e: Endpoint) -> MethodFilter {
         Method::Get => MethodFilter::GET,
         Method::Post => MethodFilter::POST,
         Method::Delete => MethodFilter::DELETE,
+        // Exactly `Method::ANY` (a unit test holds them together); an extension
+        // method (PROPFIND…) gets 405, or 403 for a token.
+        Method::Any => MethodFilter::GET
+            .or(MethodFilter::HEAD)
+            .or(MethodFilter::POST)
+            .or(MethodFilter::PUT)
+            .or(MethodFilter::PATCH)
+            .or(MethodFilter::DELETE)
+            .or(MethodFilter::OPTIONS)
+            .or(MethodFilter::TRACE),
     }
 }
 
 /// The API as a router, for the server loop and for in-process tests: every
 /// endpoint of [`Endpoint::ALL`] at its template, and nothing else.
 pub fn router(daemon: Arc<Daemon>) -> Router {
-    let (mut configured, mut bounded, mut long) = (Router::new(), Router::new(), Router::new());
+    let (mut configured, mut bounded, mut long, mut streaming) =
+        (Router::new(), Router::new(), Router::new(), Router::new());
     for e in Endpoint::ALL {
         let (group, route) = handler(e);
         let routes = match group {
             Group::Configured => &mut configured,
             Group::Bounded => &mut bounded,
             Group::Long => &mut long,
+            Group::Streaming => &mut streaming,
         };
         *routes = std::mem::take(routes).route(e.template(), route);
     }
     let configured = configured.route_layer(middleware::from_fn_with_state(
+        daemon.clone(),
+        synced_config,
+    ));
+    let streaming = streaming.route_layer(middleware::from_fn_with_state(
         daemon.clone(),
         synced_config,
     ));
@@ -125,6 +146,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .layer(middleware::from_fn(deadline));
     bounded
         .merge(long)
+        .merge(streaming)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(daemon.clone(), front))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -228,12 +250,14 @@ async fn front(
     };
     let endpoint = endpoint.as_ref().map_or("(unknown)", MatchedPath::as_str);
     // Rejections made by the framework (bad query, bad or oversized body, wrong
-    // method) come as plain text: give them the one error shape of the API.
+    // method) come as plain text: give them the one error shape of the API. An
+    // upstream's answer through the proxy is the upstream's, untouched.
     let is_json = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if response.status().is_client_error() && !is_json {
+    let proxied = response.headers().contains_key(PROXIED_HEADER);
+    if response.status().is_client_error() && !is_json && !proxied {
         let status = response.status();
         let message = match status {
             StatusCode::PAYLOAD_TOO_LARGE => {
@@ -266,6 +290,27 @@ async fn front(
         let (token_id, token_name) = caller_token.as_ref().map_or(("-", "-"), |(id, name)| {
             (id.as_str(), name.as_deref().unwrap_or("-"))
         });
+        if let Some(p) = response.extensions().get::<super::proxy::ProxyAudit>() {
+            tracing::info!(
+                target: "latchkey::audit",
+                listener = peer.listener(),
+                pid = peer.pid(),
+                uid = peer.uid(),
+                exe = %peer.origin(),
+                client_token = token_id,
+                client_token_name = token_name,
+                method = %method,
+                endpoint,
+                profile = a.and_then(|a| a.profile.as_deref()).unwrap_or("-"),
+                upstream = p.host.as_str(),
+                path = p.path.as_str(),
+                retried = p.retried,
+                outcome = a.map_or("-", |a| a.outcome),
+                status = response.status().as_u16(),
+                ms = start.elapsed().as_secs_f64() * 1000.0,
+            );
+            return response;
+        }
         tracing::info!(
             target: "latchkey::audit",
             listener = peer.listener(),
@@ -356,6 +401,8 @@ pub(super) fn fail(e: &EngineError, profile: Option<&str>, hint: Option<String>)
         EngineError::Config(crate::error::ConfigError::UnknownProfile { .. }) => {
             StatusCode::NOT_FOUND
         }
+        EngineError::Proxy(crate::proxy::ProxyError::Unreachable { .. }) => StatusCode::BAD_GATEWAY,
+        EngineError::Proxy(crate::proxy::ProxyError::TooSlow { .. }) => StatusCode::GATEWAY_TIMEOUT,
         _ => http_status(e.category()),
     };
     problem(status, error_body(e, profile.unwrap_or(""), hint), profile)
@@ -753,17 +800,29 @@ mod tests {
             let path = e
                 .template()
                 .replace("{profile}", "work")
-                .replace("{id}", "0123");
-            let (status, error) = ask(&fx, e.method().as_str(), &path).await;
-            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{e:?} {path}");
-            assert!(
-                error
-                    .as_ref()
-                    .is_none_or(|e| e.message != "no such endpoint"),
-                "{e:?} {path} is not routed"
-            );
-            // No endpoint takes PUT.
-            let other = "PUT";
+                .replace("{id}", "0123")
+                .replace("{*path}", "v2/me");
+            let methods: &[&str] = match e.method() {
+                Method::Any => &Method::ANY,
+                m => &[m.as_str()],
+            };
+            for method in methods {
+                let (status, error) = ask(&fx, method, &path).await;
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{e:?} {path}");
+                assert!(
+                    error
+                        .as_ref()
+                        .is_none_or(|e| e.message != "no such endpoint"),
+                    "{e:?} {path} is not routed"
+                );
+            }
+            // No endpoint takes PUT but the proxy, and no endpoint an extension
+            // method.
+            let other = if e.method() == Method::Any {
+                "PROPFIND"
+            } else {
+                "PUT"
+            };
             let (status, error) = ask(&fx, other, &path).await;
             assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}");
             assert_eq!(error.map(|e| e.category), Some(Category::Usage));

@@ -30,6 +30,9 @@ pub(crate) struct Counters {
     pub requests: AtomicU64,
     pub token_requests: AtomicU64,
     pub event_subscribers: AtomicU64,
+    pub proxy_requests: AtomicU64,
+    pub proxy_retries: AtomicU64,
+    pub proxy_upstream_errors: AtomicU64,
 }
 
 /// The daemon.
@@ -154,6 +157,9 @@ impl Daemon {
                 kdf_derivations: self.engine.vault().kdf_derivations(),
                 vault_reads: self.engine.vault().vault_reads(),
                 event_subscribers: c.event_subscribers.load(Ordering::Relaxed),
+                proxy_requests: c.proxy_requests.load(Ordering::Relaxed),
+                proxy_retries: c.proxy_retries.load(Ordering::Relaxed),
+                proxy_upstream_errors: c.proxy_upstream_errors.load(Ordering::Relaxed),
             },
             last_refresh: refreshes.last.map(|(at, outcome)| api::LastRefresh {
                 at: rfc3339(at),

@@ -57,8 +57,8 @@ impl Endpoint {
 /// A misbehaviour served instead of (or, for [`Fault::Slow`], before) the normal answer.
 ///
 /// JSON form (admin endpoint): `"status500"`, `"status503"`, `"status429"`, `"status409"`,
-/// `"invalid_grant"`, `"forbidden403"`, `"malformed_json"`, `"connection_reset"`, or
-/// `{"slow": MILLISECONDS}`.
+/// `"invalid_grant"`, `"forbidden403"`, `"malformed_json"`, `"connection_reset"`,
+/// `{"slow": MILLISECONDS}`, or `{"redirect": PORT}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
@@ -78,6 +78,9 @@ pub enum Fault {
     Slow(#[serde(with = "millis")] Duration),
     /// 200, `content-type: application/json`, and a truncated JSON document.
     MalformedJson,
+    /// 302 to `http://127.0.0.1:PORT/elsewhere`: another host, for the API proxy's
+    /// "redirects are passed back, never followed" rule.
+    Redirect(u16),
     /// No HTTP response at all: the connection is closed with SO_LINGER 0, so the client
     /// sees a TCP reset (or EOF) after sending its request.
     ConnectionReset,

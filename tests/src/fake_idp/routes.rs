@@ -24,7 +24,8 @@ use super::server::ConnAbort;
 use super::state::{AuthorizeOutcome, BearerError, OAuthError, Params, Shared};
 
 /// Request bodies larger than this are refused: the fake only ever needs small forms.
-const MAX_BODY: usize = 64 * 1024;
+/// Large enough for the API proxy tests, which send 2 MiB through userinfo.
+const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// The OAuth `error` code a response carries, for the request log and the counters.
 #[derive(Debug, Clone, Copy)]
@@ -210,6 +211,14 @@ fn canned_fault(fault: Fault) -> Response {
             "forbidden",
             "injected fault: forbidden",
         ),
+        Fault::Redirect(port) => (
+            StatusCode::FOUND,
+            [(
+                axum::http::header::LOCATION,
+                format!("http://127.0.0.1:{port}/elsewhere"),
+            )],
+        )
+            .into_response(),
         // Cut mid-document, as a proxy dropping the tail of a token response would.
         Fault::MalformedJson => (
             StatusCode::OK,
@@ -367,7 +376,17 @@ async fn device_authorize(
     }
 }
 
-async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+/// Reads (and ignores) a body: a POST of any size is taken whole before the answer,
+/// as an API would (the proxy tests send 2 MiB through it).
+async fn userinfo(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    use http_body_util::BodyExt;
+    // A broken upload still gets the answer below.
+    body.collect().await.ok();
+
     let result = shared.lock().userinfo(bearer(&headers));
     match result {
         Ok(claims) => axum::Json(claims).into_response(),

@@ -6,6 +6,14 @@
 //! daemon's router registers) and to the proto's category-to-status mapping
 //! (`Category::http_status`, which the routes use).
 //!
+//! The API proxy is one endpoint of every method (`Method::Any`); OpenAPI has no
+//! "any", so the document lists it under each method its router takes, at
+//! `/v1/proxy/{profile}/{path}` (the proto's `{*path}`, the rest of the path).
+//! Its answers are the upstream's whatever their status (`Latchkey-Proxied: 1`)
+//! or Latchkey's own errors: the page runs its examples with the fake
+//! provider as the upstream, and checks an upstream's answer against the page,
+//! not against a Latchkey schema.
+//!
 //! The OpenAPI file is read with a small YAML reader below that accepts only the
 //! subset the file uses (block mappings and sequences, flow sequences of scalars,
 //! quoted and plain scalars, `|` and `>` block scalars) and panics on anything else,
@@ -22,7 +30,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use latchkey_proto::error::Category;
-use latchkey_proto::request::Endpoint;
+use latchkey_proto::proxy::{PROXIED_HEADER, RETRIED_HEADER};
+use latchkey_proto::request::{Endpoint, Method};
 use latchkey_tests::fake_idp::FakeIdpConfig;
 use latchkey_tests::harness::{World, bin};
 use serde_json::{Map, Value};
@@ -34,6 +43,50 @@ fn repo_file(rel: &str) -> String {
 
 fn openapi() -> Value {
     yaml::parse(&repo_file("docs/openapi.yaml"))
+}
+
+/// The operations an OpenAPI path item can hold (OpenAPI 3.1, "Path Item
+/// Object"), in its order.
+const OPENAPI_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// The methods docs/openapi.yaml lists an endpoint under: its own, or for
+/// `Method::Any` every method OpenAPI can name, which are the eight the daemon's
+/// router registers for it (others get 405).
+fn documented_methods(e: Endpoint) -> Vec<String> {
+    match e.method() {
+        Method::Any => OPENAPI_METHODS.iter().map(|m| m.to_uppercase()).collect(),
+        m => vec![m.as_str().to_string()],
+    }
+}
+
+/// A proto template as an OpenAPI path: `{*rest}` (the rest of the path) is an
+/// ordinary `{rest}` there, its description saying that it spans segments.
+fn openapi_template(template: &str) -> String {
+    template.replace("{*", "{")
+}
+
+/// The OpenAPI path of the API proxy.
+fn proxy_path() -> String {
+    openapi_template(Endpoint::Proxy.template())
+}
+
+/// Whether an OpenAPI path's last variable is the rest of the path.
+fn ends_in_rest(openapi_path: &str) -> bool {
+    Endpoint::ALL
+        .iter()
+        .any(|e| e.template().contains("{*") && openapi_template(e.template()) == openapi_path)
+}
+
+/// What a docs/api.md example must cover: the endpoint, so one example of the
+/// proxy covers all its methods.
+fn endpoint_key(method: &str, template: &str) -> (String, String) {
+    if template == proxy_path() {
+        (Method::Any.as_str().to_string(), template.to_string())
+    } else {
+        (method.to_string(), template.to_string())
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -49,15 +102,16 @@ fn openapi_matches_the_routes_the_categories_and_the_examples() {
     let api = openapi();
     assert_eq!(api["openapi"], "3.1.0");
 
-    let routes: BTreeSet<(String, String)> = Endpoint::ALL
+    let pairs: Vec<(String, String)> = Endpoint::ALL
         .iter()
-        .map(|e| (e.method().as_str().to_string(), e.template().to_string()))
+        .flat_map(|e| {
+            documented_methods(*e)
+                .into_iter()
+                .map(|m| (m, openapi_template(e.template())))
+        })
         .collect();
-    assert_eq!(
-        routes.len(),
-        Endpoint::ALL.len(),
-        "one endpoint per (method, path)"
-    );
+    let routes: BTreeSet<(String, String)> = pairs.iter().cloned().collect();
+    assert_eq!(routes.len(), pairs.len(), "one endpoint per (method, path)");
     let documented: BTreeSet<(String, String)> = operations(&api)
         .into_iter()
         .map(|(m, p, _)| (m, p))
@@ -78,10 +132,28 @@ fn openapi_matches_the_routes_the_categories_and_the_examples() {
         .collect();
     assert_eq!(enumerated, names, "the Category enum of docs/openapi.yaml");
 
+    // The proxy's operations share the path's one description, which names the
+    // headers that tell the upstream's answers from Latchkey's own.
+    let proxy = proxy_path();
+    let shared = api["paths"][&proxy]["description"]
+        .as_str()
+        .expect("the proxy's path item has the shared description");
+    for header in [PROXIED_HEADER, RETRIED_HEADER] {
+        assert!(
+            shared.contains(header),
+            "the proxy's description does not name {header}"
+        );
+    }
+
     // Statuses per category, as documented on the operations' error responses.
     let mut by_status: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
     for (method, path, op) in operations(&api) {
-        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        // The path item's parameters apply to each of its operations.
+        let mut params = api["paths"][&path]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        params.extend(op["parameters"].as_array().cloned().unwrap_or_default());
         assert!(
             params.iter().any(|p| {
                 let p = resolve(&api, p);
@@ -100,7 +172,31 @@ fn openapi_matches_the_routes_the_categories_and_the_examples() {
                 response["headers"].get("Latchkey-Protocol").is_some(),
                 "{method} {path} {status} does not declare the Latchkey-Protocol header"
             );
-            let code: u16 = status.parse().expect("statuses are numbers");
+            // Every answer of the proxy may be the upstream's, and says so;
+            // no other operation's ever is.
+            let marker = &response["headers"][PROXIED_HEADER];
+            assert_eq!(
+                marker.is_object(),
+                path == proxy,
+                "{method} {path} {status}: the {PROXIED_HEADER} header is declared on the proxy's responses, and only there"
+            );
+            let Ok(code) = status.parse::<u16>() else {
+                // `2XX` or `default`: the upstream's answer, whatever its status.
+                assert!(
+                    path == proxy && (status == "default" || status == "2XX"),
+                    "{method} {path}: the status {status} (only the proxy has the upstream's `2XX` and `default`)"
+                );
+                let marker = resolve(&api, marker);
+                assert_eq!(
+                    marker["required"], true,
+                    "{method} {path} {status}: an upstream's answer always carries {PROXIED_HEADER}"
+                );
+                assert!(
+                    response["headers"].get(RETRIED_HEADER).is_some(),
+                    "{method} {path} {status} does not declare {RETRIED_HEADER}"
+                );
+                continue;
+            };
             if code < 400 {
                 continue;
             }
@@ -130,8 +226,14 @@ fn openapi_matches_the_routes_the_categories_and_the_examples() {
     // and endpoints are 404 `usage`; the request deadline is 504 `transport`; a
     // missing or bad client token is 401 (the bearer challenge HTTP tooling knows)
     // while its category stays `forbidden`, since `not_logged_in` is about the
-    // user's session, not about the caller.
-    let exceptions = [(404, "usage"), (504, "transport"), (401, "forbidden")];
+    // user's session, not about the caller; the API proxy's upstream unreachable
+    // is 502 `transport`, the gateway's status.
+    let exceptions = [
+        (404, "usage"),
+        (504, "transport"),
+        (401, "forbidden"),
+        (502, "transport"),
+    ];
     for (status, categories) in &by_status {
         for c in categories {
             assert!(
@@ -156,11 +258,13 @@ fn openapi_matches_the_routes_the_categories_and_the_examples() {
     let mut covered = BTreeSet::new();
     for ex in &examples {
         let (method, template) = ex.operation(&api);
-        covered.insert((method, template));
+        covered.insert(endpoint_key(&method, &template));
     }
+    let endpoints: BTreeSet<(String, String)> =
+        documented.iter().map(|(m, p)| endpoint_key(m, p)).collect();
     assert_eq!(
-        covered, documented,
-        "docs/api.md must show a curl example for every operation (left: shown, right: documented)"
+        covered, endpoints,
+        "docs/api.md must show a curl example for every endpoint (left: shown, right: documented)"
     );
 }
 
@@ -197,7 +301,7 @@ fn operations(api: &Value) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();
     for (path, item) in api["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("a path item") {
-            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+            if OPENAPI_METHODS.contains(&method.as_str()) {
                 out.push((method.to_uppercase(), path.clone(), op.clone()));
             }
         }
@@ -219,7 +323,8 @@ fn resolve<'a>(api: &'a Value, mut v: &'a Value) -> &'a Value {
     panic!("a reference loop")
 }
 
-/// The path template of `api` that `path` matches.
+/// The path template of `api` that `path` matches. A last variable that is the
+/// rest of the path ([`ends_in_rest`]) takes one or more segments, not empty.
 fn template_of(api: &Value, path: &str) -> Option<String> {
     let segments: Vec<&str> = path.split('/').collect();
     api["paths"]
@@ -228,13 +333,31 @@ fn template_of(api: &Value, path: &str) -> Option<String> {
         .keys()
         .find(|t| {
             let ts: Vec<&str> = t.split('/').collect();
-            ts.len() == segments.len()
-                && ts
-                    .iter()
-                    .zip(&segments)
-                    .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
+            let fits = |(t, s): (&&str, &&str)| t == s || (t.starts_with('{') && t.ends_with('}'));
+            if ends_in_rest(t) {
+                let head = ts.len() - 1;
+                segments.len() >= ts.len()
+                    && ts[..head].iter().zip(&segments).all(fits)
+                    && !segments[head..].join("/").is_empty()
+            } else {
+                ts.len() == segments.len() && ts.iter().zip(&segments).all(fits)
+            }
         })
         .cloned()
+}
+
+/// The response `op` documents for `status`: its own, else its range (`4XX`),
+/// else `default`, as OpenAPI picks them.
+fn documented_response(api: &Value, op: &Value, status: u16) -> Option<Value> {
+    let responses = &op["responses"];
+    [
+        status.to_string(),
+        format!("{}XX", status / 100),
+        "default".to_string(),
+    ]
+    .iter()
+    .find_map(|k| responses.get(k))
+    .map(|r| resolve(api, r).clone())
 }
 
 /// Checks `v` against `schema`: `$ref`, `allOf`, `oneOf`, `anyOf`, `type`, `enum`,
@@ -665,8 +788,21 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
 
     // Device logins are approved after one pending poll, at 1 s intervals.
     let world = World::new(FakeIdpConfig::default());
+    // The page's API proxy examples: the upstream of `work` is its provider, whose
+    // userinfo endpoint takes the session's access token.
+    let config = world.home.config_file();
+    let text = std::fs::read_to_string(&config).expect("a config");
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[profiles.work.proxy]\nupstream = \"{}\"\n",
+            world.idp.issuer()
+        ),
+    )
+    .expect("the config is writable");
     world.login();
     let mut daemon = DaemonGuard::start(&world);
+    let proxy = proxy_path();
 
     let mut env: Vec<(String, String)> = Vec::new();
     let mut events: Option<EventStream> = None;
@@ -677,6 +813,9 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
     // has revoked it since.
     let mut minted: Option<(String, String)> = None;
     let mut revoked = false;
+    // The page's requests through the proxy, and those the upstream answered.
+    let mut proxy_requests = 0;
+    let mut upstream_answers = 0;
     let mut ran = 0;
 
     for ex in &examples {
@@ -715,6 +854,7 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
         for (k, v) in &env {
             cmd = cmd.env(k, v);
         }
+        let userinfo_before = world.idp.counters().userinfo_ok;
         let run = cmd.run();
         let answer = parse_answer(&run.stdout);
         // Only the token endpoint's own success may carry a token.
@@ -742,18 +882,50 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
         );
 
         // The status is documented, and the body fits its schema.
-        let response = op["responses"]
-            .get(answer.status.to_string())
-            .map(|r| resolve(&api, r).clone())
-            .unwrap_or_else(|| {
-                panic!(
-                    "{what}: status {} is not documented in openapi.yaml",
-                    answer.status
-                )
-            });
-        // A 204 has no body: openapi.yaml declares none and the page shows the
-        // status line and headers only.
-        let body = if answer.status == 204 {
+        let response = documented_response(&api, &op, answer.status).unwrap_or_else(|| {
+            panic!(
+                "{what}: status {} is not documented in openapi.yaml",
+                answer.status
+            )
+        });
+        // Whose answer it is: the upstream's through the proxy, else Latchkey's.
+        let proxied = answer.headers.get(&PROXIED_HEADER.to_ascii_lowercase());
+        if template == proxy {
+            proxy_requests += 1;
+            assert_eq!(
+                ex.answer_kind, "http",
+                "{what}: a proxy example shows its head, which says whose answer it is"
+            );
+            assert_eq!(
+                parse_answer(&ex.answer)
+                    .headers
+                    .contains_key(&PROXIED_HEADER.to_ascii_lowercase()),
+                proxied.is_some(),
+                "{what}: the page and the daemon differ on whether {PROXIED_HEADER} is set: {}",
+                shown(&answer)
+            );
+            assert!(
+                proxied.is_some() || answer.status >= 400,
+                "{what}: Latchkey's own answers on the proxy are errors: {}",
+                shown(&answer)
+            );
+        }
+        let body = if let Some(marker) = proxied {
+            assert_eq!(
+                template, proxy,
+                "{what}: only the proxy's answers are marked as the upstream's"
+            );
+            assert_eq!(marker, "1", "{what}: {}", shown(&answer));
+            assert!(
+                response["headers"].get(PROXIED_HEADER).is_some(),
+                "{what}: openapi.yaml does not say its {} may be the upstream's",
+                answer.status
+            );
+            upstream_answers += 1;
+            upstream_answer(&what, ex, &answer)
+        } else if answer.status == 204 {
+            // A 204 has no body: openapi.yaml declares none and the page shows the
+            // status line and headers only.
             assert!(
                 response.get("content").is_none(),
                 "{what}: openapi.yaml declares a body for a 204"
@@ -908,6 +1080,32 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
                 }
             }
             ("POST", "/v1/shutdown") => assert_eq!(answer.status, 202),
+            (_, t) if t == proxy && proxied.is_some() && answer.status == 200 => {
+                // The curl sent no token; the upstream got the session's.
+                if ex.command.contains("/userinfo") {
+                    assert_eq!(
+                        world.idp.counters().userinfo_ok,
+                        userinfo_before + 1,
+                        "{what}: the provider's userinfo accepted the session's token"
+                    );
+                }
+                assert!(
+                    !answer
+                        .headers
+                        .contains_key(&RETRIED_HEADER.to_ascii_lowercase()),
+                    "{what}: a fresh token is not retried: {}",
+                    shown(&answer)
+                );
+            }
+            ("GET", "/v1/status") => {
+                // Every proxy example of the page reaches the route and is
+                // counted (Latchkey's own refusal of a path too); none is retried
+                // or fails upstream.
+                let c = &body["counters"];
+                assert_eq!(c["proxy_requests"], proxy_requests, "{what}: {c}");
+                assert_eq!(c["proxy_retries"], 0, "{what}: {c}");
+                assert_eq!(c["proxy_upstream_errors"], 0, "{what}: {c}");
+            }
             ("POST", CLIENT_TOKENS_PATH) => {
                 assert_eq!(answer.status, 201, "{what}: {}", shown(&answer));
                 assert!(minted.is_none(), "{what}: the page mints one client token");
@@ -970,6 +1168,10 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
         }
     }
     assert_eq!(ran, examples.len());
+    assert!(
+        upstream_answers >= 1,
+        "the page shows an upstream's answer through the proxy"
+    );
     assert!(login.is_some() && joined >= 1, "the page logs in twice");
     assert!(long_polled, "the page long-polls the login");
     let (token_id, token) = minted.expect("the page mints a client token");
@@ -1006,6 +1208,14 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
         !logs.contains(&token[token.len() - 43..]),
         "a client token's secret is in the daemon's log"
     );
+    // A proxied request's audit line names the upstream's host and the path.
+    assert!(
+        logs.lines().any(|l| l.contains("latchkey::audit")
+            && l.contains("upstream=\"127.0.0.1\"")
+            && l.contains("path=")
+            && l.contains("retried=false")),
+        "an audit line names the proxy's upstream: {logs}"
+    );
     world.capture(
         "latchkeyd (daemon log)",
         &run_of(String::new(), logs),
@@ -1031,6 +1241,40 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
         "the walk-through took {:?}",
         started.elapsed()
     );
+}
+
+/// An upstream's answer through the proxy, against the page's `http` block: the
+/// status and the headers shown, and the body (its JSON shape, or its text).
+/// Its schema is the upstream's, not one of openapi.yaml's.
+fn upstream_answer(what: &str, ex: &md::Example, answer: &Answer) -> Value {
+    let expected = parse_answer(&ex.answer);
+    let context = format!("{answer:?}");
+    assert_eq!(expected.status, answer.status, "{what}: {context}");
+    headers_as_shown(what, &expected, answer, &context);
+    let is_json = answer
+        .headers
+        .get("content-type")
+        .is_some_and(|c| c.starts_with("application/json"));
+    if !is_json {
+        assert_eq!(
+            expected.body.trim(),
+            answer.body.trim(),
+            "{what}: the upstream's body"
+        );
+        return Value::Null;
+    }
+    let body: Value = serde_json::from_str(&answer.body)
+        .unwrap_or_else(|e| panic!("{what}: the upstream's body is not JSON ({e}): {context}"));
+    let shown: Value = serde_json::from_str(&expected.body)
+        .unwrap_or_else(|e| panic!("{what}: its answer block is not JSON: {e}"));
+    let mut errors = Vec::new();
+    same_shape(&shown, &body, "body", &mut errors);
+    assert!(
+        errors.is_empty(),
+        "{what} differs from the page:\n{}\n{context}",
+        errors.join("\n")
+    );
+    body
 }
 
 fn run_of(stdout: String, stderr: String) -> latchkey_tests::harness::Run {

@@ -14,6 +14,7 @@ mod login;
 mod logout;
 mod logs;
 mod profiles;
+mod proxy;
 mod recipes;
 mod refresh;
 mod runtime;

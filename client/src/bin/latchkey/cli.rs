@@ -63,6 +63,35 @@ pub enum Command {
     /// Give a tool less than your session: mint, list and revoke client tokens.
     #[command(subcommand, name = "client-token")]
     ClientToken(ClientTokenCommand),
+    /// Call the profile's API with its token injected (the API proxy); print the body.
+    Api(ApiArgs),
+}
+
+/// `latchkey api`, like `gh api`: one request to `[profiles.NAME.proxy] upstream`.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// The path on the upstream, with an optional query: /me, v2/issues?state=open.
+    pub path: String,
+    /// The HTTP method (default: GET, or POST with a body).
+    #[arg(short = 'X', long, value_name = "METHOD")]
+    pub method: Option<String>,
+    /// A header to send, as 'Name: value'; repeat for several.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// The request body.
+    #[arg(
+        short = 'd',
+        long = "data",
+        value_name = "BODY",
+        conflicts_with = "input"
+    )]
+    pub data: Option<String>,
+    /// Read the request body from a file (- for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<std::path::PathBuf>,
+    /// Print the status line and the response headers before the body.
+    #[arg(short = 'i', long)]
+    pub include: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -96,6 +96,7 @@ fn run(cli: Cli, json: bool) -> ExitCode {
         Command::Logout { local } => block_on(cmd::logout::run(&ctx, local)),
         Command::Doctor { server } => block_on(cmd::doctor::run(&ctx, server)),
         Command::ClientToken(c) => block_on(cmd::client_token::run(&ctx, c)),
+        Command::Api(args) => block_on(cmd::api::run(&ctx, json, args)),
     };
     // An embedded refresh whose session the disk refused is lost at exit: say so
     // (local_storage) instead of printing what cannot last.

@@ -55,6 +55,12 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCommand) -> Result<Output, Error> {
                     "  requests {}, token requests {}, refreshes {} ok / {} failed, key derivations {}, vault reads {}, event subscribers {}\n",
                     c.requests, c.token_requests, c.refreshes_ok, c.refreshes_failed, c.kdf_derivations, c.vault_reads, c.event_subscribers
                 ));
+                if c.proxy_requests > 0 {
+                    text.push_str(&format!(
+                        "  proxy: {} requests, {} retried after a 401, {} upstream errors\n",
+                        c.proxy_requests, c.proxy_retries, c.proxy_upstream_errors
+                    ));
+                }
                 if let Some(l) = &st.last_refresh {
                     text.push_str(&format!("  last refresh: {} ({})\n", l.at, l.outcome));
                 }

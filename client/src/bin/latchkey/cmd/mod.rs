@@ -1,6 +1,7 @@
 //! One module per command. Each returns an [`Output`](crate::render::Output) or an
 //! error; printing and exit codes are `render`'s business.
 
+pub mod api;
 pub mod client_token;
 pub mod daemon;
 pub mod doctor;

@@ -1,0 +1,519 @@
+//! The API proxy with the real binaries (docs/behaviour.md, "The API proxy"): the
+//! fake provider's userinfo endpoint is the upstream (it checks bearer tokens and
+//! takes scripted faults), and a recording server stands for hosts that must never
+//! see a token.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use latchkey_tests::fake_idp::{Endpoint, Fault, TokenKind};
+use latchkey_tests::harness::{World, free_loopback_port, raw_request};
+
+/// Sets `[profiles.work.proxy]` (config.toml is re-read on the next request).
+fn upstream(world: &World, table: &str) {
+    let path = world.home.config_file();
+    let text = std::fs::read_to_string(&path).expect("a config");
+    let base = text
+        .split("\n[profiles.work.proxy]")
+        .next()
+        .unwrap_or(&text)
+        .to_string();
+    std::fs::write(&path, format!("{base}\n[profiles.work.proxy]\n{table}\n"))
+        .expect("config written");
+}
+
+fn proxied_world() -> World {
+    let world = World::default_provider();
+    upstream(&world, &format!("upstream = \"{}\"", world.idp.issuer()));
+    world.login();
+    world.start_daemon();
+    world
+}
+
+/// An answer: status, lower-cased head, body (de-chunked).
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn has(&self, header_line: &str) -> bool {
+        self.head.lines().any(|l| l.trim() == header_line)
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// One request through `socket`, with extra header lines and a body.
+fn send(
+    world: &World,
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> Answer {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: latchkeyd\r\nLatchkey-Protocol: 1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("the socket answers");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(&request).expect("sent");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out); // a reset after the answer still leaves it
+    let text = String::from_utf8_lossy(&out).into_owned();
+    world.capture_text(&format!("proxy answer to {method} {path}"), &text);
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let (head, payload) = text.split_once("\r\n\r\n").expect("a head");
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_string()
+    };
+    Answer { status, head, body }
+}
+
+fn get(world: &World, path: &str) -> Answer {
+    send(world, &world.socket(), "GET", path, "", b"")
+}
+
+/// A loopback HTTP server that records every request head it gets and answers
+/// 200 `{}`.
+struct Recorder {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = listener.local_addr().expect("an address").port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut conn = conn;
+                conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                record
+                    .lock()
+                    .expect("the record")
+                    .push(String::from_utf8_lossy(&buf).into_owned());
+                conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                )
+                .ok();
+            }
+        });
+        Recorder { port, seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("the record").clone()
+    }
+}
+
+fn status_counters(world: &World) -> serde_json::Value {
+    world
+        .latchkey(["daemon", "status", "--json"])
+        .run()
+        .ok()
+        .json()["counters"]
+        .clone()
+}
+
+#[test]
+fn a_proxied_request_carries_the_token_and_answers_with_the_upstreams_response() {
+    let world = proxied_world();
+    let before = world.idp.counters().userinfo_ok; // the login's own call
+    let a = get(&world, "/v1/proxy/work/userinfo");
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.json()["sub"].is_string(), "{}", a.body);
+    assert!(a.has("latchkey-proxied: 1"), "{}", a.head);
+    assert!(!a.head.contains("latchkey-retried"), "{}", a.head);
+    assert_eq!(world.idp.counters().userinfo_ok, before + 1);
+    assert_eq!(world.idp.counters().refresh_successes, 0);
+    let c = status_counters(&world);
+    assert_eq!(c["proxy_requests"], 1);
+    assert_eq!(c["proxy_retries"], 0);
+    // The audit line names the upstream and the path, never the query.
+    let b = get(&world, "/v1/proxy/work/userinfo?secret-query=1");
+    assert_eq!(b.status, 200);
+    world.stop_daemons();
+    let logs = world.daemon_logs();
+    assert!(
+        logs.contains("upstream=\"127.0.0.1\"") && logs.contains("path=\"userinfo\""),
+        "{logs}"
+    );
+    assert!(!logs.contains("secret-query"), "{logs}");
+}
+
+#[test]
+fn what_reaches_the_upstream_is_the_consumers_request_with_latchkeys_token_only() {
+    let world = World::default_provider();
+    let recorder = Recorder::start();
+    upstream(
+        &world,
+        &format!("upstream = \"http://127.0.0.1:{}/api/v2/\"", recorder.port),
+    );
+    world.login();
+    world.start_daemon();
+    let a = send(
+        &world,
+        &world.socket(),
+        "PATCH",
+        "/v1/proxy/work/issues/7?state=open&q=a%20b",
+        "Connection: x-hop\r\nX-Hop: 1\r\nX-Custom: kept\r\nAuthorization: Bearer nope\r\nProxy-Authorization: Basic eA==\r\nLatchkey-Anything: 1\r\nContent-Type: application/json\r\n",
+        br#"{"title":"x"}"#,
+    );
+    // The owner with an Authorization header is a client-token caller: refused.
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert!(recorder.seen().is_empty());
+
+    let a = send(
+        &world,
+        &world.socket(),
+        "PATCH",
+        "/v1/proxy/work/issues/7?state=open&q=a%20b",
+        "Connection: x-hop\r\nX-Hop: 1\r\nX-Custom: kept\r\nProxy-Authorization: Basic eA==\r\nLatchkey-Anything: 1\r\nContent-Type: application/json\r\n",
+        br#"{"title":"x"}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let seen = recorder.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let head = seen[0].to_ascii_lowercase();
+    assert!(
+        seen[0].starts_with("PATCH /api/v2/issues/7?state=open&q=a%20b HTTP/1.1\r\n"),
+        "{}",
+        seen[0]
+    );
+    let access = world.newest(TokenKind::AccessToken);
+    assert!(
+        seen[0].contains(&format!("authorization: Bearer {access}\r\n"))
+            || seen[0].contains(&format!("Authorization: Bearer {access}\r\n")),
+        "the upstream gets the session's access token"
+    );
+    assert!(head.contains(&format!("host: 127.0.0.1:{}\r\n", recorder.port)));
+    assert!(head.contains("x-custom: kept\r\n"));
+    assert!(head.contains("content-type: application/json\r\n"));
+    for gone in ["x-hop:", "proxy-authorization:", "latchkey-", "bearer nope"] {
+        assert!(!head.contains(gone), "{gone} reached the upstream");
+    }
+}
+
+#[test]
+fn a_rejected_token_is_renewed_once_and_the_request_retried() {
+    let world = proxied_world();
+    assert_eq!(get(&world, "/v1/proxy/work/userinfo").status, 200);
+    // The provider stops accepting the access token Latchkey still thinks valid.
+    world.idp.expire_access_tokens();
+    let a = get(&world, "/v1/proxy/work/userinfo");
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.has("latchkey-retried: 1"), "{}", a.head);
+    assert_eq!(world.idp.counters().refresh_successes, 1);
+    assert_eq!(status_counters(&world)["proxy_retries"], 1);
+    // The next request uses the new token without a retry.
+    let b = get(&world, "/v1/proxy/work/userinfo");
+    assert_eq!(b.status, 200);
+    assert!(!b.head.contains("latchkey-retried"));
+    assert_eq!(world.idp.counters().refresh_successes, 1);
+}
+
+#[test]
+fn concurrent_rejections_cause_one_refresh() {
+    let world = proxied_world();
+    world.idp.expire_access_tokens();
+    let world = Arc::new(world);
+    let threads: Vec<_> = (0..32)
+        .map(|_| {
+            let w = Arc::clone(&world);
+            std::thread::spawn(move || get(&w, "/v1/proxy/work/userinfo").status)
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().expect("a request"), 200);
+    }
+    assert_eq!(world.idp.counters().refresh_successes, 1);
+}
+
+#[test]
+fn a_large_body_streams_through_and_is_not_replayed() {
+    let world = proxied_world();
+    world.idp.expire_access_tokens();
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let a = send(
+        &world,
+        &world.socket(),
+        "POST",
+        "/v1/proxy/work/userinfo",
+        "Content-Type: application/octet-stream\r\n",
+        &big,
+    );
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert!(a.has("latchkey-proxied: 1"), "the upstream's own 401");
+    assert!(!a.head.contains("latchkey-retried"));
+    // The token was renewed all the same: the next request succeeds at once.
+    assert_eq!(world.idp.counters().refresh_successes, 1);
+    let b = get(&world, "/v1/proxy/work/userinfo");
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert!(!b.head.contains("latchkey-retried"));
+    // A body under the replay bound is retried.
+    world.idp.expire_access_tokens();
+    let small = vec![b'y'; 512 * 1024];
+    let c = send(
+        &world,
+        &world.socket(),
+        "POST",
+        "/v1/proxy/work/userinfo",
+        "Content-Type: application/octet-stream\r\n",
+        &small,
+    );
+    assert_eq!(c.status, 200, "{}", c.body);
+    assert!(c.has("latchkey-retried: 1"));
+}
+
+#[test]
+fn a_403_passes_through_without_a_refresh() {
+    let world = proxied_world();
+    world
+        .idp
+        .push_faults(Endpoint::Userinfo, Fault::Forbidden403, 1);
+    let a = get(&world, "/v1/proxy/work/userinfo");
+    assert_eq!(a.status, 403);
+    assert!(a.has("latchkey-proxied: 1"));
+    assert_eq!(
+        a.json()["error"],
+        "forbidden",
+        "the upstream's body: {}",
+        a.body
+    );
+    assert_eq!(world.idp.counters().refresh_successes, 0);
+}
+
+#[test]
+fn a_redirect_is_passed_back_and_never_followed() {
+    let world = proxied_world();
+    let elsewhere = Recorder::start();
+    world
+        .idp
+        .push_faults(Endpoint::Userinfo, Fault::Redirect(elsewhere.port), 1);
+    let a = get(&world, "/v1/proxy/work/userinfo");
+    assert_eq!(a.status, 302, "{}", a.head);
+    assert!(
+        a.has(&format!(
+            "location: http://127.0.0.1:{}/elsewhere",
+            elsewhere.port
+        )),
+        "{}",
+        a.head
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(elsewhere.seen().is_empty(), "the other host got a request");
+}
+
+#[test]
+fn upstream_failures_are_transport_errors() {
+    let world = proxied_world();
+    // Down: nothing listens.
+    upstream(
+        &world,
+        &format!("upstream = \"http://127.0.0.1:{}\"", free_loopback_port()),
+    );
+    let a = get(&world, "/v1/proxy/work/userinfo");
+    assert_eq!(a.status, 502, "{}", a.body);
+    assert_eq!(a.json()["error"]["category"], "transport", "{}", a.body);
+    assert_eq!(a.json()["error"]["retryable"], true);
+    assert!(!a.head.contains("latchkey-proxied"));
+    // Too slow: no answer within the profile's timeout.
+    upstream(
+        &world,
+        &format!("upstream = \"{}\"\ntimeout_seconds = 1", world.idp.issuer()),
+    );
+    world
+        .idp
+        .push_faults(Endpoint::Userinfo, Fault::Slow(Duration::from_secs(3)), 1);
+    let b = get(&world, "/v1/proxy/work/userinfo");
+    assert_eq!(b.status, 504, "{}", b.body);
+    assert_eq!(b.json()["error"]["category"], "transport");
+    assert_eq!(status_counters(&world)["proxy_upstream_errors"], 2);
+}
+
+#[test]
+fn requests_latchkey_cannot_forward_are_refused_with_their_category() {
+    let world = World::default_provider();
+    world.start_daemon();
+    // No upstream configured.
+    let a = get(&world, "/v1/proxy/work/userinfo");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.json()["error"]["category"], "usage");
+    assert!(
+        a.json()["error"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("[profiles.work.proxy]")),
+        "{}",
+        a.body
+    );
+    // Not logged in: 401 with the login hint.
+    upstream(&world, &format!("upstream = \"{}\"", world.idp.issuer()));
+    let b = get(&world, "/v1/proxy/work/userinfo");
+    assert_eq!(b.status, 401, "{}", b.body);
+    assert_eq!(b.json()["error"]["category"], "not_logged_in");
+    assert!(
+        b.json()["error"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("latchkey login"))
+    );
+    // A path that climbs out of the upstream.
+    let c = get(&world, "/v1/proxy/work/%2e%2e/admin");
+    assert_eq!(c.status, 400, "{}", c.body);
+    assert_eq!(c.json()["error"]["category"], "usage");
+    assert_eq!(world.idp.counters().userinfo_ok, 0);
+}
+
+#[test]
+fn client_tokens_need_the_proxy_scope() {
+    let world = World::default_provider();
+    upstream(&world, &format!("upstream = \"{}\"", world.idp.issuer()));
+    let path = world.home.config_file();
+    let text = std::fs::read_to_string(&path).expect("a config");
+    std::fs::write(&path, format!("{text}\n[delegate]\nsocket = true\n")).expect("config");
+    world.login();
+    world.start_daemon();
+    let before = world.idp.counters().userinfo_ok;
+    let mint = |scope: &str| {
+        world
+            .latchkey(["client-token", "mint", "--json", "--scope", scope])
+            .run()
+            .ok()
+            .json()["token"]
+            .as_str()
+            .expect("a token")
+            .to_string()
+    };
+    let proxy = mint("proxy:work");
+    let session = mint("session:work");
+    let delegate = world.home.path().join("run").join("delegate.sock");
+    let with = |token: &str| {
+        send(
+            &world,
+            &delegate,
+            "GET",
+            "/v1/proxy/work/userinfo",
+            &format!("Authorization: Bearer {token}\r\n"),
+            b"",
+        )
+    };
+    let a = with(&proxy);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.json()["sub"].is_string());
+    let b = with(&session);
+    assert_eq!(b.status, 403, "{}", b.body);
+    assert_eq!(b.json()["error"]["category"], "forbidden");
+    assert_eq!(world.idp.counters().userinfo_ok, before + 1);
+    // Without a token the delegate socket answers nothing at all.
+    let c = raw_request(
+        &delegate,
+        "GET /v1/proxy/work/userinfo HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n",
+    )
+    .expect("an answer");
+    assert!(c.starts_with("HTTP/1.1 401"), "{c}");
+}
+
+#[test]
+fn latchkey_api_prints_the_body_through_the_daemon_and_without_one() {
+    let world = proxied_world();
+    let run = world.latchkey(["api", "/userinfo"]).run();
+    run.ok();
+    let body: serde_json::Value = serde_json::from_str(&run.stdout).expect("the upstream's JSON");
+    assert!(body["sub"].is_string(), "{}", run.stdout);
+    assert_eq!(
+        status_counters(&world)["proxy_requests"],
+        1,
+        "through the daemon"
+    );
+
+    // With --include, the status and the upstream's headers come first.
+    let run = world.latchkey(["api", "-i", "userinfo"]).run();
+    run.ok();
+    assert!(run.stdout.starts_with("HTTP 200\r\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("content-type: application/json"));
+
+    // Without a daemon: the same rule, renewal and retry included.
+    world.stop_daemons();
+    world.idp.expire_access_tokens();
+    let run = world
+        .latchkey(["api", "--json", "/userinfo"])
+        .env("LATCHKEY_NO_DAEMON", "1")
+        .run();
+    run.ok();
+    let doc = run.json();
+    assert_eq!(doc["status"], 200, "{doc}");
+    assert_eq!(doc["retried"], true, "{doc}");
+    assert_eq!(world.idp.counters().refresh_successes, 1);
+}
+
+#[test]
+fn latchkey_api_exits_with_the_category_of_what_went_wrong() {
+    let world = proxied_world();
+    world
+        .idp
+        .push_faults(Endpoint::Userinfo, Fault::Forbidden403, 1);
+    let run = world.latchkey(["api", "/userinfo"]).run();
+    run.code(5);
+    assert!(
+        run.stdout.contains("forbidden"),
+        "the body still goes to stdout: {}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("HTTP 403"), "{}", run.stderr);
+    // A header Latchkey sets itself is refused before anything is sent.
+    let run = world
+        .latchkey(["api", "-H", "Authorization: Bearer x", "/userinfo"])
+        .run();
+    run.code(2);
+    // Not logged in: exit 3 with the login hint, with and without the daemon.
+    world.latchkey(["logout", "--local"]).run().ok();
+    for no_daemon in ["0", "1"] {
+        let run = world
+            .latchkey(["api", "--json", "/userinfo"])
+            .env("LATCHKEY_NO_DAEMON", no_daemon)
+            .run();
+        run.json_error(3, "not_logged_in");
+    }
+}
