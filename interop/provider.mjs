@@ -9,7 +9,8 @@
 // {...}, "account": {...}}. Nothing else is ever written to stdout. stderr gets the
 // package's own warnings and one JSON line per event of interest ({"event": ...}),
 // never a token. GET /_interop/counters answers those counts as JSON, so tests can
-// prove how many refreshes the provider saw.
+// prove how many refreshes the provider saw; POST /_interop/destroy-access-token
+// deletes one access token and nothing else.
 //
 // What is configured, and why:
 // - `latchkey-cli`: a public native client (token_endpoint_auth_method none, PKCE
@@ -220,6 +221,24 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/_interop/issued' && ctx.method === 'GET') {
     ctx.type = 'json';
     ctx.body = issued;
+    return;
+  }
+  if (ctx.path === '/_interop/destroy-access-token' && ctx.method === 'POST') {
+    // ?token=…: deletes this one access token from the provider's store, as an
+    // administrator or a key rotation would, leaving the grant and its refresh
+    // token alone. (RFC 7009 revocation of an access token here revokes every
+    // token of its grant, refresh tokens included.) The API proxy's tests use it
+    // to make a token fail that Latchkey still thinks valid.
+    const token = await provider.AccessToken.find(String(ctx.query.token ?? ''));
+    if (!token) {
+      ctx.status = 404;
+      ctx.body = { error: 'no such access token' };
+      return;
+    }
+    await token.destroy();
+    event('access_token.destroyed');
+    ctx.type = 'json';
+    ctx.body = { destroyed: true };
     return;
   }
   if (ctx.path === '/_interop/config' && ctx.method === 'POST') {

@@ -85,6 +85,10 @@ pub struct Engine {
     lock_timeout: Duration,
     http: OnceLock<Http>,
     upstreams: OnceLock<crate::proxy::Upstreams>,
+    /// Per profile, the generation the last renewal after a rejection produced,
+    /// and when (`Engine::renew_rejected`).
+    pub(crate) renewals:
+        std::sync::Mutex<std::collections::HashMap<String, (u64, std::time::Instant)>>,
     pub(crate) sessions: Sessions,
     client_tokens: ClientTokens,
 }
@@ -101,6 +105,7 @@ impl Engine {
             lock_timeout: vault::DEFAULT_LOCK_TIMEOUT,
             http: OnceLock::new(),
             upstreams: OnceLock::new(),
+            renewals: std::sync::Mutex::default(),
             sessions: Sessions::default(),
         }
     }

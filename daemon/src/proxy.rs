@@ -19,12 +19,15 @@
 //!    concurrent 401s cause one refresh). A replayable request (no body, or one of
 //!    at most [`MAX_REPLAY`] bytes, kept for this) is sent once more with the new
 //!    token and answered with `Latchkey-Retried: 1`; a streamed one gets the 401,
-//!    and the next request uses the new token.
+//!    and the next request uses the new token. When the retry is refused too,
+//!    the new token is not renewed again for a rejection for a minute
+//!    ([`RENEWAL_QUIET`]): an API that refuses every token must not turn every
+//!    request into a refresh.
 //! 5. A 403 and everything else passes back as the upstream sent it, marked
 //!    `Latchkey-Proxied: 1`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::Response;
@@ -40,6 +43,9 @@ use url::Url;
 use crate::engine::{AccessToken, DEFAULT_MIN_TTL, Engine};
 use crate::error::EngineError;
 
+/// How long a token renewed after a rejection is not renewed again for one
+/// ([`Engine::renew_rejected`]).
+pub const RENEWAL_QUIET: Duration = Duration::from_secs(60);
 /// How long a TCP + TLS connection to an upstream may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an upstream may take from the request's start to its answer's head,
@@ -206,6 +212,9 @@ impl Engine {
             Some(body) if renewed.generation != token.generation => {
                 drop(first);
                 let second = target.send(&renewed, body.map(reqwest::Body::from)).await?;
+                if second.status() == StatusCode::UNAUTHORIZED && token_refused(second.headers()) {
+                    self.refused_when_fresh(profile, renewed.generation);
+                }
                 Ok(Forwarded {
                     response: for_consumer(second, true),
                     retried: true,
@@ -224,11 +233,36 @@ impl Engine {
     /// one, unless the session moved on since (then the current one, and no
     /// provider call). Concurrent callers with the same generation cause one
     /// refresh (the refresh transaction's forced rule).
+    ///
+    /// A token the API refused at once after such a renewal (the retry got a
+    /// 401 too: see [`Engine::forward`]) is not renewed again for a rejection
+    /// within [`RENEWAL_QUIET`]: an API that refuses a brand-new token will refuse
+    /// the next one too, and renewing on every request would make every request a
+    /// refresh at the provider. The current token is answered instead, and the
+    /// caller passes the rejection on.
     pub async fn renew_rejected(
         self: &Arc<Self>,
         profile: &str,
         rejected_generation: u64,
     ) -> Result<AccessToken, EngineError> {
+        let quiet = self
+            .renewals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(profile)
+            .is_some_and(|(generation, at)| {
+                *generation == rejected_generation && at.elapsed() < RENEWAL_QUIET
+            });
+        if quiet {
+            tracing::warn!(
+                profile,
+                "the API refused a token renewed less than a minute ago for the same reason; not renewing again"
+            );
+            return Ok(self
+                .usable(profile)
+                .await?
+                .token(crate::engine::Served::AsHeld));
+        }
         self.refresh_as(
             profile,
             crate::session::refresh::Want::Forced {
@@ -236,6 +270,15 @@ impl Engine {
             },
         )
         .await
+    }
+
+    /// The API refused the token of `generation` right after a renewal made it:
+    /// [`Engine::renew_rejected`] leaves it alone for [`RENEWAL_QUIET`].
+    fn refused_when_fresh(&self, profile: &str, generation: u64) {
+        self.renewals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(profile.to_string(), (generation, Instant::now()));
     }
 }
 

@@ -60,10 +60,13 @@ pub fn connection_names(connection: &str) -> Vec<&str> {
 
 /// Whether a consumer's request header goes on to the upstream. Never: hop-by-hop
 /// headers (and those `Connection` names), `Authorization` (Latchkey sets its
-/// own), `Proxy-Authorization`, `Host` (the upstream's is set) and `Latchkey-*`.
+/// own), `Proxy-Authorization`, `Expect`, `Host` (the upstream's is set) and
+/// `Latchkey-*`.
 pub fn forwards_request_header(name: &str, connection_names: &[&str]) -> bool {
     !(is_hop_by_hop(name, connection_names)
         || name.eq_ignore_ascii_case("authorization")
+        // The proxy answers a `100-continue` itself (it reads the body first).
+        || name.eq_ignore_ascii_case("expect")
         || name.eq_ignore_ascii_case("host")
         || is_latchkey(name))
 }
@@ -322,6 +325,7 @@ mod tests {
             "latchkey-retried",
             "x-secret-hop",
             "Upgrade",
+            "Expect",
         ] {
             assert!(!forwards_request_header(name, &conn), "{name}");
         }

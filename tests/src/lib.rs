@@ -7,9 +7,11 @@
 //! - [`leak`]: asserts that no token the provider issued appears in captured output.
 //! - [`oidc_provider`]: the real `oidc-provider` npm package, for the interop tier.
 //! - [`peers`]: oidc-agent and gh, set up for the benchmark against peers.
+//! - [`upstream`]: raw requests to the API proxy and a recording loopback server.
 
 pub mod fake_idp;
 pub mod harness;
 pub mod leak;
 pub mod oidc_provider;
 pub mod peers;
+pub mod upstream;

@@ -121,6 +121,43 @@ pub struct OidcProvider {
     log: tempfile::NamedTempFile,
 }
 
+/// The provider's token introspection (RFC 7662) with the tests' confidential
+/// client: what a resource server in front of this provider asks.
+#[derive(Debug, Clone)]
+pub struct Introspector {
+    issuer: String,
+    client: (String, String),
+}
+
+impl Introspector {
+    /// The introspection answer for `token`.
+    pub fn introspect(&self, token: &str) -> serde_json::Value {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.client.0, self.client.1));
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .finish();
+        let r = request(
+            "POST",
+            &format!("{}/token/introspection", self.issuer),
+            &[
+                ("Authorization", &format!("Basic {basic}")),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            &body,
+        )
+        .expect("the provider answers");
+        assert_eq!(r.status, 200, "introspection failed: {}", r.body);
+        r.json()
+    }
+
+    /// Whether introspection calls `token` active.
+    pub fn is_active(&self, token: &str) -> bool {
+        self.introspect(token)["active"] == serde_json::Value::Bool(true)
+    }
+}
+
 /// The client id the provider registers for Latchkey.
 pub const CLIENT_ID: &str = "latchkey-cli";
 
@@ -245,24 +282,16 @@ impl OidcProvider {
 
     /// RFC 7662 introspection of any token by the tests' confidential client.
     pub fn introspect(&self, token: &str) -> serde_json::Value {
-        use base64::Engine as _;
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", self.introspector.0, self.introspector.1));
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("token", token)
-            .finish();
-        let r = request(
-            "POST",
-            &format!("{}/token/introspection", self.issuer),
-            &[
-                ("Authorization", &format!("Basic {basic}")),
-                ("Content-Type", "application/x-www-form-urlencoded"),
-            ],
-            &body,
-        )
-        .expect("the provider answers");
-        assert_eq!(r.status, 200, "introspection failed: {}", r.body);
-        r.json()
+        self.introspector().introspect(token)
+    }
+
+    /// The tests' introspecting client, for use on other threads (a resource
+    /// server that checks the bearer tokens it gets).
+    pub fn introspector(&self) -> Introspector {
+        Introspector {
+            issuer: self.issuer.clone(),
+            client: self.introspector.clone(),
+        }
     }
 
     /// Presents `refresh_token` at the token endpoint as Latchkey's client would: what
@@ -280,6 +309,24 @@ impl OidcProvider {
             &body,
         )
         .expect("the provider answers")
+    }
+
+    /// Deletes one access token from the provider's store and nothing else (its
+    /// grant and refresh token stay): a token that Latchkey still thinks valid
+    /// and the provider's APIs now refuse. RFC 7009 revocation would not do: at
+    /// this provider, revoking an access token revokes its whole grant.
+    pub fn destroy_access_token(&self, access_token: &str) {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", access_token)
+            .finish();
+        let r = request(
+            "POST",
+            &format!("{}/_interop/destroy-access-token?{query}", self.issuer),
+            &[],
+            "",
+        )
+        .expect("the provider answers");
+        assert_eq!(r.status, 200, "{}", r.body);
     }
 
     /// Whether introspection calls `token` active.

@@ -3,13 +3,12 @@
 //! takes scripted faults), and a recording server stands for hosts that must never
 //! see a token.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey_tests::fake_idp::{Endpoint, Fault, TokenKind};
 use latchkey_tests::harness::{World, free_loopback_port, raw_request};
+use latchkey_tests::upstream::{Answer, Recorder, proxy_request};
 
 /// Sets `[profiles.work.proxy]` (config.toml is re-read on the next request).
 fn upstream(world: &World, table: &str) {
@@ -32,40 +31,8 @@ fn proxied_world() -> World {
     world
 }
 
-/// An answer: status, lower-cased head, body (de-chunked).
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn has(&self, header_line: &str) -> bool {
-        self.head.lines().any(|l| l.trim() == header_line)
-    }
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// One request through `socket`, with extra header lines and a body.
+/// One request through `socket`, with extra header lines and a body; the answer
+/// joins the leak check.
 fn send(
     world: &World,
     socket: &std::path::Path,
@@ -74,79 +41,13 @@ fn send(
     headers: &str,
     body: &[u8],
 ) -> Answer {
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: latchkeyd\r\nLatchkey-Protocol: 1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("the socket answers");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    s.write_all(&request).expect("sent");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out); // a reset after the answer still leaves it
-    let text = String::from_utf8_lossy(&out).into_owned();
-    world.capture_text(&format!("proxy answer to {method} {path}"), &text);
-    let status = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let (head, payload) = text.split_once("\r\n\r\n").expect("a head");
-    let head = head.to_ascii_lowercase();
-    let body = if head.contains("transfer-encoding: chunked") {
-        dechunk(payload)
-    } else {
-        payload.to_string()
-    };
-    Answer { status, head, body }
+    let answer = proxy_request(socket, method, path, headers, body);
+    world.capture_text(&format!("proxy answer to {method} {path}"), &answer.raw);
+    answer
 }
 
 fn get(world: &World, path: &str) -> Answer {
     send(world, &world.socket(), "GET", path, "", b"")
-}
-
-/// A loopback HTTP server that records every request head it gets and answers
-/// 200 `{}`.
-struct Recorder {
-    port: u16,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Recorder {
-    fn start() -> Recorder {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-        let port = listener.local_addr().expect("an address").port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let mut conn = conn;
-                conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                record
-                    .lock()
-                    .expect("the record")
-                    .push(String::from_utf8_lossy(&buf).into_owned());
-                conn.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
-                )
-                .ok();
-            }
-        });
-        Recorder { port, seen }
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().expect("the record").clone()
-    }
 }
 
 fn status_counters(world: &World) -> serde_json::Value {
@@ -516,4 +417,37 @@ fn latchkey_api_exits_with_the_category_of_what_went_wrong() {
             .run();
         run.json_error(3, "not_logged_in");
     }
+}
+
+#[test]
+fn an_api_that_refuses_every_token_costs_one_refresh_not_one_per_request() {
+    let world = World::default_provider();
+    let refusing = Recorder::answering(
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer error=\"invalid_token\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            .to_string(),
+    );
+    upstream(
+        &world,
+        &format!("upstream = \"http://127.0.0.1:{}\"", refusing.port),
+    );
+    world.login();
+    world.start_daemon();
+    let a = get(&world, "/v1/proxy/work/x");
+    assert_eq!(a.status, 401);
+    assert!(
+        a.has("latchkey-retried: 1"),
+        "renewed once and retried: {}",
+        a.head
+    );
+    for _ in 0..3 {
+        let b = get(&world, "/v1/proxy/work/x");
+        assert_eq!(b.status, 401);
+        assert!(!b.head.contains("latchkey-retried"), "{}", b.head);
+    }
+    assert_eq!(world.idp.counters().refresh_successes, 1);
+    assert_eq!(
+        refusing.seen().len(),
+        5,
+        "2 for the first request, 1 for each other"
+    );
 }

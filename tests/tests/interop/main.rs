@@ -11,4 +11,5 @@ mod browser;
 mod device;
 mod leaks;
 mod logout;
+mod proxy;
 mod refresh;
