@@ -10,6 +10,19 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Sets (or replaces) `[profiles.work.proxy]` in the config file at `config` to
+/// the TOML lines `table`; a running daemon reads it on its next request.
+pub fn set_work_proxy(config: &Path, table: &str) {
+    let text = std::fs::read_to_string(config).expect("a config");
+    let base = text
+        .split("\n[profiles.work.proxy]")
+        .next()
+        .unwrap_or(&text)
+        .to_string();
+    std::fs::write(config, format!("{base}\n[profiles.work.proxy]\n{table}\n"))
+        .expect("config written");
+}
+
 /// An answer: status, lower-cased head, body (de-chunked), and the raw bytes as
 /// text for the leak check.
 #[derive(Debug, Clone)]

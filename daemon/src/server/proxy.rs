@@ -19,7 +19,7 @@ use latchkey_proto::error::{Category, ErrorBody};
 use latchkey_proto::profile::ProfileName;
 use latchkey_proto::proxy::MAX_REPLAY;
 
-use super::routes::{Audit, fail, problem};
+use super::routes::{Audit, bad_profile_name, fail, problem};
 use super::state::Daemon;
 use crate::error::EngineError;
 use crate::proxy::{self, Outgoing, ProxyError};
@@ -43,18 +43,7 @@ pub(super) async fn proxy(State(d): State<Arc<Daemon>>, req: Request) -> Respons
     };
     let profile = match ProfileName::new(name) {
         Ok(p) => p,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                ErrorBody {
-                    category: Category::Usage,
-                    message: e.to_string(),
-                    hint: Some("see `latchkey profile list`".into()),
-                    retryable: false,
-                },
-                None,
-            );
-        }
+        Err(e) => return bad_profile_name(&e),
     };
     d.counters.proxy_requests.fetch_add(1, Ordering::Relaxed);
     let (head, body) = req.into_parts();

@@ -166,19 +166,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Profile {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        ProfileName::new(raw).map(Profile).map_err(|e| {
-            problem(
-                StatusCode::BAD_REQUEST,
-                ErrorBody {
-                    category: Category::Usage,
-                    message: e.to_string(),
-                    hint: Some("see `latchkey profile list`".into()),
-                    retryable: false,
-                },
-                None,
-            )
-        })
+        ProfileName::new(raw)
+            .map(Profile)
+            .map_err(|e| bad_profile_name(&e))
     }
+}
+
+/// The `usage` error (400) for a profile name in a path that breaks the rules.
+pub(super) fn bad_profile_name(e: &impl std::fmt::Display) -> Response {
+    problem(
+        StatusCode::BAD_REQUEST,
+        ErrorBody {
+            category: Category::Usage,
+            message: e.to_string(),
+            hint: Some("see `latchkey profile list`".into()),
+            retryable: false,
+        },
+        None,
+    )
 }
 
 async fn synced_config(
@@ -290,27 +295,8 @@ async fn front(
         let (token_id, token_name) = caller_token.as_ref().map_or(("-", "-"), |(id, name)| {
             (id.as_str(), name.as_deref().unwrap_or("-"))
         });
-        if let Some(p) = response.extensions().get::<super::proxy::ProxyAudit>() {
-            tracing::info!(
-                target: "latchkey::audit",
-                listener = peer.listener(),
-                pid = peer.pid(),
-                uid = peer.uid(),
-                exe = %peer.origin(),
-                client_token = token_id,
-                client_token_name = token_name,
-                method = %method,
-                endpoint,
-                profile = a.and_then(|a| a.profile.as_deref()).unwrap_or("-"),
-                upstream = p.host.as_str(),
-                path = p.path.as_str(),
-                retried = p.retried,
-                outcome = a.map_or("-", |a| a.outcome),
-                status = response.status().as_u16(),
-                ms = start.elapsed().as_secs_f64() * 1000.0,
-            );
-            return response;
-        }
+        // Only a proxied request has these; a `None` field is left out of the line.
+        let proxied = response.extensions().get::<super::proxy::ProxyAudit>();
         tracing::info!(
             target: "latchkey::audit",
             listener = peer.listener(),
@@ -322,6 +308,9 @@ async fn front(
             method = %method,
             endpoint,
             profile = a.and_then(|a| a.profile.as_deref()).unwrap_or("-"),
+            upstream = proxied.map(|p| p.host.as_str()),
+            path = proxied.map(|p| p.path.as_str()),
+            retried = proxied.map(|p| p.retried),
             outcome = a.map_or("-", |a| a.outcome),
             status = response.status().as_u16(),
             ms = start.elapsed().as_secs_f64() * 1000.0,

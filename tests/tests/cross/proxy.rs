@@ -8,19 +8,11 @@ use std::time::Duration;
 
 use latchkey_tests::fake_idp::{Endpoint, Fault, TokenKind};
 use latchkey_tests::harness::{World, free_loopback_port, raw_request};
-use latchkey_tests::upstream::{Answer, Recorder, proxy_request};
+use latchkey_tests::upstream::{Answer, Recorder, proxy_request, set_work_proxy};
 
 /// Sets `[profiles.work.proxy]` (config.toml is re-read on the next request).
 fn upstream(world: &World, table: &str) {
-    let path = world.home.config_file();
-    let text = std::fs::read_to_string(&path).expect("a config");
-    let base = text
-        .split("\n[profiles.work.proxy]")
-        .next()
-        .unwrap_or(&text)
-        .to_string();
-    std::fs::write(&path, format!("{base}\n[profiles.work.proxy]\n{table}\n"))
-        .expect("config written");
+    set_work_proxy(&world.home.config_file(), table);
 }
 
 fn proxied_world() -> World {

@@ -9,25 +9,14 @@ use std::sync::Arc;
 
 use latchkey_tests::harness::free_loopback_port;
 use latchkey_tests::oidc_provider::ProviderOptions;
-use latchkey_tests::upstream::{Answer, Recorder, ResourceServer, proxy_request};
+use latchkey_tests::upstream::{Answer, Recorder, ResourceServer, proxy_request, set_work_proxy};
 
 use crate::world::Interop;
 
 /// Sets `[profiles.work.proxy] upstream` (the daemon re-reads config.toml on the
 /// next request).
 fn upstream(world: &Interop, url: &str) {
-    let path = world.home.config_file();
-    let text = std::fs::read_to_string(&path).expect("a config");
-    let base = text
-        .split("\n[profiles.work.proxy]")
-        .next()
-        .unwrap_or(&text)
-        .to_string();
-    std::fs::write(
-        &path,
-        format!("{base}\n[profiles.work.proxy]\nupstream = \"{url}\"\n"),
-    )
-    .expect("config written");
+    set_work_proxy(&world.home.config_file(), &format!("upstream = \"{url}\""));
 }
 
 fn send(world: &Interop, method: &str, path: &str, headers: &str, body: &[u8]) -> Answer {

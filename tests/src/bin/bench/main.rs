@@ -673,14 +673,10 @@ fn main() -> ExitCode {
 
     // The API proxy, beside direct requests to the same loopback upstream.
     let upstream_port = proxy::start_upstream();
-    let config = std::fs::read_to_string(world.home.config_file()).expect("config");
-    std::fs::write(
-        world.home.config_file(),
-        format!(
-            "{config}\n[profiles.work.proxy]\nupstream = \"http://127.0.0.1:{upstream_port}\"\n"
-        ),
-    )
-    .expect("config");
+    latchkey_tests::upstream::set_work_proxy(
+        &world.home.config_file(),
+        &format!("upstream = \"http://127.0.0.1:{upstream_port}\""),
+    );
     let px = proxy::measure(
         &world.socket(),
         upstream_port,
