@@ -9,6 +9,7 @@ mod categories;
 mod daemon;
 mod delegation;
 mod doctor;
+mod exec;
 mod lifetimes;
 mod login;
 mod logout;

@@ -31,6 +31,25 @@ pub enum Command {
         /// Refresh first when the token expires within this many seconds.
         #[arg(long, value_name = "SECS", default_value_t = latchkey_daemon::engine::DEFAULT_MIN_TTL)]
         min_ttl: u64,
+        /// raw: the token alone; json: as --json; header: `Authorization: Bearer …`.
+        #[arg(long, value_enum, default_value_t = TokenFormat::Raw)]
+        format: TokenFormat,
+    },
+    /// Run a command with a fresh access token in its environment (never printed).
+    Exec {
+        /// The variable that carries the token.
+        #[arg(
+            long = "env",
+            value_name = "NAME",
+            default_value = "LATCHKEY_ACCESS_TOKEN"
+        )]
+        env: String,
+        /// Refresh first when the token expires within this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = latchkey_daemon::engine::DEFAULT_MIN_TTL)]
+        min_ttl: u64,
+        /// The command and its arguments, after `--`.
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
     },
     /// Log in to the profile's provider (browser, or the device flow with --device).
     Login(LoginArgs),
@@ -92,6 +111,14 @@ pub struct ApiArgs {
     /// Print the status line and the response headers before the body.
     #[arg(short = 'i', long)]
     pub include: bool,
+}
+
+/// How `latchkey token` prints the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenFormat {
+    Raw,
+    Json,
+    Header,
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +261,7 @@ pub fn fast_token(args: &[std::ffi::OsString]) -> Option<Cli> {
         global: Global { profile, json },
         command: Command::Token {
             min_ttl: min_ttl.unwrap_or(latchkey_daemon::engine::DEFAULT_MIN_TTL),
+            format: TokenFormat::Raw,
         },
     })
 }
@@ -248,7 +276,10 @@ mod tests {
 
     fn summary(cli: &Cli) -> (Option<String>, bool, Option<u64>) {
         let ttl = match cli.command {
-            Command::Token { min_ttl } => Some(min_ttl),
+            Command::Token {
+                min_ttl,
+                format: TokenFormat::Raw,
+            } => Some(min_ttl),
             _ => None,
         };
         (cli.global.profile.clone(), cli.global.json, ttl)

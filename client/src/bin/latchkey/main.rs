@@ -90,7 +90,12 @@ fn run(cli: Cli, json: bool) -> ExitCode {
         Command::Profile(p) => cmd::profile::run(&ctx, p),
         Command::Status { all } => block_on(cmd::status::run(&ctx, all)),
         Command::Daemon(d) => block_on(cmd::daemon::run(&ctx, d)),
-        Command::Token { min_ttl } => cmd::token::token(&ctx, min_ttl),
+        Command::Token { min_ttl, format } => cmd::token::token(&ctx, min_ttl, format),
+        Command::Exec {
+            env,
+            min_ttl,
+            command,
+        } => return cmd::exec::run(&ctx, json, &env, min_ttl, &command),
         Command::Refresh => block_on(cmd::token::refresh(&ctx)),
         Command::Login(args) => block_on(cmd::login::run(&ctx, json, &args)),
         Command::Logout { local } => block_on(cmd::logout::run(&ctx, local)),

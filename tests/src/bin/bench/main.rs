@@ -52,7 +52,7 @@ const REPRODUCE: &str = "scripts/bench-deps && scripts/bench --write docs/benchm
 /// The hand-written part of the report, above the generated figures.
 const PREAMBLE: &str = "\
 This file is generated: it is one run's output of the benchmark binary \
-(`tests/src/bin/bench.rs`), preamble included. Edit the template there, not here.
+(`tests/src/bin/bench/`), preamble included. Edit the template there, not here.
 
 What is measured, all in one run on the machine below, for the targets of \
 [behaviour.md](behaviour.md#performance-targets):
@@ -83,6 +83,14 @@ What is measured, all in one run on the machine below, for the targets of \
   `counters.kdf_derivations`) over N sequential `latchkey token` calls; without the \
   daemon, the `derived a vault key` debug events of the processes' own logs. The vault \
   uses the default scrypt cost (log_n 15), not the tests' fast one.
+- **API proxy**: the same small GET to a loopback upstream (a hyper server on its own \
+  thread of the benchmark process), sent directly and through `latchkeyd`'s \
+  `/v1/proxy/work/…` with the session's token injected, by the same hyper client on a \
+  kept-alive connection (TCP to the upstream, the Unix socket to the daemon). Sequential \
+  requests alternate between the two; the added latency is the difference of the \
+  medians. Then 16 clients, each on its own connection, for a fixed window, direct \
+  first, proxied after. Every answer is checked (status, body, `Latchkey-Proxied`). See \
+  `tests/src/bin/bench/proxy.rs`.
 - **Memory**: resident (RSS) and proportional (PSS: shared pages split among their \
   users) set sizes from `/proc/PID/smaps_rollup`, of `latchkeyd` with one profile and of \
   oidc-agent with one account (its two processes added up), idle after start-up and a \

@@ -5,6 +5,7 @@ pub mod api;
 pub mod client_token;
 pub mod daemon;
 pub mod doctor;
+pub mod exec;
 pub mod login;
 pub mod logout;
 pub mod profile;

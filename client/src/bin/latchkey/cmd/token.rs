@@ -5,28 +5,34 @@ use latchkey::Error;
 use serde_json::json;
 
 use super::Ctx;
+use crate::cli::TokenFormat;
 use crate::render::{Output, in_words};
 
 /// `latchkey token`, synchronous: [`latchkey::Client::token_blocking`] decides
 /// how to ask (the hot path builds no runtime when the daemon answers).
-pub fn token(ctx: &Ctx, min_ttl: u64) -> Result<Output, Error> {
+pub fn token(ctx: &Ctx, min_ttl: u64, format: TokenFormat) -> Result<Output, Error> {
     let profile = ctx.profile_name()?;
     let token = ctx.client.token_blocking(&profile, min_ttl)?;
-    Ok(output(&profile, &token))
+    Ok(output(&profile, &token, format))
 }
 
-fn output(profile: &str, token: &latchkey::Token) -> Output {
+fn output(profile: &str, token: &latchkey::Token, format: TokenFormat) -> Output {
     // Declassification: this command exists to hand the token to its caller.
     let secret = token.access_token.expose();
+    let json = json!({
+        "access_token": secret,
+        "token_type": token.token_type,
+        "expires_at": token.expires_at,
+        "profile": profile,
+    });
     Output {
         exit: 0,
-        text: format!("{secret}\n"),
-        json: json!({
-            "access_token": secret,
-            "token_type": token.token_type,
-            "expires_at": token.expires_at,
-            "profile": profile,
-        }),
+        text: match format {
+            TokenFormat::Raw => format!("{secret}\n"),
+            TokenFormat::Header => format!("Authorization: Bearer {secret}\n"),
+            TokenFormat::Json => format!("{json}\n"),
+        },
+        json,
     }
 }
 
