@@ -249,6 +249,11 @@ pub fn run(data: &[u8]) {
                         extra_auth_params: BTreeMap::new(),
                         groups_claim: "groups".into(),
                         proxy: None,
+                        git_hosts: Vec::new(),
+                        git_username: None,
+                        git_auth: None,
+                        docker_registries: Vec::new(),
+                        docker_username: None,
                     };
                     let announced = serde_json::from_slice::<serde_json::Value>(body)
                         .is_ok_and(|d| d["authorization_response_iss_parameter_supported"] == true);

@@ -4,12 +4,14 @@
 //!   scripted faults, usable in-process and as the `fake-idp` binary.
 //! - [`harness`]: runs the real `latchkey` binaries hermetically (temporary
 //!   `LATCHKEY_HOME`, the caller's LATCHKEY_*, XDG_* and BROWSER cleared).
+//! - [`git_server`]: `git http-backend` on loopback behind a token check.
 //! - [`leak`]: asserts that no token the provider issued appears in captured output.
 //! - [`oidc_provider`]: the real `oidc-provider` npm package, for the interop tier.
 //! - [`peers`]: oidc-agent and gh, set up for the benchmark against peers.
 //! - [`upstream`]: raw requests to the API proxy and a recording loopback server.
 
 pub mod fake_idp;
+pub mod git_server;
 pub mod harness;
 pub mod leak;
 pub mod oidc_provider;

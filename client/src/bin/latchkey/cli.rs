@@ -84,6 +84,18 @@ pub enum Command {
     ClientToken(ClientTokenCommand),
     /// Call the profile's API with its token injected (the API proxy); print the body.
     Api(ApiArgs),
+    /// git's credential helper (git-credential(1)): get, store, erase.
+    #[command(name = "git-credential")]
+    GitCredential {
+        /// What git asks: get, store or erase (others are ignored).
+        operation: String,
+    },
+    /// docker's credential helper (docker-credential-helpers): get, store, erase, list, version.
+    #[command(name = "docker-credential")]
+    DockerCredential {
+        /// What docker asks.
+        operation: String,
+    },
 }
 
 /// `latchkey api`, like `gh api`: one request to `[profiles.NAME.proxy] upstream`.
@@ -211,6 +223,25 @@ pub enum DaemonCommand {
     Restart,
 }
 
+/// The helpers that tools find by name (`git-credential-latchkey`,
+/// `docker-credential-latchkey`, links to this binary installed by packaging) are
+/// `latchkey git-credential ARGS` and `latchkey docker-credential ARGS`.
+pub fn by_program_name(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let name = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_stem())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let sub = match name {
+        "git-credential-latchkey" => "git-credential",
+        "docker-credential-latchkey" => "docker-credential",
+        _ => return args,
+    };
+    args[0] = "latchkey".into();
+    args.insert(1, sub.into());
+    args
+}
+
 /// `latchkey token` in its common forms, recognised without building clap's command
 /// tree, which costs more than the rest of the hot path's own work (a token through a
 /// warm daemon should cost little more than starting a process; docs/behaviour.md,
@@ -305,6 +336,23 @@ mod tests {
             let clap = Cli::try_parse_from(full).unwrap();
             assert_eq!(summary(&fast), summary(&clap), "{line}");
         }
+    }
+
+    #[test]
+    fn helper_names_become_their_subcommands() {
+        let os = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            by_program_name(os(&["/usr/bin/git-credential-latchkey", "get"])),
+            os(&["latchkey", "git-credential", "get"])
+        );
+        assert_eq!(
+            by_program_name(os(&["docker-credential-latchkey", "list"])),
+            os(&["latchkey", "docker-credential", "list"])
+        );
+        assert_eq!(
+            by_program_name(os(&["/opt/latchkey", "token"])),
+            os(&["/opt/latchkey", "token"])
+        );
     }
 
     #[test]

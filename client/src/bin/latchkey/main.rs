@@ -24,7 +24,7 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T, Error>>) -> Result
 
 fn main() -> ExitCode {
     // Decided before parsing, so even a usage error honours --json.
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = cli::by_program_name(std::env::args_os().collect());
     let json_requested = args.iter().skip(1).any(|a| a == "--json");
     let parsed = match cli::fast_token(args.get(1..).unwrap_or_default()) {
         Some(cli) => Ok(cli),
@@ -102,6 +102,12 @@ fn run(cli: Cli, json: bool) -> ExitCode {
         Command::Doctor { server } => block_on(cmd::doctor::run(&ctx, server)),
         Command::ClientToken(c) => block_on(cmd::client_token::run(&ctx, c)),
         Command::Api(args) => block_on(cmd::api::run(&ctx, json, args)),
+        Command::GitCredential { operation } => {
+            block_on(cmd::git_credential::run(&ctx, &operation))
+        }
+        Command::DockerCredential { operation } => {
+            block_on(cmd::docker_credential::run(&ctx, &operation))
+        }
     };
     // An embedded refresh whose session the disk refused is lost at exit: say so
     // (local_storage) instead of printing what cannot last.

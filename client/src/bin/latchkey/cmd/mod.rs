@@ -4,8 +4,10 @@
 pub mod api;
 pub mod client_token;
 pub mod daemon;
+pub mod docker_credential;
 pub mod doctor;
 pub mod exec;
+pub mod git_credential;
 pub mod login;
 pub mod logout;
 pub mod profile;
@@ -87,4 +89,21 @@ pub fn checked(name: String) -> Result<ProfileName, Error> {
             reason: e.reason,
         })
     })
+}
+
+/// A credential helper without a credential: one line on stderr for people (the
+/// tool then asks its next helper, or the person), naming the login command when
+/// the session is missing or expired.
+#[allow(
+    clippy::print_stderr,
+    reason = "a helper's one line for people goes to stderr"
+)]
+pub fn no_credential(profile: &ProfileName, e: &Error) {
+    match e.category() {
+        latchkey_proto::error::Category::NotLoggedIn
+        | latchkey_proto::error::Category::SessionExpired => eprintln!(
+            "latchkey: no session for profile {profile}; run `latchkey login --profile {profile}`"
+        ),
+        _ => eprintln!("latchkey: no credential from profile {profile}: {e}"),
+    }
 }

@@ -15,6 +15,8 @@ use latchkey_proto::vault::KdfParams;
 use serde::Deserialize;
 use toml_edit::{DocumentMut, Item, Table, value};
 
+pub mod tools;
+
 use crate::error::ConfigError;
 use crate::vault::crypto::{DEFAULT_KDF, MIN_LOG_N, check_kdf};
 use crate::vault::fs;
@@ -59,6 +61,22 @@ pub struct ProfileConfig {
     /// `[profiles.NAME.proxy]`: the API the proxy serves with this profile's token.
     #[serde(default)]
     pub proxy: Option<ProxySettings>,
+    /// Hosts (`host` or `host:port`) whose git credentials this profile answers.
+    #[serde(default)]
+    pub git_hosts: Vec<String>,
+    /// The user name git gets (default `oauth2`).
+    #[serde(default)]
+    pub git_username: Option<String>,
+    /// `basic` (default: the token as the password) or `bearer` (the token as a
+    /// Bearer credential, where git supports it).
+    #[serde(default)]
+    pub git_auth: Option<tools::GitAuth>,
+    /// Registries (`host` or `host:port`) whose docker credentials this profile answers.
+    #[serde(default)]
+    pub docker_registries: Vec<String>,
+    /// The user name docker gets (default `oauth2accesstoken`).
+    #[serde(default)]
+    pub docker_username: Option<String>,
 }
 
 /// `[profiles.NAME.proxy]` (docs/behaviour.md, "The API proxy").
