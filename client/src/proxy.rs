@@ -25,9 +25,10 @@ use crate::transport::{MAX_PROXIED_BODY, ProxyReach, ProxyRequest};
 use crate::wire::Reach;
 use crate::{Client, Error, Mode, Via};
 
-/// How long the daemon may take to answer a proxied request: its own bounds (a
-/// refresh, the upstream's timeout) come first.
-pub const PROXY_DEADLINE: Duration = Duration::from_secs(150);
+/// How long the daemon may take to start answering a proxied request: longer
+/// than its own bounds (two attempts of at most 600 s each, and a refresh), which
+/// come first. The body then takes as long as it takes.
+pub const PROXY_DEADLINE: Duration = Duration::from_secs(2 * 600 + 60);
 
 /// One request for a profile's API.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +43,8 @@ pub struct ApiRequest {
     pub body: Bytes,
 }
 
-/// The upstream's answer.
+/// The upstream's answer, its body read whole (at most 64 MiB; a larger one is
+/// an error: stream it from the socket API instead).
 #[derive(Debug, Clone)]
 pub struct ApiResponse {
     pub status: u16,
@@ -176,9 +178,11 @@ impl Client {
         let method = hyper::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             Error::usage(format!("{:?} is not an HTTP method", request.method), None)
         })?;
-        let (path, query) = match request.path.trim_start_matches('/').split_once('?') {
+        // As `proxy::target` reads it for the daemon: one leading slash dropped.
+        let bare = request.path.strip_prefix('/').unwrap_or(&request.path);
+        let (path, query) = match bare.split_once('?') {
             Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (request.path.trim_start_matches('/').to_string(), None),
+            None => (bare.to_string(), None),
         };
         let mut headers = hyper::header::HeaderMap::new();
         for (name, value) in &request.headers {

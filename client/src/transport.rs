@@ -228,43 +228,47 @@ impl Transport {
                 return ProxyReach::Unsent(Reach::Broken(format!("cannot build the request: {e}")));
             }
         };
-        let exchange = async {
-            let (sender, response) = match self.round_trip::<()>(built).await {
-                Ok(x) => x,
-                Err((reach, false)) => return ProxyReach::Unsent(reach),
-                Err((reach, true)) => return ProxyReach::Lost(describe(reach)),
+        // The deadline covers the answer's head; its body streams for as long as
+        // the upstream sends it (the daemon bounds stalls).
+        let (sender, response) =
+            match tokio::time::timeout(deadline, self.round_trip::<()>(built)).await {
+                Err(_) => {
+                    return ProxyReach::Lost(format!(
+                        "the daemon did not answer within {} s",
+                        deadline.as_secs()
+                    ));
+                }
+                Ok(Ok(x)) => x,
+                Ok(Err((reach, false))) => return ProxyReach::Unsent(reach),
+                Ok(Err((reach, true))) => return ProxyReach::Lost(describe(reach)),
             };
-            let (parts, body) = response.into_parts();
-            let theirs = parts
-                .headers
-                .get(PROTOCOL_HEADER)
-                .map(|v| v.as_bytes().trim_ascii());
-            if theirs != Some(wire::PROTOCOL.as_bytes()) {
-                // Another protocol's daemon forwards nothing it does not know.
-                return ProxyReach::Unsent(Reach::Stale {
-                    theirs: theirs.map_or_else(
-                        || "none".to_string(),
-                        |v| String::from_utf8_lossy(v).chars().take(20).collect(),
-                    ),
-                });
-            }
-            let limited = http_body_util::Limited::new(body, MAX_PROXIED_BODY);
-            let body = match limited.collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return ProxyReach::Lost(format!("the answer broke off: {e}")),
-            };
-            if !sender.is_closed() {
-                self.put_idle(sender);
-            }
-            ProxyReach::Answer(hyper::Response::from_parts(parts, body))
-        };
-        match tokio::time::timeout(deadline, exchange).await {
-            Ok(r) => r,
-            Err(_) => ProxyReach::Lost(format!(
-                "the daemon did not answer within {} s",
-                deadline.as_secs()
-            )),
+        let (parts, body) = response.into_parts();
+        let theirs = parts
+            .headers
+            .get(PROTOCOL_HEADER)
+            .map(|v| v.as_bytes().trim_ascii());
+        if theirs != Some(wire::PROTOCOL.as_bytes()) {
+            // Another protocol's daemon forwards nothing it does not know.
+            return ProxyReach::Unsent(Reach::Stale {
+                theirs: theirs.map_or_else(
+                    || "none".to_string(),
+                    |v| String::from_utf8_lossy(v).chars().take(20).collect(),
+                ),
+            });
         }
+        let limited = http_body_util::Limited::new(body, MAX_PROXIED_BODY);
+        let body = match limited.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return ProxyReach::Lost(format!(
+                    "the answer broke off or passed {MAX_PROXIED_BODY} bytes: {e}"
+                ));
+            }
+        };
+        if !sender.is_closed() {
+            self.put_idle(sender);
+        }
+        ProxyReach::Answer(hyper::Response::from_parts(parts, body))
     }
 
     /// Reads an answer by the wire rules and returns a healthy connection to the

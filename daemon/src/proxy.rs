@@ -128,6 +128,9 @@ impl Upstreams {
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(MAX_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            // Straight to the upstream: an HTTP_PROXY of the environment would see
+            // the token in clear for an http upstream on loopback.
+            .no_proxy()
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| {

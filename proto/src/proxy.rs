@@ -198,19 +198,15 @@ impl std::fmt::Display for BadPath {
 impl std::error::Error for BadPath {}
 
 /// Checks the path a consumer asks for, as sent (percent-encoding kept), before it
-/// is appended to the upstream: the upstream's own path is the boundary, so no
-/// segment may be `.` or `..` (also percent-encoded), and no backslash, which
-/// some servers read as a slash.
+/// is appended to the upstream: the upstream's own path is the boundary. Each
+/// segment is percent-decoded (repeatedly, as servers that decode twice would) and
+/// refused when a part of it, split at `/` and `\`, is `.` or `..` (also before a
+/// `;` parameter, `..;`): a server in front of the API that decodes before it
+/// normalises must not be handed a way out. An encoded slash inside a segment
+/// (`group%2Fproject`, as GitLab's API wants) is fine. Backslashes, spaces,
+/// control characters and `#` are refused as they are.
 pub fn check_path(path: &str) -> Result<(), BadPath> {
-    for segment in path.split('/') {
-        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
-        if decoded == "." || decoded == ".." {
-            return Err(BadPath(
-                "a path with `.` or `..` segments could leave the upstream's base path",
-            ));
-        }
-    }
-    if path.contains('\\') || path.to_ascii_lowercase().contains("%5c") {
+    if path.contains('\\') {
         return Err(BadPath("a path with a backslash is refused"));
     }
     if path
@@ -221,7 +217,48 @@ pub fn check_path(path: &str) -> Result<(), BadPath> {
             "a path with spaces, control characters or `#` is refused",
         ));
     }
+    for segment in path.split('/') {
+        let mut decoded = segment.to_string();
+        for _ in 0..3 {
+            let next = percent_decode(&decoded);
+            if next == decoded {
+                break;
+            }
+            decoded = next;
+        }
+        let climbs = decoded.split(['/', '\\']).any(|part| {
+            let part = part.split(';').next().unwrap_or(part);
+            part == "." || part == ".."
+        });
+        if climbs {
+            return Err(BadPath(
+                "a path with `.` or `..` segments (also encoded) could leave the upstream's base path",
+            ));
+        }
+    }
     Ok(())
+}
+
+/// `%XX` sequences decoded (bytes that do not make UTF-8 become U+FFFD); anything
+/// else as it is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+        match (b, hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The socket API's request target for `path` (as a person writes it: `/me`,
@@ -348,7 +385,20 @@ mod tests {
     #[test]
     fn a_path_cannot_climb_out_of_the_upstream() {
         for bad in [
-            "../x", "a/../b", "a/./b", "%2e%2e/x", "a/%2E/b", "a\\b", "a%5Cb", "a b", "a#b",
+            "../x",
+            "a/../b",
+            "a/./b",
+            "%2e%2e/x",
+            "a/%2E/b",
+            "a\\b",
+            "a%5C..%5Cb",
+            "a b",
+            "a#b",
+            "%2e%2e%2fadmin",
+            "x%2f..%2fadmin",
+            "%252e%252e/admin",
+            "..;/admin",
+            "a/..;x=1/b",
         ] {
             assert!(check_path(bad).is_err(), "{bad}");
         }
@@ -356,9 +406,10 @@ mod tests {
             "me",
             "v2/issues",
             "a..b/c",
-            "repos/x/y?z=1",
+            "projects/group%2Fproject/issues",
             "%2Fencoded",
             "a//b",
+            "a%5Cb",
             "",
         ] {
             assert!(check_path(good).is_ok(), "{good}");

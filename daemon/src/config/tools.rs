@@ -40,32 +40,79 @@ pub fn host_key(s: &str) -> Option<String> {
     })
 }
 
+/// Whether a credential may go to `host_key` over `scheme`: https, or plain
+/// http to a loopback host only (the proxy's rule for upstreams).
+fn secure(scheme: &str, host_key: &str) -> bool {
+    let host = host_key
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host_key, |(h, _)| h);
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => true,
+        "http" => {
+            host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
+}
+
 impl Config {
-    /// The profile whose `git_hosts` lists `host` (as git sends it: `host` or
-    /// `host:port`). Several: the first by name.
-    pub fn profile_for_git_host(&self, host: &str) -> Option<String> {
-        self.first_listing(host, |p| &p.git_hosts)
-    }
-
-    /// The profile whose `docker_registries` lists the registry of `server`.
-    pub fn profile_for_registry(&self, server: &str) -> Option<String> {
-        self.first_listing(server, |p| &p.docker_registries)
-    }
-
-    fn first_listing(
+    /// The profile that answers git for `host` over `protocol` (as git sends
+    /// them): `explicit` (`--profile`) when its `git_hosts` is empty or lists the
+    /// host, else the profile whose `git_hosts` lists it. Never over plain http
+    /// to a host that is not loopback.
+    pub fn git_profile(
         &self,
-        wanted: &str,
+        explicit: Option<&str>,
+        protocol: &str,
+        host: &str,
+    ) -> Option<String> {
+        let key = host_key(host)?;
+        if !secure(protocol, &key) {
+            return None;
+        }
+        self.serving(explicit, &key, |p| &p.git_hosts)
+    }
+
+    /// The profile that answers docker for the registry of `server` (a host, or a
+    /// URL whose scheme must be https, or http on loopback), by the same rule.
+    pub fn registry_profile(&self, explicit: Option<&str>, server: &str) -> Option<String> {
+        let key = host_key(server)?;
+        let scheme = server
+            .trim()
+            .split_once("://")
+            .map_or("https", |(scheme, _)| scheme);
+        if !secure(scheme, &key) {
+            return None;
+        }
+        self.serving(explicit, &key, |p| &p.docker_registries)
+    }
+
+    fn serving(
+        &self,
+        explicit: Option<&str>,
+        key: &str,
         list: impl Fn(&ProfileConfig) -> &Vec<String>,
     ) -> Option<String> {
-        let wanted = host_key(wanted)?;
-        self.profiles
-            .iter()
-            .find(|(_, p)| {
-                list(p)
-                    .iter()
-                    .any(|h| host_key(h).as_deref() == Some(&wanted))
-            })
-            .map(|(name, _)| name.clone())
+        let listed =
+            |p: &ProfileConfig| list(p).iter().any(|h| host_key(h).as_deref() == Some(key));
+        match explicit {
+            Some(name) => self
+                .profiles
+                .get(name)
+                .filter(|p| list(p).is_empty() || listed(p))
+                .map(|_| name.to_string()),
+            None => self
+                .profiles
+                .iter()
+                .find(|(_, p)| listed(p))
+                .map(|(name, _)| name.clone()),
+        }
     }
 }
 
@@ -104,32 +151,52 @@ mod tests {
             [profiles.work]
             issuer = "https://id.example.com"
             client_id = "c"
-            git_hosts = ["git.example.com", "example.com:8443"]
-            docker_registries = ["registry.example.com"]
+            git_hosts = ["git.example.com", "example.com:8443", "127.0.0.1:3000"]
+            docker_registries = ["registry.example.com", "127.0.0.1:5000"]
             [profiles.home]
             issuer = "https://id.example.com"
             client_id = "c"
             git_hosts = ["github.com"]
+            [profiles.any]
+            issuer = "https://id.example.com"
+            client_id = "c"
         "#;
         let c = Config::parse(std::path::Path::new("config.toml"), text).unwrap();
+        let git = |explicit, protocol, host| c.git_profile(explicit, protocol, host);
         assert_eq!(
-            c.profile_for_git_host("GIT.example.com").as_deref(),
+            git(None, "https", "GIT.example.com").as_deref(),
             Some("work")
         );
         assert_eq!(
-            c.profile_for_git_host("example.com:8443").as_deref(),
+            git(None, "https", "example.com:8443").as_deref(),
             Some("work")
         );
-        assert_eq!(c.profile_for_git_host("example.com").as_deref(), None);
+        assert_eq!(git(None, "https", "example.com"), None);
+        assert_eq!(git(None, "https", "github.com").as_deref(), Some("home"));
+        // Plain http only to loopback.
+        assert_eq!(git(None, "http", "git.example.com"), None);
+        assert_eq!(git(None, "http", "127.0.0.1:3000").as_deref(), Some("work"));
+        // --profile: only for hosts it lists, unless it lists none.
+        assert_eq!(git(Some("work"), "https", "evil.example"), None);
         assert_eq!(
-            c.profile_for_git_host("github.com").as_deref(),
-            Some("home")
-        );
-        assert_eq!(
-            c.profile_for_registry("https://registry.example.com/v1/")
-                .as_deref(),
+            git(Some("work"), "https", "git.example.com").as_deref(),
             Some("work")
         );
-        assert_eq!(c.profile_for_registry("docker.io"), None);
+        assert_eq!(
+            git(Some("any"), "https", "evil.example").as_deref(),
+            Some("any")
+        );
+        assert_eq!(git(Some("any"), "http", "evil.example"), None);
+        assert_eq!(git(Some("nope"), "https", "git.example.com"), None);
+
+        let reg = |server| c.registry_profile(None, server);
+        assert_eq!(
+            reg("https://registry.example.com/v1/").as_deref(),
+            Some("work")
+        );
+        assert_eq!(reg("registry.example.com").as_deref(), Some("work"));
+        assert_eq!(reg("http://registry.example.com"), None);
+        assert_eq!(reg("127.0.0.1:5000").as_deref(), Some("work"));
+        assert_eq!(reg("docker.io"), None);
     }
 }

@@ -46,7 +46,10 @@ pub(super) async fn proxy(State(d): State<Arc<Daemon>>, req: Request) -> Respons
         Err(e) => return bad_profile_name(&e),
     };
     d.counters.proxy_requests.fetch_add(1, Ordering::Relaxed);
-    let (head, body) = req.into_parts();
+    let (mut head, body) = req.into_parts();
+    // The caller's client token, if any, was checked and is of no further use: it
+    // never reaches the engine (nor a Debug print of the request).
+    head.headers.remove(axum::http::header::AUTHORIZATION);
     let body = match read_body(body, content_length(&head.headers)).await {
         Ok(b) => b,
         Err(e) => return fail(&EngineError::from(e), Some(&profile), None),

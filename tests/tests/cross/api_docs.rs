@@ -52,11 +52,11 @@ const OPENAPI_METHODS: [&str; 8] = [
 ];
 
 /// The methods docs/openapi.yaml lists an endpoint under: its own, or for
-/// `Method::Any` every method OpenAPI can name, which are the eight the daemon's
-/// router registers for it (others get 405).
+/// `Method::Any` the ones it takes (`Method::ANY`, which the daemon's router
+/// registers; others get 405).
 fn documented_methods(e: Endpoint) -> Vec<String> {
     match e.method() {
-        Method::Any => OPENAPI_METHODS.iter().map(|m| m.to_uppercase()).collect(),
+        Method::Any => Method::ANY.iter().map(|m| m.to_string()).collect(),
         m => vec![m.as_str().to_string()],
     }
 }

@@ -443,3 +443,44 @@ fn an_api_that_refuses_every_token_costs_one_refresh_not_one_per_request() {
         "2 for the first request, 1 for each other"
     );
 }
+
+#[test]
+fn trace_and_encoded_climbs_never_reach_the_upstream() {
+    let world = World::default_provider();
+    let recorder = Recorder::start();
+    upstream(
+        &world,
+        &format!("upstream = \"http://127.0.0.1:{}/api/\"", recorder.port),
+    );
+    world.login();
+    world.start_daemon();
+    // An upstream that echoes a TRACE would show the injected token.
+    let a = send(
+        &world,
+        &world.socket(),
+        "TRACE",
+        "/v1/proxy/work/x",
+        "",
+        b"",
+    );
+    assert_eq!(a.status, 405, "{}", a.body);
+    assert_eq!(a.json()["error"]["category"], "usage");
+    for climb in [
+        "/v1/proxy/work/%2e%2e%2fadmin",
+        "/v1/proxy/work/%252e%252e/admin",
+        "/v1/proxy/work/..;/admin",
+    ] {
+        let b = get(&world, climb);
+        assert_eq!(b.status, 400, "{climb}: {}", b.body);
+    }
+    // An encoded slash inside a segment is an API's business (GitLab wants it).
+    let c = get(&world, "/v1/proxy/work/projects/group%2Fproject");
+    assert_eq!(c.status, 200, "{}", c.body);
+    let seen = recorder.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].starts_with("GET /api/projects/group%2Fproject HTTP/1.1"),
+        "{}",
+        seen[0]
+    );
+}

@@ -2,8 +2,9 @@
 //! `docker-credential-latchkey`): the protocol of docker-credential-helpers
 //! (docs/behaviour.md, "Credential helpers").
 //!
-//! - `get`: the registry (a server URL) on stdin; the profile is `--profile`,
-//!   else the one whose `docker_registries` lists it. The answer is
+//! - `get`: the registry (a server URL) on stdin; the profile is the one whose
+//!   `docker_registries` lists it (`--profile` narrows it to that profile), over
+//!   https or http on loopback. The answer is
 //!   `{"ServerURL", "Username", "Secret"}` with `docker_username` (default
 //!   `oauth2accesstoken`) and the access token. A registry no profile lists, or a
 //!   profile without a session (one line on stderr with the login command), is
@@ -88,10 +89,8 @@ pub async fn run(ctx: &Ctx, operation: &str) -> Result<Output, Error> {
             read_stdin()?;
             Ok(plain(0, String::new()))
         }
-        other => Err(Error::usage(
-            format!("{other:?} is not an operation of the docker credential protocol"),
-            Some("get, store, erase, list or version".into()),
-        )),
+        // As docker-credential-helpers answer one: the message on stdout, exit 1.
+        other => Ok(plain(1, format!("unknown credential action `{other}`\n"))),
     }
 }
 
@@ -104,12 +103,12 @@ fn read_stdin() -> Result<String, Error> {
     Ok(text)
 }
 
-/// `--profile`, else the profile listing the registry; `None`: not ours.
+/// The profile for the registry (`config::tools`); `None`: not ours.
 fn profile(ctx: &Ctx, server: &str) -> Result<Option<ProfileName>, Error> {
-    if ctx.explicit_profile.is_some() {
-        return ctx.profile_name().map(Some);
-    }
-    match ctx.config()?.profile_for_registry(server) {
+    match ctx
+        .config()?
+        .registry_profile(ctx.explicit_profile.as_deref(), server)
+    {
         Some(name) => ProfileName::new(name)
             .map(Some)
             .map_err(|e| Error::usage(e.to_string(), None)),

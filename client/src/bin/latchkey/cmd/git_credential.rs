@@ -1,8 +1,9 @@
 //! `latchkey git-credential get|store|erase` (and `git-credential-latchkey`): the
 //! helper protocol of git-credential(1) (docs/behaviour.md, "Credential helpers").
 //!
-//! - `get`: the profile is `--profile`, else the one whose `git_hosts` lists the
-//!   host git names; none: no answer, so git asks its next helper. The answer is
+//! - `get`: the profile is the one whose `git_hosts` lists the host git names
+//!   (`--profile` narrows it to that profile), over https or http on loopback;
+//!   none: no answer, so git asks its next helper. The answer is
 //!   `username` (`git_username`, default `oauth2`), `password` (the access token)
 //!   and `password_expiry_utc`; when git announced `capability[]=authtype` and the
 //!   profile says `git_auth = "bearer"`, `authtype=Bearer` with `credential` and
@@ -64,6 +65,10 @@ pub async fn run(ctx: &Ctx, operation: &str) -> Result<Output, Error> {
         text: String::new(),
         json: serde_json::Value::Null,
     };
+    // `store`, and any operation a later git adds: nothing to do, nothing to read.
+    if operation != "get" && operation != "erase" {
+        return Ok(quiet);
+    }
     let Some(profile) = profile(ctx, &request)? else {
         return Ok(quiet);
     };
@@ -92,21 +97,18 @@ pub async fn run(ctx: &Ctx, operation: &str) -> Result<Output, Error> {
             }
             Ok(quiet)
         }
-        // `store` and any operation a later git adds: nothing to do.
         _ => Ok(quiet),
     }
 }
 
-/// `--profile`, else the profile listing git's host; `None`: not ours.
+/// The profile for git's host (`config::tools`); `None`: not ours.
 fn profile(ctx: &Ctx, request: &Request) -> Result<Option<ProfileName>, Error> {
-    if ctx.explicit_profile.is_some() {
-        return ctx.profile_name().map(Some);
-    }
     let Some(host) = request.get("host") else {
         return Ok(None);
     };
+    let protocol = request.get("protocol").unwrap_or("https");
     let config = ctx.config()?;
-    match config.profile_for_git_host(host) {
+    match config.git_profile(ctx.explicit_profile.as_deref(), protocol, host) {
         Some(name) => ProfileName::new(name)
             .map(Some)
             .map_err(|e| Error::usage(e.to_string(), None)),
