@@ -127,6 +127,26 @@ impl Cmd {
         Run::from(out)
     }
 
+    /// Runs to completion with `input` on stdin (then closed), and captures
+    /// everything: how tools drive credential helpers.
+    pub fn run_with_input(self, input: &[u8]) -> Run {
+        use std::io::Write;
+        let mut cmd = self.cmd;
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("the binary can be spawned");
+        if let Some(mut stdin) = child.stdin.take() {
+            // A program that exits without reading its input is the test's business.
+            stdin.write_all(input).ok();
+        }
+        Run::from(
+            child
+                .wait_with_output()
+                .expect("the process can be waited for"),
+        )
+    }
+
     /// The underlying command, for tests that need to spawn and manage it.
     pub fn into_command(self) -> Command {
         self.cmd

@@ -3,26 +3,15 @@
 //! the answer on stdout, exit 1 with docker's own words for "not found"), under
 //! both of its names.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use latchkey_tests::fake_idp::TokenKind;
 use latchkey_tests::harness::{Run, World, bin};
 
 /// Runs the helper as `program` (a path) with `operation` and `input` on stdin.
 fn helper(world: &World, program: &std::path::Path, operation: &str, input: &str) -> Run {
-    let mut cmd = world.home.command(program, [operation]).into_command();
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("the helper runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("written");
-    let run = Run::from(child.wait_with_output().expect("it ends"));
+    let run = world
+        .home
+        .command(program, [operation])
+        .run_with_input(input.as_bytes());
     world.capture_text(
         &format!("docker-credential {operation} stderr"),
         &run.stderr,
@@ -92,21 +81,10 @@ fn get_answers_the_token_for_a_listed_registry_and_not_found_otherwise() {
     // A port, and the plain `latchkey docker-credential` form.
     let run = helper(&world, &bin("latchkey"), "get", "127.0.0.1:5000");
     assert_eq!(run.code, 2, "the plain binary needs the subcommand");
-    let mut cmd = world
+    let run = world
         .home
         .latchkey(["docker-credential", "get"])
-        .into_command();
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"127.0.0.1:5000")
-        .expect("written");
-    let run = Run::from(child.wait_with_output().expect("ends"));
+        .run_with_input(b"127.0.0.1:5000");
     run.ok();
 
     // Not ours: docker's not-found answer, exactly.

@@ -81,15 +81,17 @@ fn every_file_under(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn clone_push_and_a_refused_token_healed_through_erase() {
+/// A world whose `work` profile serves a git server on loopback (with the extra
+/// profile keys `extra`), logged in; `None` (after a notice) without git, which
+/// fails the run under CI.
+fn git_world(extra: &str) -> Option<(World, GitServer)> {
     if !git_server::available() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "git is missing under CI"
         );
         eprintln!("skipped: git or git-http-backend is missing");
-        return;
+        return None;
     }
     let world = World::default_provider();
     let root = world.home.path().join("srv");
@@ -98,9 +100,17 @@ fn clone_push_and_a_refused_token_healed_through_erase() {
     let server = server(&world, &root);
     set_git(
         &world,
-        &format!("git_hosts = [\"127.0.0.1:{}\"]", server.port),
+        &format!("git_hosts = [\"127.0.0.1:{}\"]\n{extra}", server.port),
     );
     world.login();
+    Some((world, server))
+}
+
+#[test]
+fn clone_push_and_a_refused_token_healed_through_erase() {
+    let Some((world, server)) = git_world("") else {
+        return;
+    };
     world.start_daemon();
 
     let work = world.home.path().join("clone");
@@ -147,27 +157,9 @@ fn clone_push_and_a_refused_token_healed_through_erase() {
 
 #[test]
 fn the_bearer_variant_and_hosts_that_are_not_ours() {
-    if !git_server::available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "git is missing under CI"
-        );
-        eprintln!("skipped: git or git-http-backend is missing");
+    let Some((world, server)) = git_world("git_auth = \"bearer\"") else {
         return;
-    }
-    let world = World::default_provider();
-    let root = world.home.path().join("srv");
-    std::fs::create_dir_all(&root).expect("a server folder");
-    bare_repo(&root, "repo.git");
-    let server = server(&world, &root);
-    set_git(
-        &world,
-        &format!(
-            "git_hosts = [\"127.0.0.1:{}\"]\ngit_auth = \"bearer\"",
-            server.port
-        ),
-    );
-    world.login();
+    };
     git(
         &world,
         world.home.path(),
@@ -184,23 +176,10 @@ fn the_bearer_variant_and_hosts_that_are_not_ours() {
     // The helper itself: an unknown host gets no answer and exit 0, so git asks
     // its next helper; not logged in is one line and no answer.
     let ask = |input: &str| {
-        let mut cmd = world
+        let run = world
             .home
             .latchkey(["git-credential", "get"])
-            .into_command();
-        cmd.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().expect("latchkey runs");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("written");
-        let out = child.wait_with_output().expect("it ends");
-        let run = Run::from(out);
+            .run_with_input(input.as_bytes());
         world.capture_text("git-credential stderr", &run.stderr);
         run
     };
