@@ -559,6 +559,14 @@ impl Client {
                 Err(e) => tracing::debug!(error = %e, "the daemon could not be started"),
             }
         }
+        self.fall_back(reach, "answered from the encrypted file")
+    }
+
+    /// The last rows of the fallback table, after autostart: an answer is final,
+    /// so is one outside the protocol; otherwise `None` (go on without the
+    /// daemon), with a notice that ends in `instead` when the daemon is unusable,
+    /// and such a daemon is not asked again by this client.
+    fn fall_back<T>(&self, reach: Reach<T>, instead: &str) -> Option<Result<T, Error>> {
         let unusable = |notice: String| {
             self.bypass_daemon
                 .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -573,19 +581,19 @@ impl Client {
             }
             Reach::Hung => {
                 unusable(format!(
-                    "the daemon at {} did not answer within {} ms; answered from the encrypted file",
+                    "the daemon at {} did not answer within {} ms; {instead}",
                     self.paths.socket.display(),
                     self.deadline.as_millis()
                 ));
                 None
             }
             Reach::Refused(why) => {
-                unusable(format!("{why}; answered from the encrypted file"));
+                unusable(format!("{why}; {instead}"));
                 None
             }
             Reach::Stale { theirs } => {
                 unusable(format!(
-                    "the daemon speaks protocol {theirs}, this client {}; answered from the encrypted file (run `latchkey daemon restart`)",
+                    "the daemon speaks protocol {theirs}, this client {}; {instead} (run `latchkey daemon restart`)",
                     latchkey_proto::PROTOCOL_VERSION
                 ));
                 None

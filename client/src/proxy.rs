@@ -130,22 +130,7 @@ impl Client {
         if self.delegated {
             return Some(Err(self.delegated_outcome(reach).err()?));
         }
-        match reach {
-            Reach::Broken(why) => Some(Err(self.broken(why))),
-            Reach::Answer(_) | Reach::Dead(_) => None,
-            Reach::Hung => None,
-            Reach::Refused(why) => {
-                self.notice(format!("{why}; sent without the daemon"));
-                None
-            }
-            Reach::Stale { theirs } => {
-                self.notice(format!(
-                    "the daemon speaks protocol {theirs}, this client {}; sent without the daemon (run `latchkey daemon restart`)",
-                    latchkey_proto::PROTOCOL_VERSION
-                ));
-                None
-            }
-        }
+        self.fall_back(reach, "sent without the daemon")
     }
 
     /// The daemon's answer: the upstream's response when marked as proxied, else
@@ -178,12 +163,9 @@ impl Client {
         let method = hyper::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             Error::usage(format!("{:?} is not an HTTP method", request.method), None)
         })?;
-        // As `proxy::target` reads it for the daemon: one leading slash dropped.
-        let bare = request.path.strip_prefix('/').unwrap_or(&request.path);
-        let (path, query) = match bare.split_once('?') {
-            Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (bare.to_string(), None),
-        };
+        // Read as `proxy::target` reads it for the daemon.
+        let (path, query) = rules::split(&request.path);
+        let (path, query) = (path.to_string(), query.map(str::to_string));
         let mut headers = hyper::header::HeaderMap::new();
         for (name, value) in &request.headers {
             let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
@@ -225,11 +207,12 @@ impl Client {
     }
 }
 
-/// Header fields as (name, value) pairs, without Latchkey's own.
+/// The upstream's header fields as (name, value) pairs: by the proxy's response
+/// rule, so none of Latchkey's own.
 fn listed(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
-        .filter(|(n, _)| !n.as_str().starts_with("latchkey-"))
+        .filter(|(n, _)| rules::forwards_response_header(n.as_str(), &[]))
         .map(|(n, v)| {
             (
                 n.as_str().to_string(),

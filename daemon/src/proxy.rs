@@ -83,6 +83,16 @@ pub enum Body {
     Streaming(reqwest::Body),
 }
 
+impl ProxyError {
+    /// The upstream's host, when the failure was the upstream's.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            ProxyError::Unreachable { host, .. } | ProxyError::TooSlow { host, .. } => Some(host),
+            _ => None,
+        }
+    }
+}
+
 impl Body {
     /// A body held in memory, replayable when it is small enough to be kept.
     pub fn from_bytes(bytes: Bytes) -> Body {
@@ -114,6 +124,8 @@ pub struct Forwarded {
     pub response: Response<reqwest::Body>,
     /// The request was sent a second time with a renewed token.
     pub retried: bool,
+    /// The upstream's host, for the audit line.
+    pub host: String,
 }
 
 /// The proxy's HTTP client: no redirects followed, bounded connects and reads.
@@ -186,6 +198,7 @@ impl Engine {
             EngineError::Internal(format!("an upstream checked at load is invalid: {e}"))
         })?;
         let url = upstream_url(&base, &out.path, out.query.as_deref()).map_err(ProxyError::from)?;
+        let host = url.host_str().unwrap_or_default().to_string();
         let timeout = settings.timeout();
         let headers = forwarded_headers(out.headers, &out.body);
         let token = self.token(profile, DEFAULT_MIN_TTL).await?;
@@ -208,6 +221,7 @@ impl Engine {
             return Ok(Forwarded {
                 response: for_consumer(first, false),
                 retried: false,
+                host,
             });
         }
         let renewed = self.renew_rejected(profile, token.generation).await?;
@@ -221,6 +235,7 @@ impl Engine {
                 Ok(Forwarded {
                     response: for_consumer(second, true),
                     retried: true,
+                    host,
                 })
             }
             // Streamed (it cannot be sent again), or no newer token to send: the
@@ -228,6 +243,7 @@ impl Engine {
             _ => Ok(Forwarded {
                 response: for_consumer(first, false),
                 retried: false,
+                host,
             }),
         }
     }
@@ -345,6 +361,7 @@ struct Target<'a> {
 }
 
 impl Target<'_> {
+    /// One attempt with `token`.
     async fn send(
         &self,
         token: &AccessToken,
@@ -357,52 +374,40 @@ impl Target<'_> {
             headers,
             timeout,
         } = *self;
-        send(upstreams, url, method, headers, token, body, timeout).await
-    }
-}
-
-async fn send(
-    upstreams: &Upstreams,
-    url: &Url,
-    method: &Method,
-    headers: &HeaderMap,
-    token: &AccessToken,
-    body: Option<reqwest::Body>,
-    timeout: Duration,
-) -> Result<reqwest::Response, ProxyError> {
-    let host = url.host_str().unwrap_or_default().to_string();
-    let mut bearer = HeaderValue::try_from(format!("Bearer {}", token.access_token.expose()))
-        .map_err(|_| ProxyError::Unreachable {
+        let host = url.host_str().unwrap_or_default().to_string();
+        let mut bearer = HeaderValue::try_from(format!("Bearer {}", token.access_token.expose()))
+            .map_err(|_| ProxyError::Unreachable {
             host: host.clone(),
             reason: "the access token cannot be sent in a header".into(),
         })?;
-    bearer.set_sensitive(true);
-    let mut request = upstreams
-        .client
-        .request(method.clone(), url.clone())
-        .headers(headers.clone())
-        .header(AUTHORIZATION, bearer);
-    if let Some(b) = body {
-        request = request.body(b);
-    }
-    match tokio::time::timeout(timeout, request.send()).await {
-        Err(_) => Err(ProxyError::TooSlow {
-            host,
-            secs: timeout.as_secs(),
-        }),
-        Ok(Ok(response)) => Ok(response),
-        // A connect that timed out is an upstream that cannot be reached (502),
-        // not a slow answer.
-        Ok(Err(e)) if e.is_timeout() && !e.is_connect() => Err(ProxyError::TooSlow {
-            host,
-            secs: timeout.as_secs(),
-        }),
-        // reqwest's errors name the URL, which holds the consumer's query: say only
-        // what kind of failure it was.
-        Ok(Err(e)) => Err(ProxyError::Unreachable {
-            host,
-            reason: failure_kind(&e).into(),
-        }),
+        bearer.set_sensitive(true);
+        let mut request = upstreams
+            .client
+            .request(method.clone(), url.clone())
+            .headers(headers.clone())
+            .header(AUTHORIZATION, bearer);
+        if let Some(b) = body {
+            request = request.body(b);
+        }
+        match tokio::time::timeout(timeout, request.send()).await {
+            Err(_) => Err(ProxyError::TooSlow {
+                host,
+                secs: timeout.as_secs(),
+            }),
+            Ok(Ok(response)) => Ok(response),
+            // A connect that timed out is an upstream that cannot be reached (502),
+            // not a slow answer.
+            Ok(Err(e)) if e.is_timeout() && !e.is_connect() => Err(ProxyError::TooSlow {
+                host,
+                secs: timeout.as_secs(),
+            }),
+            // reqwest's errors name the URL, which holds the consumer's query: say only
+            // what kind of failure it was.
+            Ok(Err(e)) => Err(ProxyError::Unreachable {
+                host,
+                reason: failure_kind(&e).into(),
+            }),
+        }
     }
 }
 

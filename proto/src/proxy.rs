@@ -261,16 +261,22 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A path as a person writes it (`/me`, `v2/issues?state=open`) as the path on
+/// the upstream (one leading `/` dropped) and the query.
+pub fn split(path: &str) -> (&str, Option<&str>) {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    }
+}
+
 /// The socket API's request target for `path` (as a person writes it: `/me`,
 /// `v2/issues?state=open`) on `profile`'s upstream: `/v1/proxy/{profile}/{path}`
 /// with the query. Bytes outside printable ASCII are percent-encoded; the path is
 /// checked by [`check_path`] and must not be empty.
 pub fn target(profile: &ProfileName, path: &str) -> Result<String, BadPath> {
-    let path = path.strip_prefix('/').unwrap_or(path);
-    let (path, query) = match path.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path, None),
-    };
+    let (path, query) = split(path);
     if path.is_empty() {
         return Err(BadPath("name a path on the upstream, such as /me"));
     }

@@ -54,14 +54,6 @@ pub(super) async fn proxy(State(d): State<Arc<Daemon>>, req: Request) -> Respons
         Ok(b) => b,
         Err(e) => return fail(&EngineError::from(e), Some(&profile), None),
     };
-    let host = d
-        .engine
-        .profile(&profile)
-        .ok()
-        .and_then(|p| p.proxy)
-        .and_then(|p| p.upstream_url().ok())
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_else(|| "-".into());
     let out = Outgoing {
         method: head.method,
         path: rest.to_string(),
@@ -69,8 +61,8 @@ pub(super) async fn proxy(State(d): State<Arc<Daemon>>, req: Request) -> Respons
         headers: head.headers,
         body,
     };
-    let audit = |retried| ProxyAudit {
-        host: host.clone(),
+    let audit = |host: &str, retried| ProxyAudit {
+        host: host.to_string(),
         path: rest.to_string(),
         retried,
     };
@@ -84,14 +76,16 @@ pub(super) async fn proxy(State(d): State<Arc<Daemon>>, req: Request) -> Respons
                 profile: Some(profile.to_string()),
                 outcome: if f.retried { "retried" } else { "proxied" },
             });
-            r.extensions_mut().insert(audit(f.retried));
+            r.extensions_mut().insert(audit(&f.host, f.retried));
             r
         }
         Err(e) => {
-            if matches!(
-                e,
-                EngineError::Proxy(ProxyError::Unreachable { .. } | ProxyError::TooSlow { .. })
-            ) {
+            // An upstream that failed (502, 504) names itself; nothing else does.
+            let upstream = match &e {
+                EngineError::Proxy(p) => p.host(),
+                _ => None,
+            };
+            if upstream.is_some() {
                 d.counters
                     .proxy_upstream_errors
                     .fetch_add(1, Ordering::Relaxed);
@@ -100,7 +94,8 @@ pub(super) async fn proxy(State(d): State<Arc<Daemon>>, req: Request) -> Respons
                 .then(|| d.pending_login_hint(&profile))
                 .flatten();
             let mut r = fail(&e, Some(&profile), hint);
-            r.extensions_mut().insert(audit(false));
+            r.extensions_mut()
+                .insert(audit(upstream.unwrap_or("-"), false));
             r
         }
     }

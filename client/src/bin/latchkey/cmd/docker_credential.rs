@@ -19,6 +19,7 @@
 use std::io::Read;
 
 use latchkey::Error;
+use latchkey_daemon::config::ProfileConfig;
 use latchkey_daemon::engine::DEFAULT_MIN_TTL;
 use latchkey_proto::profile::ProfileName;
 use serde_json::json;
@@ -50,17 +51,15 @@ pub async fn run(ctx: &Ctx, operation: &str) -> Result<Output, Error> {
         "list" => list(ctx),
         "get" => {
             let server = read_stdin()?.trim().to_string();
-            let Some(profile) = profile(ctx, &server)? else {
+            let Some((profile, settings)) = profile(ctx, &server)? else {
                 return Ok(plain(1, format!("{NOT_FOUND}\n")));
             };
             match ctx.client.token(&profile, DEFAULT_MIN_TTL).await {
                 Ok(token) => {
-                    let username = ctx
-                        .config()?
-                        .profiles
-                        .get(profile.as_str())
-                        .and_then(|p| p.docker_username.clone())
-                        .unwrap_or_else(|| DEFAULT_USERNAME.into());
+                    let username = settings
+                        .docker_username
+                        .as_deref()
+                        .unwrap_or(DEFAULT_USERNAME);
                     // Declassification: docker asked for this credential.
                     let doc = json!({
                         "ServerURL": server,
@@ -77,7 +76,7 @@ pub async fn run(ctx: &Ctx, operation: &str) -> Result<Output, Error> {
         }
         "erase" => {
             let server = read_stdin()?.trim().to_string();
-            if let Some(profile) = profile(ctx, &server)?
+            if let Some((profile, _)) = profile(ctx, &server)?
                 && let Err(e) = ctx.client.refresh(&profile).await
             {
                 super::no_credential(&profile, &e);
@@ -103,17 +102,11 @@ fn read_stdin() -> Result<String, Error> {
     Ok(text)
 }
 
-/// The profile for the registry (`config::tools`); `None`: not ours.
-fn profile(ctx: &Ctx, server: &str) -> Result<Option<ProfileName>, Error> {
-    match ctx
-        .config()?
-        .registry_profile(ctx.explicit_profile.as_deref(), server)
-    {
-        Some(name) => ProfileName::new(name)
-            .map(Some)
-            .map_err(|e| Error::usage(e.to_string(), None)),
-        None => Ok(None),
-    }
+/// The profile for the registry (`config::tools`) and its settings; `None`: not ours.
+fn profile(ctx: &Ctx, server: &str) -> Result<Option<(ProfileName, ProfileConfig)>, Error> {
+    let config = ctx.config()?;
+    let chosen = config.registry_profile(ctx.explicit_profile.as_deref(), server);
+    super::tool_profile(&config, chosen)
 }
 
 fn list(ctx: &Ctx) -> Result<Output, Error> {

@@ -17,6 +17,7 @@
 use std::io::Read;
 
 use latchkey::Error;
+use latchkey_daemon::config::ProfileConfig;
 use latchkey_daemon::config::tools::GitAuth;
 use latchkey_daemon::engine::DEFAULT_MIN_TTL;
 use latchkey_proto::profile::ProfileName;
@@ -69,14 +70,14 @@ pub async fn run(ctx: &Ctx, operation: &str) -> Result<Output, Error> {
     if operation != "get" && operation != "erase" {
         return Ok(quiet);
     }
-    let Some(profile) = profile(ctx, &request)? else {
+    let Some((profile, settings)) = profile(ctx, &request)? else {
         return Ok(quiet);
     };
     match operation {
         "get" => match ctx.client.token(&profile, DEFAULT_MIN_TTL).await {
             Ok(token) => Ok(Output {
                 exit: 0,
-                text: answer(ctx, &profile, &request, &token)?,
+                text: answer(&settings, &request, &token),
                 json: serde_json::Value::Null,
             }),
             Err(e) => {
@@ -101,30 +102,20 @@ pub async fn run(ctx: &Ctx, operation: &str) -> Result<Output, Error> {
     }
 }
 
-/// The profile for git's host (`config::tools`); `None`: not ours.
-fn profile(ctx: &Ctx, request: &Request) -> Result<Option<ProfileName>, Error> {
+/// The profile for git's host (`config::tools`) and its settings; `None`: not ours.
+fn profile(ctx: &Ctx, request: &Request) -> Result<Option<(ProfileName, ProfileConfig)>, Error> {
     let Some(host) = request.get("host") else {
         return Ok(None);
     };
     let protocol = request.get("protocol").unwrap_or("https");
     let config = ctx.config()?;
-    match config.git_profile(ctx.explicit_profile.as_deref(), protocol, host) {
-        Some(name) => ProfileName::new(name)
-            .map(Some)
-            .map_err(|e| Error::usage(e.to_string(), None)),
-        None => Ok(None),
-    }
+    let chosen = config.git_profile(ctx.explicit_profile.as_deref(), protocol, host);
+    super::tool_profile(&config, chosen)
 }
 
-fn answer(
-    ctx: &Ctx,
-    profile: &ProfileName,
-    request: &Request,
-    token: &latchkey::Token,
-) -> Result<String, Error> {
-    let settings = ctx.config()?.profiles.get(profile.as_str()).cloned();
-    let bearer = request.has("capability[]", "authtype")
-        && settings.as_ref().and_then(|p| p.git_auth) == Some(GitAuth::Bearer);
+fn answer(settings: &ProfileConfig, request: &Request, token: &latchkey::Token) -> String {
+    let bearer =
+        request.has("capability[]", "authtype") && settings.git_auth == Some(GitAuth::Bearer);
     // Declassification: git asked for this credential, and it goes to git alone.
     let secret = token.access_token.expose();
     let mut out = String::new();
@@ -132,9 +123,7 @@ fn answer(
         out.push_str("capability[]=authtype\nauthtype=Bearer\n");
         out.push_str(&format!("credential={secret}\nephemeral=1\n"));
     } else {
-        let user = settings
-            .and_then(|p| p.git_username)
-            .unwrap_or_else(|| "oauth2".into());
+        let user = settings.git_username.as_deref().unwrap_or("oauth2");
         out.push_str(&format!("username={user}\npassword={secret}\n"));
     }
     if let Some(at) = token
@@ -145,5 +134,5 @@ fn answer(
     {
         out.push_str(&format!("password_expiry_utc={}\n", at.as_secs()));
     }
-    Ok(out)
+    out
 }

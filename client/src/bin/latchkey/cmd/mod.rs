@@ -107,3 +107,17 @@ pub fn no_credential(profile: &ProfileName, e: &Error) {
         _ => eprintln!("latchkey: no credential from profile {profile}: {e}"),
     }
 }
+
+/// The profile a credential helper serves, by the name `config::tools` chose:
+/// the checked name and its settings; `None`: not ours.
+pub fn tool_profile(
+    config: &Config,
+    chosen: Option<String>,
+) -> Result<Option<(ProfileName, latchkey_daemon::config::ProfileConfig)>, Error> {
+    let Some(name) = chosen else {
+        return Ok(None);
+    };
+    let settings = config.profiles.get(&name).cloned();
+    let name = ProfileName::new(name).map_err(|e| Error::usage(e.to_string(), None))?;
+    Ok(settings.map(|s| (name, s)))
+}
