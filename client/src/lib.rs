@@ -320,6 +320,25 @@ impl Client {
         })
     }
 
+    /// The session's ID token, renewed first when its own `exp` is within
+    /// `min_ttl` seconds (`latchkey kube-credential`): the daemon, then the
+    /// fallback table.
+    pub async fn id_token(
+        &self,
+        profile: &ProfileName,
+        min_ttl: u64,
+    ) -> Result<api::IdToken, Error> {
+        let request = rq::IdToken {
+            profile: profile.clone(),
+            min_ttl,
+        };
+        if let Some(answer) = self.daemon(&request, None).await {
+            return answer;
+        }
+        let t = self.engine()?.id_token(profile, min_ttl).await?;
+        Ok(latchkey_daemon::convert::id_token(t))
+    }
+
     /// Refreshes now (joining one in flight).
     pub async fn refresh(&self, profile: &ProfileName) -> Result<api::Refreshed, Error> {
         let request = rq::Refresh {

@@ -24,6 +24,14 @@ pub fn rfc3339(unix: i64) -> String {
 }
 
 /// `GET /v1/profiles/{p}/session`.
+pub fn id_token(t: crate::session::id_token::IdToken) -> api::IdToken {
+    api::IdToken {
+        id_token: t.id_token,
+        expires_at: t.expires_at.map(rfc3339),
+        generation: t.generation,
+    }
+}
+
 pub fn session(st: SessionStatus) -> api::Session {
     api::Session {
         expires_at: st.expires_at.map(rfc3339),

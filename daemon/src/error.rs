@@ -102,6 +102,10 @@ pub enum EngineError {
     Storage(#[from] StorageError),
     #[error("not logged in to profile {profile:?}")]
     NotLoggedIn { profile: String },
+    /// The session holds no ID token (the provider issued none: a login without
+    /// the `openid` scope, or a plain OAuth provider).
+    #[error("the session of profile {profile:?} has no ID token")]
+    NoIdToken { profile: String },
     #[error("the session of profile {profile:?}{} has expired and cannot be refreshed", user.as_ref().map(|u| format!(" ({u})")).unwrap_or_default())]
     SessionExpired {
         profile: String,
@@ -178,7 +182,9 @@ impl EngineError {
             | EngineError::Storage(_)
             | EngineError::Unsaved { .. } => Category::LocalStorage,
             EngineError::Config(_) | EngineError::Paths(_) => Category::Usage,
-            EngineError::NotLoggedIn { .. } => Category::NotLoggedIn,
+            EngineError::NotLoggedIn { .. } | EngineError::NoIdToken { .. } => {
+                Category::NotLoggedIn
+            }
             EngineError::SessionExpired { .. } => Category::SessionExpired,
             EngineError::OAuth { error, .. } => error.category(),
             EngineError::Delegation(e) => match e {
@@ -214,6 +220,9 @@ impl EngineError {
             EngineError::NotLoggedIn { profile } | EngineError::SessionExpired { profile, .. } => {
                 Some(format!("run `latchkey login --profile {profile}`"))
             }
+            EngineError::NoIdToken { profile } => Some(format!(
+                "log in with the `openid` scope (`latchkey login --profile {profile}`), or use the access token (`--access-token`)"
+            )),
             EngineError::Config(ConfigError::NoProfiles) => Some(
                 "add one with `latchkey profile add NAME --issuer URL --client-id ID`".into(),
             ),

@@ -308,6 +308,10 @@ fn typed(line: &[u8], body: &[u8]) -> Option<(Method, String, Vec<u8>)> {
             profile,
             min_ttl: number,
         }),
+        (Endpoint::IdToken, Some(profile)) => built(&rq::IdToken {
+            profile,
+            min_ttl: number,
+        }),
         (Endpoint::Session, Some(profile)) => built(&rq::Session { profile }),
         (Endpoint::Refresh, Some(profile)) => built(&rq::Refresh { profile }),
         (Endpoint::Logout, Some(profile)) => built(&rq::Logout {
@@ -345,6 +349,7 @@ fn typed(line: &[u8], body: &[u8]) -> Option<(Method, String, Vec<u8>)> {
         // A name that breaks the rules, into the template as the router sees it.
         (
             Endpoint::Token
+            | Endpoint::IdToken
             | Endpoint::Session
             | Endpoint::Refresh
             | Endpoint::Logout

@@ -44,12 +44,23 @@ pub struct Profiles {
     pub profiles: Vec<ProfileState>,
 }
 
-/// `GET /v1/profiles/{p}/token`: the only answer that carries token material.
+/// `GET /v1/profiles/{p}/token`: with [`IdToken`], the only answers that carry
+/// token material.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Token {
     pub access_token: Secret,
     pub token_type: String,
     /// RFC 3339.
+    pub expires_at: Option<String>,
+    pub generation: u64,
+}
+
+/// `GET /v1/profiles/{p}/id-token`: the session's ID token (a JWT, passed on as
+/// the provider issued it; its signature is the relying party's to check).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdToken {
+    pub id_token: Secret,
+    /// RFC 3339, from the token's own `exp` claim; `None` when it has none.
     pub expires_at: Option<String>,
     pub generation: u64,
 }

@@ -71,6 +71,7 @@ pub enum Endpoint {
     Health,
     Profiles,
     Token,
+    IdToken,
     Session,
     Refresh,
     Logout,
@@ -107,10 +108,11 @@ pub enum Access {
 
 impl Endpoint {
     /// The whole set, in the order `docs/api.md` presents it.
-    pub const ALL: [Endpoint; 15] = [
+    pub const ALL: [Endpoint; 16] = [
         Endpoint::Health,
         Endpoint::Profiles,
         Endpoint::Token,
+        Endpoint::IdToken,
         Endpoint::Session,
         Endpoint::Refresh,
         Endpoint::Logout,
@@ -130,7 +132,9 @@ impl Endpoint {
         match self {
             Endpoint::Health => Access::AnyToken,
             Endpoint::Profiles | Endpoint::Events => Access::Limited(ScopeKind::Session),
-            Endpoint::Token | Endpoint::Refresh => Access::Profile(ScopeKind::Token),
+            Endpoint::Token | Endpoint::IdToken | Endpoint::Refresh => {
+                Access::Profile(ScopeKind::Token)
+            }
             Endpoint::Session => Access::Profile(ScopeKind::Session),
             Endpoint::Login => Access::Profile(ScopeKind::Login),
             Endpoint::Proxy => Access::Profile(ScopeKind::Proxy),
@@ -150,6 +154,7 @@ impl Endpoint {
             Endpoint::Health
             | Endpoint::Profiles
             | Endpoint::Token
+            | Endpoint::IdToken
             | Endpoint::Session
             | Endpoint::LoginStatus
             | Endpoint::Events
@@ -173,6 +178,7 @@ impl Endpoint {
             Endpoint::Health => "/v1/health",
             Endpoint::Profiles => "/v1/profiles",
             Endpoint::Token => "/v1/profiles/{profile}/token",
+            Endpoint::IdToken => "/v1/profiles/{profile}/id-token",
             Endpoint::Session => "/v1/profiles/{profile}/session",
             Endpoint::Refresh => "/v1/profiles/{profile}/refresh",
             Endpoint::Logout => "/v1/profiles/{profile}/logout",
@@ -276,6 +282,15 @@ pub struct Token {
     pub min_ttl: u64,
 }
 
+/// `GET /v1/profiles/{profile}/id-token?min_ttl=SECS`: the session's ID token,
+/// renewed first when its own `exp` is within `min_ttl` seconds (for tools that
+/// present the ID token: kubectl's OIDC authenticator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdToken {
+    pub profile: ProfileName,
+    pub min_ttl: u64,
+}
+
 /// `GET /v1/profiles/{profile}/session`: a session's state, never its tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -372,6 +387,23 @@ impl sealed::Sealed for Token {}
 impl Request for Token {
     const ENDPOINT: Endpoint = Endpoint::Token;
     type Answer = api::Token;
+    type Body = NoBody;
+    fn path(&self) -> String {
+        format!(
+            "{}?min_ttl={}",
+            Self::ENDPOINT.with(&self.profile),
+            self.min_ttl
+        )
+    }
+    fn body(&self) -> Option<&NoBody> {
+        None
+    }
+}
+
+impl sealed::Sealed for IdToken {}
+impl Request for IdToken {
+    const ENDPOINT: Endpoint = Endpoint::IdToken;
+    type Answer = api::IdToken;
     type Body = NoBody;
     fn path(&self) -> String {
         format!(
@@ -574,6 +606,10 @@ mod tests {
                 profile: work(),
                 min_ttl: 60,
             }),
+            row(IdToken {
+                profile: work(),
+                min_ttl: 120,
+            }),
             row(Session { profile: work() }),
             row(Refresh { profile: work() }),
             row(Logout {
@@ -625,6 +661,7 @@ mod tests {
             ("GET", "/v1/health", None),
             ("GET", "/v1/profiles", None),
             ("GET", "/v1/profiles/work/token?min_ttl=60", None),
+            ("GET", "/v1/profiles/work/id-token?min_ttl=120", None),
             ("GET", "/v1/profiles/work/session", None),
             ("POST", "/v1/profiles/work/refresh", None),
             (

@@ -13,6 +13,7 @@
 pub mod fake_idp;
 pub mod git_server;
 pub mod harness;
+pub mod kube_server;
 pub mod leak;
 pub mod oidc_provider;
 pub mod peers;

@@ -84,6 +84,7 @@ fn handler(e: Endpoint) -> (Group, MethodRouter<Arc<Daemon>>) {
         Endpoint::Health => (Group::Bounded, on(m, health)),
         Endpoint::Profiles => (Group::Configured, on(m, profiles)),
         Endpoint::Token => (Group::Configured, on(m, token)),
+        Endpoint::IdToken => (Group::Configured, on(m, id_token)),
         Endpoint::Session => (Group::Configured, on(m, session)),
         Endpoint::Refresh => (Group::Configured, on(m, refresh)),
         Endpoint::Logout => (Group::Configured, on(m, logout)),
@@ -460,12 +461,30 @@ async fn token(
                 Served::Refreshed => "refreshed",
             },
         ),
-        Err(e @ EngineError::NotLoggedIn { .. }) => {
-            // Never wait on a login: answer at once, pointing at the pending one.
-            let hint = d.pending_login_hint(&profile);
-            fail(&e, Some(&profile), hint)
-        }
-        Err(e) => fail(&e, Some(&profile), None),
+        Err(e) => token_refused(&d, &e, &profile),
+    }
+}
+
+/// A token request's error. Never wait on a login: without a session the answer
+/// is at once, pointing at the pending login if there is one.
+fn token_refused(d: &Daemon, e: &EngineError, profile: &ProfileName) -> Response {
+    let hint = match e {
+        EngineError::NotLoggedIn { .. } => d.pending_login_hint(profile),
+        _ => None,
+    };
+    fail(e, Some(profile), hint)
+}
+
+async fn id_token(
+    State(d): Shared,
+    Extension(_): Extension<Caller>,
+    Profile(profile): Profile,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let min_ttl = q.min_ttl.unwrap_or(crate::engine::DEFAULT_MIN_TTL);
+    match d.id_token(&profile, min_ttl).await {
+        Ok(t) => reply::<rq::IdToken>(convert::id_token(t), Some(&profile), "served"),
+        Err(e) => token_refused(&d, &e, &profile),
     }
 }
 

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::convert::rfc3339;
 use crate::engine::{AccessToken, Engine};
 use crate::error::EngineError;
+use crate::session::id_token::IdToken;
 use crate::vault::{FileIdentity, unix_now};
 
 use super::login::PendingLogin;
@@ -98,6 +99,12 @@ impl Daemon {
     pub async fn token(&self, profile: &str, min_ttl: u64) -> Result<AccessToken, EngineError> {
         self.counters.token_requests.fetch_add(1, Ordering::Relaxed);
         self.engine.token(profile, min_ttl).await
+    }
+
+    /// The session's ID token (kube-credential), counted as a token request.
+    pub async fn id_token(&self, profile: &str, min_ttl: u64) -> Result<IdToken, EngineError> {
+        self.counters.token_requests.fetch_add(1, Ordering::Relaxed);
+        self.engine.id_token(profile, min_ttl).await
     }
 
     /// The state of every configured profile.

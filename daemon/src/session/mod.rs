@@ -8,10 +8,12 @@
 //! - `refresh`: the token request and the refresh transaction;
 //! - `unsaved`: sessions the provider rotated and the disk refused;
 //! - `maintain`: the daemon's background pass (retry writes, refresh ahead);
+//! - `id_token`: the session's ID token, renewed when its own `exp` is near;
 //! - `login`, `logout`, `status`: the other operations.
 //!
 //! They are `impl Engine` blocks, so every caller runs the very same code.
 
+pub mod id_token;
 pub mod login;
 pub mod logout;
 pub mod maintain;

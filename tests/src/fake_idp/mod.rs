@@ -280,6 +280,33 @@ impl FakeIdp {
         self.shared.lock().is_active(token)
     }
 
+    /// The check a relying party makes of an ID token, as a function a test server
+    /// can keep: this provider issued it (its signature, here) and its `exp` has
+    /// not passed.
+    pub fn id_token_check(&self) -> impl Fn(&str) -> bool + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move |token: &str| {
+            let issued = shared
+                .lock()
+                .issued
+                .iter()
+                .any(|t| t.kind == TokenKind::IdToken && t.value == token);
+            let exp = token
+                .split('.')
+                .nth(1)
+                .and_then(|p| {
+                    base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, p)
+                        .ok()
+                })
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|c| c.get("exp").and_then(serde_json::Value::as_u64));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            issued && exp.is_some_and(|e| e > now)
+        }
+    }
+
     /// Approves the device authorization showing `user_code`; false when there is none.
     pub fn approve_device(&self, user_code: &str) -> bool {
         self.shared.lock().decide_device(user_code, true)

@@ -777,6 +777,7 @@ impl Drop for EventStream {
 }
 
 const TOKEN_PATH: &str = "/v1/profiles/{profile}/token";
+const ID_TOKEN_PATH: &str = "/v1/profiles/{profile}/id-token";
 const CLIENT_TOKENS_PATH: &str = "/v1/client-tokens";
 
 #[test]
@@ -858,7 +859,8 @@ fn every_curl_example_of_the_api_page_runs_against_a_real_daemon() {
         let run = cmd.run();
         let answer = parse_answer(&run.stdout);
         // Only the token endpoint's own success may carry a token.
-        let holds_token = template == TOKEN_PATH && answer.status == 200;
+        let holds_token =
+            (template == TOKEN_PATH || template == ID_TOKEN_PATH) && answer.status == 200;
         world.capture(&what, &run, holds_token);
         // A mint's answer holds a client token's secret: kept out of messages too.
         let holds_secret = holds_token

@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Profile to use (default: LATCHKEY_PROFILE, then default_profile, then the only one).
-    #[arg(long, global = true, value_name = "P")]
+    #[arg(long, global = true, value_name = "P", add = profiles())]
     pub profile: Option<String>,
     /// Print one JSON document on stdout, errors included.
     #[arg(long, global = true)]
@@ -90,12 +90,44 @@ pub enum Command {
         /// What git asks: get, store or erase (others are ignored).
         operation: String,
     },
+    /// kubectl's credential plugin (kubeconfig `exec`): prints an ExecCredential.
+    #[command(name = "kube-credential")]
+    KubeCredential {
+        /// Give the access token instead of the ID token.
+        #[arg(long)]
+        access_token: bool,
+    },
     /// docker's credential helper (docker-credential-helpers): get, store, erase, list, version.
     #[command(name = "docker-credential")]
     DockerCredential {
         /// What docker asks.
         operation: String,
     },
+    /// Print the script that gives a shell Tab completion: source <(latchkey completions bash).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page, or write one page per command into a folder.
+    Man {
+        /// Write latchkey.1, latchkey-token.1, ... into this folder.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// The shells `latchkey completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Completes a profile name from config.toml (only ever run while completing).
+fn profiles() -> clap_complete::ArgValueCandidates {
+    clap_complete::ArgValueCandidates::new(crate::cmd::shell::profile_candidates)
 }
 
 /// `latchkey api`, like `gh api`: one request to `[profiles.NAME.proxy] upstream`.
@@ -206,9 +238,15 @@ pub enum ProfileCommand {
     /// List the profiles.
     List,
     /// Remove a profile and delete its local session (does not revoke; use `latchkey logout` first).
-    Remove { name: String },
+    Remove {
+        #[arg(add = profiles())]
+        name: String,
+    },
     /// Show the default profile, or make NAME the default.
-    Default { name: Option<String> },
+    Default {
+        #[arg(add = profiles())]
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,6 +23,8 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T, Error>>) -> Result
 }
 
 fn main() -> ExitCode {
+    // A shell asking for completions (LATCHKEY_COMPLETE set) is answered here.
+    cmd::shell::complete_if_asked();
     // Decided before parsing, so even a usage error honours --json.
     let args = cli::by_program_name(std::env::args_os().collect());
     let json_requested = args.iter().skip(1).any(|a| a == "--json");
@@ -105,9 +107,14 @@ fn run(cli: Cli, json: bool) -> ExitCode {
         Command::GitCredential { operation } => {
             block_on(cmd::git_credential::run(&ctx, &operation))
         }
+        Command::KubeCredential { access_token } => {
+            block_on(cmd::kube_credential::run(&ctx, access_token))
+        }
         Command::DockerCredential { operation } => {
             block_on(cmd::docker_credential::run(&ctx, &operation))
         }
+        Command::Completions { shell } => cmd::shell::completions(shell),
+        Command::Man { out_dir } => cmd::shell::man(out_dir.as_deref()),
     };
     // An embedded refresh whose session the disk refused is lost at exit: say so
     // (local_storage) instead of printing what cannot last.

@@ -8,9 +8,11 @@ pub mod docker_credential;
 pub mod doctor;
 pub mod exec;
 pub mod git_credential;
+pub mod kube_credential;
 pub mod login;
 pub mod logout;
 pub mod profile;
+pub mod shell;
 pub mod status;
 pub mod token;
 
@@ -100,9 +102,13 @@ pub fn checked(name: String) -> Result<ProfileName, Error> {
 )]
 pub fn no_credential(profile: &ProfileName, e: &Error) {
     match e.category() {
+        // The engine's own sentence and hint: no session, an expired one, or one
+        // without the ID token kubectl wants.
         latchkey_proto::error::Category::NotLoggedIn
         | latchkey_proto::error::Category::SessionExpired => eprintln!(
-            "latchkey: no session for profile {profile}; run `latchkey login --profile {profile}`"
+            "latchkey: {e}; {}",
+            e.hint()
+                .unwrap_or_else(|| format!("run `latchkey login --profile {profile}`"))
         ),
         _ => eprintln!("latchkey: no credential from profile {profile}: {e}"),
     }
