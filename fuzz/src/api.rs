@@ -51,10 +51,10 @@ use latchkey_daemon::config::Config;
 use latchkey_daemon::server::peer::{self, DelegatePeer, Peer, PeerVerified, Via};
 use latchkey_daemon::server::{Daemon, routes};
 use latchkey_proto::api::{self, Activation};
+use latchkey_proto::delegation::Scope;
 use latchkey_proto::error::ErrorDocument;
 use latchkey_proto::paths::{EnvInputs, Paths};
 use latchkey_proto::profile::ProfileName;
-use latchkey_proto::delegation::Scope;
 use latchkey_proto::request::{self as rq, Access, Endpoint};
 use latchkey_proto::secret::Secret;
 use latchkey_proto::vault::{SessionRecord, UserInfo};
@@ -342,10 +342,7 @@ fn typed(line: &[u8], body: &[u8]) -> Option<(Method, String, Vec<u8>)> {
                 ),
             }
         }
-        (Endpoint::Proxy, None) => (
-            format!("/v1/proxy/{}/x", segment(variable)),
-            body.to_vec(),
-        ),
+        (Endpoint::Proxy, None) => (format!("/v1/proxy/{}/x", segment(variable)), body.to_vec()),
         // A name that breaks the rules, into the template as the router sees it.
         (
             Endpoint::Token
@@ -361,8 +358,13 @@ fn typed(line: &[u8], body: &[u8]) -> Option<(Method, String, Vec<u8>)> {
         ),
     };
     let method = match endpoint.method() {
-        rq::Method::Any => [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE]
-            [usize::from(first) % 5]
+        rq::Method::Any => [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ][usize::from(first) % 5]
             .clone(),
         m => Method::from_bytes(m.as_str().as_bytes()).ok()?,
     };
@@ -504,8 +506,8 @@ pub fn run(data: &[u8]) {
         }
     };
     let owner = !delegated && authorization.is_none();
-    let only_session = authorization.as_deref()
-        == Some(format!("Bearer {}", fx.session_work).as_bytes());
+    let only_session =
+        authorization.as_deref() == Some(format!("Bearer {}", fx.session_work).as_bytes());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let app = fx.app.clone();

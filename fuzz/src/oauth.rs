@@ -206,27 +206,31 @@ pub fn run(data: &[u8]) {
                         verifier: &verifier,
                         redirect_uri: "http://127.0.0.1:9/callback",
                     };
-                    token::request(http, &url("/token"), "fuzz", grant, &[])
-                        .await
-                        .map(|t| {
-                            assert!(success, "tokens from HTTP {status}");
-                            assert!(!t.access_token.is_empty());
-                            assert_eq!(t.token_type, "Bearer");
-                            assert!(t.refresh_token.as_ref().is_none_or(|r| !r.is_empty()));
-                            // Whatever `expires_in` said, the engine's bound holds and
-                            // the expiry can be written as a date.
-                            let now = 1_800_000_000;
-                            if let Some(at) = latchkey_daemon::policy::expires_at(now, t.expires_in)
-                            {
-                                let lifetime = at - now;
-                                assert!(
-                                    (1..=latchkey_daemon::policy::MAX_LIFETIME)
-                                        .contains(&lifetime),
-                                    "lifetime {lifetime} out of bounds"
-                                );
-                                assert!(!latchkey_daemon::convert::rfc3339(at).is_empty());
-                            }
-                        })
+                    token::request(
+                        http,
+                        &url("/token"),
+                        &latchkey_daemon::oauth::client::ClientAuth::public("fuzz"),
+                        grant,
+                        &[],
+                    )
+                    .await
+                    .map(|t| {
+                        assert!(success, "tokens from HTTP {status}");
+                        assert!(!t.access_token.is_empty());
+                        assert_eq!(t.token_type, "Bearer");
+                        assert!(t.refresh_token.as_ref().is_none_or(|r| !r.is_empty()));
+                        // Whatever `expires_in` said, the engine's bound holds and
+                        // the expiry can be written as a date.
+                        let now = 1_800_000_000;
+                        if let Some(at) = latchkey_daemon::policy::expires_at(now, t.expires_in) {
+                            let lifetime = at - now;
+                            assert!(
+                                (1..=latchkey_daemon::policy::MAX_LIFETIME).contains(&lifetime),
+                                "lifetime {lifetime} out of bounds"
+                            );
+                            assert!(!latchkey_daemon::convert::rfc3339(at).is_empty());
+                        }
+                    })
                 }
                 1 => device::start(http, &url("/device"), "fuzz", "openid", &[])
                     .await
@@ -247,6 +251,8 @@ pub fn run(data: &[u8]) {
                         audience: None,
                         resource: None,
                         extra_auth_params: BTreeMap::new(),
+                        client_secret: None,
+                        client_auth: None,
                         groups_claim: "groups".into(),
                         proxy: None,
                         git_hosts: Vec::new(),
@@ -280,9 +286,15 @@ pub fn run(data: &[u8]) {
                 }
                 _ => {
                     let token = Secret::new("fuzz-refresh-token");
-                    revoke::revoke(http, &url("/revoke"), "fuzz", &token, "refresh_token")
-                        .await
-                        .map(|()| assert!(success, "revoked on HTTP {status}"))
+                    revoke::revoke(
+                        http,
+                        &url("/revoke"),
+                        &latchkey_daemon::oauth::client::ClientAuth::public("fuzz"),
+                        &token,
+                        "refresh_token",
+                    )
+                    .await
+                    .map(|()| assert!(success, "revoked on HTTP {status}"))
                 }
             }
         })

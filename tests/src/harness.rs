@@ -323,6 +323,18 @@ impl World {
         .ok();
     }
 
+    /// Adds `lines` (TOML keys) at the top of the `work` profile's table.
+    pub fn set_work_keys(&self, lines: &str) {
+        let path = self.home.config_file();
+        let text = std::fs::read_to_string(&path).expect("a config");
+        let text = text.replacen(
+            "[profiles.work]\n",
+            &format!("[profiles.work]\n{lines}\n"),
+            1,
+        );
+        std::fs::write(&path, text).expect("config written");
+    }
+
     /// Writes an executable browser script under the home and returns its path.
     /// The script gets the URL as `$1`.
     pub fn browser_script(&self, name: &str, body: &str) -> PathBuf {

@@ -15,6 +15,7 @@ use latchkey_proto::vault::KdfParams;
 use serde::Deserialize;
 use toml_edit::{DocumentMut, Item, Table, value};
 
+pub mod presets;
 pub mod tools;
 
 use crate::error::ConfigError;
@@ -52,9 +53,19 @@ pub struct ProfileConfig {
     /// RFC 8707 resource indicator.
     #[serde(default)]
     pub resource: Option<String>,
-    /// Extra query parameters for the authorization request.
-    #[serde(default)]
+    /// Extra query parameters for the authorization request (`auth_params`; the
+    /// older name `extra_auth_params` is still read).
+    #[serde(default, rename = "auth_params", alias = "extra_auth_params")]
     pub extra_auth_params: BTreeMap<String, String>,
+    /// The client secret of an "installed app" client that has one (Google's
+    /// desktop clients: not confidential there, but its token endpoint wants it).
+    /// Sent to the token and revocation endpoints only; never logged.
+    #[serde(default)]
+    pub client_secret: Option<latchkey_proto::secret::Secret>,
+    /// How the secret is sent: `basic` (HTTP Basic, RFC 6749 §2.3.1) or `post` (in
+    /// the form). Default: what discovery lists first of the two, else basic.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthMethod>,
     /// The userinfo claim that lists the user's groups.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
@@ -77,6 +88,14 @@ pub struct ProfileConfig {
     /// The user name docker gets (default `oauth2accesstoken`).
     #[serde(default)]
     pub docker_username: Option<String>,
+}
+
+/// How a client secret reaches the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMethod {
+    Basic,
+    Post,
 }
 
 /// `[profiles.NAME.proxy]` (docs/behaviour.md, "The API proxy").
@@ -413,7 +432,7 @@ pub fn check_url(s: &str) -> Result<url::Url, String> {
 }
 
 /// A new profile as `latchkey profile add` gives it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewProfile {
     pub name: String,
     pub issuer: String,
@@ -421,6 +440,12 @@ pub struct NewProfile {
     /// Empty means the defaults.
     pub scopes: Vec<String>,
     pub make_default: bool,
+    /// What a preset adds (`presets::fill`): explicit endpoints, authorization
+    /// parameters, an audience, git hosts.
+    pub endpoints: BTreeMap<&'static str, String>,
+    pub auth_params: BTreeMap<String, String>,
+    pub audience: Option<String>,
+    pub git_hosts: Vec<String>,
 }
 
 /// Edits `config.toml` in place, keeping comments, and writes it atomically.
@@ -503,6 +528,25 @@ impl ConfigEditor {
             p.scopes.clone()
         };
         t.insert("scopes", value(toml_edit::Array::from_iter(scopes)));
+        for (key, url) in &p.endpoints {
+            t.insert(key, value(url.as_str()));
+        }
+        if let Some(a) = &p.audience {
+            t.insert("audience", value(a.as_str()));
+        }
+        if !p.auth_params.is_empty() {
+            let mut params = toml_edit::InlineTable::new();
+            for (k, v) in &p.auth_params {
+                params.insert(k, v.as_str().into());
+            }
+            t.insert("auth_params", value(params));
+        }
+        if !p.git_hosts.is_empty() {
+            t.insert(
+                "git_hosts",
+                value(toml_edit::Array::from_iter(p.git_hosts.iter())),
+            );
+        }
         profiles.insert(&p.name, Item::Table(t));
         if p.make_default {
             self.doc.insert("default_profile", value(p.name.as_str()));
@@ -643,6 +687,7 @@ mod tests {
             client_id: "cli".into(),
             scopes: vec![],
             make_default: default,
+            ..NewProfile::default()
         })
         .unwrap();
     }
@@ -746,7 +791,8 @@ mod tests {
                 issuer: "https://x".into(),
                 client_id: "c".into(),
                 scopes: vec![],
-                make_default: false
+                make_default: false,
+                ..NewProfile::default()
             }),
             Err(ConfigError::ProfileExists(_))
         ));

@@ -95,7 +95,7 @@ pub trait PollObserver: Send + Sync {
 pub async fn poll(
     http: &Http,
     token_url: &Url,
-    client_id: &str,
+    client: &super::client::ClientAuth,
     auth: &DeviceAuthorization,
     timeout: Duration,
     observer: &dyn PollObserver,
@@ -115,11 +115,14 @@ pub async fn poll(
         let grant = Grant::DeviceCode {
             device_code: &auth.device_code,
         };
-        match token::request(http, token_url, client_id, grant, &[]).await {
+        match token::request(http, token_url, client, grant, &[]).await {
             Ok(tokens) => return Ok(tokens),
             Err(OAuthError::Rejected { code, .. }) if code == "authorization_pending" => {}
             Err(OAuthError::Rejected { code, .. }) if code == "slow_down" => schedule.slow_down(),
-            Err(OAuthError::Rejected { code, .. }) if code == "access_denied" => {
+            // Entra says `authorization_declined` for RFC 8628's `access_denied`.
+            Err(OAuthError::Rejected { code, .. })
+                if code == "access_denied" || code == "authorization_declined" =>
+            {
                 return Err(OAuthError::LoginDenied(
                     "the request was denied at the provider".into(),
                 ));

@@ -141,13 +141,33 @@ async fn discover(http: &Http, issuer: &str) -> Result<(Metadata, Option<String>
     let meta: Metadata = answer.json()?;
     // OIDC Discovery §4.3: the issuer in the document must be the one asked for,
     // or a look-alike server could redirect the whole flow.
-    if trimmed(&meta.issuer) != base {
+    if !same_issuer(&meta.issuer, base) {
         return Err(answer.malformed(format!(
             "it names issuer {:?}, not the configured {issuer:?}",
             meta.issuer
         )));
     }
     Ok((meta, answer.date))
+}
+
+/// Whether a discovery document's `issuer` is the configured one (`base`, without
+/// its trailing slash). One tolerance, for Microsoft Entra ID: the multi-tenant
+/// authorities (`common`, `organizations`, `consumers`) publish
+/// `https://login.microsoftonline.com/{tenantid}/v2.0`, a literal placeholder
+/// for the tenant each token names; it matches when the placeholder stands for
+/// exactly one path segment of `base` and the rest is equal.
+fn same_issuer(published: &str, base: &str) -> bool {
+    const PLACEHOLDER: &str = "{tenantid}";
+    let published = trimmed(published);
+    if published == base {
+        return true;
+    }
+    let Some((head, tail)) = published.split_once(PLACEHOLDER) else {
+        return false;
+    };
+    base.strip_prefix(head)
+        .and_then(|rest| rest.strip_suffix(tail))
+        .is_some_and(|segment| !segment.is_empty() && !segment.contains(['/', '?', '#', '{', '}']))
 }
 
 /// Proves the provider answers (discovery, or the explicit token endpoint) and
@@ -158,5 +178,40 @@ pub async fn probe(http: &Http, profile: &ProfileConfig) -> Result<Option<String
         // proves it is reachable and carries a Date.
         Some(t) => Ok(http.get("token", &endpoint("token", t)?, None).await?.date),
         None => Ok(discover(http, &profile.issuer).await?.1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entra_multi_tenant_issuers_match_their_template_and_nothing_looser() {
+        let template = "https://login.microsoftonline.com/{tenantid}/v2.0";
+        assert!(same_issuer(
+            template,
+            "https://login.microsoftonline.com/organizations/v2.0"
+        ));
+        assert!(same_issuer(
+            template,
+            "https://login.microsoftonline.com/common/v2.0"
+        ));
+        assert!(!same_issuer(
+            template,
+            "https://login.microsoftonline.com/v2.0"
+        ));
+        assert!(!same_issuer(
+            template,
+            "https://login.microsoftonline.com/a/b/v2.0"
+        ));
+        assert!(!same_issuer(template, "https://evil.example/common/v2.0"));
+        assert!(same_issuer(
+            "https://id.example.com/",
+            "https://id.example.com"
+        ));
+        assert!(!same_issuer(
+            "https://id.example.com/x",
+            "https://id.example.com"
+        ));
     }
 }

@@ -63,8 +63,11 @@ impl OAuthError {
             OAuthError::Status { status, .. } => status_category(*status),
             OAuthError::Rejected { status, code, .. } => match code.as_str() {
                 "invalid_grant" => Category::SessionExpired,
-                "access_denied" | "insufficient_scope" => Category::Forbidden,
+                "access_denied" | "authorization_declined" | "insufficient_scope" => {
+                    Category::Forbidden
+                }
                 "invalid_client"
+                | "device_flow_disabled"
                 | "unauthorized_client"
                 | "invalid_scope"
                 | "unsupported_grant_type" => Category::Usage,

@@ -60,7 +60,7 @@ impl Answer {
 
     /// Parses a 2xx body as JSON; any other status becomes the matching error.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, OAuthError> {
-        if !self.is_success() {
+        if !self.is_success() || self.is_error_in_disguise() {
             return Err(self.error());
         }
         serde_json::from_slice(&self.body).map_err(|e| {
@@ -74,6 +74,25 @@ impl Answer {
                 e.line(),
                 e.column()
             ))
+        })
+    }
+
+    /// A 2xx answer whose body is an RFC 6749 error (`error` and no
+    /// `access_token`): GitHub answers its token endpoint's errors, device-flow
+    /// `authorization_pending` included, with 200.
+    fn is_error_in_disguise(&self) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            #[serde(default)]
+            error: Option<serde_json::Value>,
+            #[serde(default)]
+            access_token: Option<serde_json::Value>,
+        }
+        serde_json::from_slice::<Probe>(&self.body).is_ok_and(|p| {
+            p.access_token.is_none()
+                && p.error
+                    .as_ref()
+                    .is_some_and(|e| e.as_str().is_some_and(|s| !s.is_empty()))
         })
     }
 
@@ -141,11 +160,43 @@ impl Http {
         url: &Url,
         form: &[(&str, &str)],
     ) -> Result<Answer, OAuthError> {
-        let req = self
+        self.post_form_with(endpoint, url, form, None).await
+    }
+
+    /// POSTs a form as `client` (its id or secret in the form, or HTTP Basic).
+    pub async fn post_form_as(
+        &self,
+        endpoint: &'static str,
+        url: &Url,
+        form: &[(&str, &str)],
+        client: &super::client::ClientAuth,
+    ) -> Result<Answer, OAuthError> {
+        let mut all = form.to_vec();
+        let basic = client.apply(&mut all);
+        self.post_form_with(endpoint, url, &all, basic.as_ref())
+            .await
+    }
+
+    async fn post_form_with(
+        &self,
+        endpoint: &'static str,
+        url: &Url,
+        form: &[(&str, &str)],
+        authorization: Option<&Secret>,
+    ) -> Result<Answer, OAuthError> {
+        let mut req = self
             .client
             .post(url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .form(form);
+        if let Some(value) = authorization {
+            // Declassification: the client's secret goes to its provider.
+            let mut v = reqwest::header::HeaderValue::from_str(value.expose()).map_err(|_| {
+                OAuthError::Setup("the client secret cannot be sent in a header".into())
+            })?;
+            v.set_sensitive(true);
+            req = req.header(reqwest::header::AUTHORIZATION, v);
+        }
         self.send(endpoint, url, req).await
     }
 
@@ -266,6 +317,45 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            body: Zeroizing::new(body.as_bytes().to_vec()),
+            date: None,
+            endpoint: "token",
+            host: "h".into(),
+        }
+    }
+
+    #[test]
+    fn a_200_carrying_an_oauth_error_is_that_error() {
+        // GitHub's token endpoint, polled during its device flow.
+        let pending = answer(
+            200,
+            r#"{"error":"authorization_pending","error_description":"wait"}"#,
+        );
+        match pending.json::<serde_json::Value>() {
+            Err(OAuthError::Rejected { code, status, .. }) => {
+                assert_eq!(code, "authorization_pending");
+                assert_eq!(status, 200);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A token answer that also says `error` is still a token answer, and
+        // documents with other shapes pass.
+        let odd = answer(
+            200,
+            r#"{"access_token":"x","token_type":"bearer","error":""}"#,
+        );
+        assert!(odd.json::<serde_json::Value>().is_ok());
+        assert!(
+            answer(200, r#"{"sub":"1"}"#)
+                .json::<serde_json::Value>()
+                .is_ok()
+        );
+        assert!(answer(200, "[1]").json::<serde_json::Value>().is_ok());
+    }
 
     /// The wiping itself happens in memory that is freed, which safe code cannot
     /// look at (nor tell our replacement from `Vec`'s own reallocation); this checks

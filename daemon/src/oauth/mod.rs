@@ -15,6 +15,7 @@
 //! [`Secret`]: latchkey_proto::secret::Secret
 
 pub mod authcode;
+pub mod client;
 pub mod device;
 pub mod discovery;
 pub mod error;

@@ -10,17 +10,13 @@ use super::http::Http;
 pub async fn revoke(
     http: &Http,
     url: &Url,
-    client_id: &str,
+    client: &super::client::ClientAuth,
     token: &Secret,
     hint: &str,
 ) -> Result<(), OAuthError> {
     // Declassification: the token goes back to the provider that issued it.
-    let form = [
-        ("token", token.expose()),
-        ("token_type_hint", hint),
-        ("client_id", client_id),
-    ];
-    let answer = http.post_form("revocation", url, &form).await?;
+    let form = [("token", token.expose()), ("token_type_hint", hint)];
+    let answer = http.post_form_as("revocation", url, &form, client).await?;
     if answer.is_success() {
         Ok(())
     } else {

@@ -84,11 +84,11 @@ pub enum Grant<'a> {
 /// RFC 8628's grant type.
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-/// Calls the token endpoint with `grant` for the public client `client_id`.
+/// Calls the token endpoint with `grant` as `client`.
 pub async fn request(
     http: &Http,
     token_url: &Url,
-    client_id: &str,
+    client: &super::client::ClientAuth,
     grant: Grant<'_>,
     extra: &[(&str, &str)],
 ) -> Result<TokenSet, OAuthError> {
@@ -113,9 +113,8 @@ pub async fn request(
             ("device_code", device_code.expose()),
         ],
     };
-    form.push(("client_id", client_id));
     form.extend_from_slice(extra);
-    let answer = http.post_form("token", token_url, &form).await?;
+    let answer = http.post_form_as("token", token_url, &form, client).await?;
     let r: TokenResponse = answer.json()?;
     if r.access_token.is_empty() {
         return Err(answer.malformed("the access token is empty"));

@@ -14,6 +14,7 @@ use super::slot::{Change, Exclusive};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::oauth::authcode::{self, AuthorizeParams};
+use crate::oauth::client::ClientAuth;
 use crate::oauth::device::{self, PollObserver};
 use crate::oauth::token::{self, Grant};
 use crate::oauth::{OAuthError, discovery, userinfo};
@@ -136,7 +137,7 @@ impl Engine {
                     verifier: &pkce.verifier,
                     redirect_uri: &redirect_uri,
                 };
-                token::request(http, &ep.token, &p.client_id, grant, &token_extra)
+                token::request(http, &ep.token, &ClientAuth::of(&p), grant, &token_extra)
                     .await
                     .map_err(|e| {
                         // A refused code is a failed login (wrong PKCE verifier, a
@@ -166,9 +167,16 @@ impl Engine {
                     verification_uri_complete: auth.verification_uri_complete.clone(),
                     expires_in: auth.expires_in,
                 });
-                device::poll(http, &ep.token, &p.client_id, &auth, timeout, &Observer(ui))
-                    .await
-                    .map_err(oauth)?
+                device::poll(
+                    http,
+                    &ep.token,
+                    &ClientAuth::of(&p),
+                    &auth,
+                    timeout,
+                    &Observer(ui),
+                )
+                .await
+                .map_err(oauth)?
             }
         };
 

@@ -150,9 +150,13 @@ impl Engine {
         };
         // The refresh token first: revoking it ends the grant at most providers, and
         // if only one call gets through, it is the one that matters.
+        let client = crate::oauth::client::ClientAuth::for_session(
+            &s.client_id,
+            self.profile(profile).ok().as_ref(),
+        );
         if let Some(rt) = &s.refresh_token {
-            revoke::revoke(http, &url, &s.client_id, rt, "refresh_token").await?;
+            revoke::revoke(http, &url, &client, rt, "refresh_token").await?;
         }
-        revoke::revoke(http, &url, &s.client_id, &s.access_token, "access_token").await
+        revoke::revoke(http, &url, &client, &s.access_token, "access_token").await
     }
 }

@@ -395,12 +395,14 @@ impl Engine {
                 discovery::endpoints(http, &p).await?.token
             }
         };
-        let resource = self.profile(profile).ok().and_then(|p| p.resource.clone());
+        let config = self.profile(profile).ok();
+        let resource = config.as_ref().and_then(|p| p.resource.clone());
+        let client = crate::oauth::client::ClientAuth::for_session(&s.client_id, config.as_ref());
         let extra: Vec<(&str, &str)> = resource.iter().map(|r| ("resource", r.as_str())).collect();
         token::request(
             http,
             &url,
-            &s.client_id,
+            &client,
             Grant::RefreshToken { refresh_token },
             &extra,
         )

@@ -117,6 +117,9 @@ pub struct FakeIdpConfig {
     /// `"3600"`), whatever the tokens' real lifetime (`access_token_ttl`). `None`
     /// states the real lifetime in seconds. Default `None`.
     pub expires_in_raw: Option<String>,
+    /// When set, the client must authenticate with this secret (an "installed
+    /// app" client, as Google's desktop ones).
+    pub client_secret: Option<String>,
     /// The `iss` of authorization responses, success and error alike. Default
     /// `Absent`.
     pub iss_parameter: IssParameter,
@@ -151,6 +154,7 @@ impl Default for FakeIdpConfig {
             token_padding: 0,
             device_expiry_answered: true,
             expires_in_raw: None,
+            client_secret: None,
             iss_parameter: IssParameter::Absent,
             announce_iss_parameter: false,
         }

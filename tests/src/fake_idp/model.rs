@@ -174,6 +174,9 @@ pub struct Counters {
     pub device_authorizations: u64,
     /// Requests that got a scripted fault.
     pub faults_served: u64,
+    /// Client authentications with the configured secret, by HTTP Basic and in the form.
+    pub client_secret_basic: u64,
+    pub client_secret_post: u64,
 }
 
 /// One request as the provider saw it. Tokens appear only as [`fingerprint`]s.

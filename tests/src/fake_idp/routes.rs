@@ -149,7 +149,7 @@ fn describe(parts: &Parts, body: &[u8], endpoint: Option<Endpoint>) -> LoggedReq
         path: parts.uri.path().to_owned(),
         endpoint,
         grant_type: owned("grant_type"),
-        client_id: owned("client_id").or_else(|| basic_client(&parts.headers)),
+        client_id: owned("client_id").or_else(|| basic_client(&parts.headers).map(|(id, _)| id)),
         refresh_token_sha256: params.get("refresh_token").map(fingerprint),
         device_code_sha256: params.get("device_code").map(fingerprint),
         token_sha256,
@@ -289,17 +289,20 @@ fn form(headers: &HeaderMap, body: &[u8]) -> Result<Params, OAuthError> {
 }
 
 /// The client id of an `Authorization: Basic` header (RFC 6749 §2.3.1: form-encoded id).
-fn basic_client(headers: &HeaderMap) -> Option<String> {
+fn basic_client(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-    let (id, _secret) = decoded.split_once(':')?;
-    url::form_urlencoded::parse(format!("id={id}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
+    let (id, secret) = decoded.split_once(':')?;
+    // RFC 6749 §2.3.1: each part is form-urlencoded.
+    let pair = format!("id={id}&secret={secret}");
+    let mut parts = url::form_urlencoded::parse(pair.as_bytes());
+    let id = parts.next()?.1.into_owned();
+    let secret = parts.next()?.1.into_owned();
+    Some((id, secret))
 }
 
 /// The token of an `Authorization: Bearer` header (RFC 6750 §2.1).
@@ -352,7 +355,10 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         Err(e) => return oauth_error(&e),
     };
     let basic = basic_client(&headers);
-    let result = shared.lock().token(&params, basic.as_deref());
+    let result = shared.lock().token(
+        &params,
+        basic.as_ref().map(|(i, s)| (i.as_str(), s.as_str())),
+    );
     match result {
         Ok(body) => no_store_json(body),
         Err(e) => oauth_error(&e),
@@ -369,7 +375,10 @@ async fn device_authorize(
         Err(e) => return oauth_error(&e),
     };
     let basic = basic_client(&headers);
-    let result = shared.lock().device_authorize(&params, basic.as_deref());
+    let result = shared.lock().device_authorize(
+        &params,
+        basic.as_ref().map(|(i, s)| (i.as_str(), s.as_str())),
+    );
     match result {
         Ok(body) => no_store_json(body),
         Err(e) => oauth_error(&e),
@@ -418,7 +427,10 @@ async fn revoke(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         Err(e) => return oauth_error(&e),
     };
     let basic = basic_client(&headers);
-    let result = shared.lock().revoke(&params, basic.as_deref());
+    let result = shared.lock().revoke(
+        &params,
+        basic.as_ref().map(|(i, s)| (i.as_str(), s.as_str())),
+    );
     match result {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => oauth_error(&e),

@@ -336,12 +336,27 @@ impl State {
         value
     }
 
-    /// The client named by the form or by HTTP Basic authentication, if it is ours.
-    fn authenticate(&self, params: &Params, basic: Option<&str>) -> Result<String, OAuthError> {
-        match params.get("client_id").or(basic) {
-            Some(id) if id == self.cfg.client_id => Ok(id.to_owned()),
-            _ => Err(OAuthError::invalid_client()),
+    /// The client named by the form or by HTTP Basic authentication, if it is ours;
+    /// with a configured secret, only with that secret (Basic or `client_secret`
+    /// in the form, never both: RFC 6749 §2.3.1 allows one method per request).
+    fn authenticate(
+        &mut self,
+        params: &Params,
+        basic: Option<(&str, &str)>,
+    ) -> Result<String, OAuthError> {
+        let id = match params.get("client_id").or(basic.map(|(i, _)| i)) {
+            Some(id) if id == self.cfg.client_id => id.to_owned(),
+            _ => return Err(OAuthError::invalid_client()),
+        };
+        if let Some(want) = self.cfg.client_secret.clone() {
+            let posted = params.get("client_secret");
+            match (basic, posted) {
+                (Some((_, s)), None) if s == want => self.counters.client_secret_basic += 1,
+                (None, Some(s)) if s == want => self.counters.client_secret_post += 1,
+                _ => return Err(OAuthError::invalid_client()),
+            }
         }
+        Ok(id)
     }
 
     fn new_grant(&mut self, client_id: String, scope: String, nonce: Option<String>) -> u64 {
@@ -474,7 +489,7 @@ impl State {
     pub(crate) fn token(
         &mut self,
         params: &Params,
-        basic: Option<&str>,
+        basic: Option<(&str, &str)>,
     ) -> Result<Value, OAuthError> {
         let grant_type = params.require("grant_type")?;
         let client_id = self.authenticate(params, basic)?;
@@ -635,7 +650,7 @@ impl State {
     pub(crate) fn device_authorize(
         &mut self,
         params: &Params,
-        basic: Option<&str>,
+        basic: Option<(&str, &str)>,
     ) -> Result<Value, OAuthError> {
         let client_id = self.authenticate(params, basic)?;
         let scope = params.get("scope").unwrap_or(&self.cfg.scope).to_owned();
@@ -840,7 +855,7 @@ impl State {
     pub(crate) fn revoke(
         &mut self,
         params: &Params,
-        basic: Option<&str>,
+        basic: Option<(&str, &str)>,
     ) -> Result<(), OAuthError> {
         self.authenticate(params, basic)?;
         let token = params.require("token")?;

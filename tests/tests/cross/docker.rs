@@ -48,14 +48,7 @@ fn linked(world: &World) -> std::path::PathBuf {
 }
 
 fn with_registries(world: &World) {
-    let path = world.home.config_file();
-    let text = std::fs::read_to_string(&path).expect("a config");
-    let text = text.replacen(
-        "[profiles.work]\n",
-        "[profiles.work]\ndocker_registries = [\"registry.example.com\", \"127.0.0.1:5000\"]\n",
-        1,
-    );
-    std::fs::write(&path, text).expect("config written");
+    world.set_work_keys("docker_registries = [\"registry.example.com\", \"127.0.0.1:5000\"]");
 }
 
 #[test]

@@ -54,17 +54,6 @@ fn git(world: &World, dir: &Path, args: &[&str]) -> Run {
     run
 }
 
-fn set_git(world: &World, lines: &str) {
-    let path = world.home.config_file();
-    let text = std::fs::read_to_string(&path).expect("a config");
-    let text = text.replacen(
-        "[profiles.work]\n",
-        &format!("[profiles.work]\n{lines}\n"),
-        1,
-    );
-    std::fs::write(&path, text).expect("config written");
-}
-
 fn every_file_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
@@ -98,10 +87,10 @@ fn git_world(extra: &str) -> Option<(World, GitServer)> {
     std::fs::create_dir_all(&root).expect("a server folder");
     bare_repo(&root, "repo.git");
     let server = server(&world, &root);
-    set_git(
-        &world,
-        &format!("git_hosts = [\"127.0.0.1:{}\"]\n{extra}", server.port),
-    );
+    world.set_work_keys(&format!(
+        "git_hosts = [\"127.0.0.1:{}\"]\n{extra}",
+        server.port
+    ));
     world.login();
     Some((world, server))
 }

@@ -18,6 +18,7 @@ mod login;
 mod logout;
 mod logs;
 mod profiles;
+mod providers;
 mod proxy;
 mod recipes;
 mod refresh;

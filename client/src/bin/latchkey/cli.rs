@@ -222,9 +222,9 @@ pub enum ProfileCommand {
     Add {
         /// Profile name: letters, digits, '-', '_' and '.'.
         name: String,
-        /// OIDC issuer URL (https; plain http only on loopback hosts).
-        #[arg(long, value_name = "URL")]
-        issuer: String,
+        /// OIDC issuer URL (https; plain http only on loopback hosts); with --preset, overrides it.
+        #[arg(long, value_name = "URL", required_unless_present = "preset")]
+        issuer: Option<String>,
         /// OAuth client id registered at the provider.
         #[arg(long, value_name = "ID")]
         client_id: String,
@@ -234,6 +234,21 @@ pub enum ProfileCommand {
         /// Make it the default profile.
         #[arg(long)]
         default: bool,
+        /// Fill in a well-known provider: gitlab, google, entra, keycloak, okta, auth0, github.
+        #[arg(long, value_name = "P")]
+        preset: Option<String>,
+        /// Entra ID tenant (default organizations).
+        #[arg(long, value_name = "T", requires = "preset")]
+        tenant: Option<String>,
+        /// Server host: GitLab, GitHub (Enterprise), Keycloak, Okta, Auth0.
+        #[arg(long, value_name = "HOST", requires = "preset")]
+        domain: Option<String>,
+        /// Keycloak realm.
+        #[arg(long, value_name = "R", requires = "preset")]
+        realm: Option<String>,
+        /// Auth0 API identifier, sent as `audience`.
+        #[arg(long, value_name = "A", requires = "preset")]
+        audience: Option<String>,
     },
     /// List the profiles.
     List,

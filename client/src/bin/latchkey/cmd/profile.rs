@@ -2,7 +2,8 @@
 
 use latchkey::Error;
 use latchkey_daemon::Engine;
-use latchkey_daemon::config::{ConfigEditor, NewProfile};
+use latchkey_daemon::config::ConfigEditor;
+use latchkey_daemon::config::presets::{self, AddRequest, PresetInputs};
 use serde_json::json;
 
 use super::Ctx;
@@ -18,15 +19,28 @@ pub fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<Output, Error> {
             client_id,
             scopes,
             default,
+            preset,
+            tenant,
+            domain,
+            realm,
+            audience,
         } => {
-            let mut editor = ConfigEditor::open(path)?;
-            editor.add(&NewProfile {
+            let new = presets::new_profile(AddRequest {
                 name: name.clone(),
-                issuer,
                 client_id,
+                issuer,
                 scopes,
                 make_default: default,
+                preset,
+                inputs: PresetInputs {
+                    tenant,
+                    domain,
+                    realm,
+                    audience,
+                },
             })?;
+            let mut editor = ConfigEditor::open(path)?;
+            editor.add(&new)?;
             let config = editor.save()?;
             let summary = config
                 .summary()
