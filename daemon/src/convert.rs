@@ -23,7 +23,7 @@ pub fn rfc3339(unix: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// `GET /v1/profiles/{p}/session`.
+/// `GET /v1/profiles/{p}/id-token`.
 pub fn id_token(t: crate::session::id_token::IdToken) -> api::IdToken {
     api::IdToken {
         id_token: t.id_token,
@@ -32,6 +32,7 @@ pub fn id_token(t: crate::session::id_token::IdToken) -> api::IdToken {
     }
 }
 
+/// `GET /v1/profiles/{p}/session`.
 pub fn session(st: SessionStatus) -> api::Session {
     api::Session {
         expires_at: st.expires_at.map(rfc3339),

@@ -106,6 +106,12 @@ pub enum EngineError {
     /// the `openid` scope, or a plain OAuth provider).
     #[error("the session of profile {profile:?} has no ID token")]
     NoIdToken { profile: String },
+    /// The ID token expired and a refresh brought no new one (a provider that
+    /// issues ID tokens at login only).
+    #[error(
+        "the ID token of profile {profile:?} has expired and the provider's refresh did not renew it"
+    )]
+    IdTokenNotRenewed { profile: String },
     #[error("the session of profile {profile:?}{} has expired and cannot be refreshed", user.as_ref().map(|u| format!(" ({u})")).unwrap_or_default())]
     SessionExpired {
         profile: String,
@@ -185,7 +191,9 @@ impl EngineError {
             EngineError::NotLoggedIn { .. } | EngineError::NoIdToken { .. } => {
                 Category::NotLoggedIn
             }
-            EngineError::SessionExpired { .. } => Category::SessionExpired,
+            EngineError::SessionExpired { .. } | EngineError::IdTokenNotRenewed { .. } => {
+                Category::SessionExpired
+            }
             EngineError::OAuth { error, .. } => error.category(),
             EngineError::Delegation(e) => match e {
                 DelegationError::Invalid(_) | DelegationError::NotFound(_) => Category::Usage,
@@ -220,6 +228,9 @@ impl EngineError {
             EngineError::NotLoggedIn { profile } | EngineError::SessionExpired { profile, .. } => {
                 Some(format!("run `latchkey login --profile {profile}`"))
             }
+            EngineError::IdTokenNotRenewed { profile } => Some(format!(
+                "run `latchkey login --profile {profile}` for a new one, or use the access token (`--access-token`)"
+            )),
             EngineError::NoIdToken { profile } => Some(format!(
                 "log in with the `openid` scope (`latchkey login --profile {profile}`), or use the access token (`--access-token`)"
             )),

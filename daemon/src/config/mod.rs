@@ -62,8 +62,8 @@ pub struct ProfileConfig {
     /// Sent to the token and revocation endpoints only; never logged.
     #[serde(default)]
     pub client_secret: Option<latchkey_proto::secret::Secret>,
-    /// How the secret is sent: `basic` (HTTP Basic, RFC 6749 §2.3.1) or `post` (in
-    /// the form). Default: what discovery lists first of the two, else basic.
+    /// How the secret is sent: `basic` (HTTP Basic, RFC 6749 §2.3.1; the default,
+    /// which every provider must take) or `post` (in the form).
     #[serde(default)]
     pub client_auth: Option<ClientAuthMethod>,
     /// The userinfo claim that lists the user's groups.
@@ -271,8 +271,8 @@ impl Config {
             path: path.to_path_buf(),
             reason,
         };
-        let config: Config =
-            toml_edit::de::from_str(text).map_err(|e| parse_err(one_line(&e.to_string())))?;
+        let config: Config = toml_edit::de::from_str(text)
+            .map_err(|e| parse_err(where_(e.message(), e.span(), text)))?;
         for (name, profile) in &config.profiles {
             validate_name(name)
                 .map_err(|reason| parse_err(format!("profile {name:?}: {reason}")))?;
@@ -367,13 +367,36 @@ impl Config {
     }
 }
 
-/// Collapses a multi-line parser message (toml_edit draws a caret diagram) to one line.
-fn one_line(s: &str) -> String {
-    s.split('\n')
+/// A parser's message and where it points, as one line. Never the offending
+/// line itself, which toml_edit's own rendering quotes: it may hold a
+/// `client_secret` (a typo in the key, an unterminated string).
+fn where_(message: &str, span: Option<std::ops::Range<usize>>, text: &str) -> String {
+    let message = message
+        .split('\n')
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.starts_with('^'))
+        .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    let Some(before) = span.and_then(|s| text.get(..s.start)) else {
+        return message;
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    // The key of that line, when it is a plain one: names the setting, not its value.
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        });
+    match key {
+        Some(k) => format!("{message} (line {line}, column {column}, key `{k}`)"),
+        None => format!("{message} (line {line}, column {column})"),
+    }
 }
 
 fn read(path: &Path) -> Result<Option<String>, ConfigError> {
@@ -446,6 +469,7 @@ pub struct NewProfile {
     pub auth_params: BTreeMap<String, String>,
     pub audience: Option<String>,
     pub git_hosts: Vec<String>,
+    pub client_auth: Option<&'static str>,
 }
 
 /// Edits `config.toml` in place, keeping comments, and writes it atomically.
@@ -465,7 +489,7 @@ impl ConfigEditor {
             .parse::<DocumentMut>()
             .map_err(|e| ConfigError::Parse {
                 path: path.to_path_buf(),
-                reason: one_line(&e.to_string()),
+                reason: where_(e.message(), e.span(), &text),
             })?;
         Ok(ConfigEditor {
             path: path.to_path_buf(),
@@ -533,6 +557,9 @@ impl ConfigEditor {
         }
         if let Some(a) = &p.audience {
             t.insert("audience", value(a.as_str()));
+        }
+        if let Some(m) = p.client_auth {
+            t.insert("client_auth", value(m));
         }
         if !p.auth_params.is_empty() {
             let mut params = toml_edit::InlineTable::new();
@@ -772,6 +799,29 @@ mod tests {
         );
         let dangling = "default_profile = \"nope\"\n";
         assert!(Config::parse(p, dangling).is_err());
+    }
+
+    #[test]
+    fn parse_errors_point_at_the_line_without_quoting_it() {
+        let p = Path::new("c.toml");
+        let base = "[profiles.a]\nissuer = \"https://a\"\nclient_id = \"x\"\n";
+        for broken in [
+            format!("{base}client_secert = \"hunter2-secret\"\n"),
+            format!("{base}client_secret = \"hunter2-secret\n"),
+            format!(
+                "{base}client_secret = \"hunter2-secret\"\nclient_secret = \"hunter2-secret\"\n"
+            ),
+        ] {
+            let e = Config::parse(p, &broken).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("line 4") || e.contains("line 5"), "{e}");
+        }
+        // The editor's own parse says the same.
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("config.toml");
+        std::fs::write(&path, format!("{base}client_secret = \"hunter2-secret\n")).unwrap();
+        let e = ConfigEditor::open(&path).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct PresetProfile {
     pub auth_params: BTreeMap<String, String>,
     pub audience: Option<String>,
     pub git_hosts: Vec<String>,
+    /// `client_auth`, for a provider that takes a secret one way only.
+    pub client_auth: Option<&'static str>,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -265,6 +267,9 @@ pub fn fill(preset: Preset, inputs: &PresetInputs) -> Result<PresetProfile, Conf
             };
             out.endpoints.insert("userinfo_endpoint", api);
             out.scopes = strings(&["read:user", "user:email"]);
+            // GitHub takes a client secret (its browser flow needs one; the
+            // person adds it by hand) in the form only, not by HTTP Basic.
+            out.client_auth = Some("post");
         }
     }
     Ok(out)
@@ -322,6 +327,7 @@ pub fn new_profile(req: AddRequest) -> Result<NewProfile, ConfigError> {
         auth_params: filled.auth_params,
         audience: filled.audience,
         git_hosts: filled.git_hosts,
+        client_auth: filled.client_auth,
     })
 }
 
@@ -474,6 +480,7 @@ mod tests {
             Some("https://api.github.com/user")
         );
         assert_eq!(p.revocation_endpoint, None);
+        assert_eq!(p.client_auth, Some(super::super::ClientAuthMethod::Post));
         let ghes = written(request("github", given(Some("ghe.example.com"), None)));
         assert_eq!(
             ghes.userinfo_endpoint.as_deref(),

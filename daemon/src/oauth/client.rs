@@ -6,6 +6,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use latchkey_proto::secret::Secret;
+use zeroize::Zeroizing;
 
 use crate::config::{ClientAuthMethod, ProfileConfig};
 
@@ -29,7 +30,10 @@ impl ClientAuth {
 
     /// The client a session was issued to (`client_id`), with the profile's secret
     /// when the profile still names that client. Basic unless the profile says post
-    /// (every provider must take Basic, RFC 6749 §2.3.1).
+    /// (every provider must take Basic, RFC 6749 §2.3.1; the method is not read
+    /// from discovery, because a refresh runs without it). A secret goes to the
+    /// token and revocation endpoints only: the device authorization request
+    /// names the client by its id, as the installed-app providers take it.
     pub fn for_session(client_id: &str, profile: Option<&ProfileConfig>) -> ClientAuth {
         match profile {
             Some(p) if p.client_id == client_id => ClientAuth {
@@ -63,10 +67,19 @@ impl ClientAuth {
             (Some(secret), ClientAuthMethod::Basic) => {
                 // RFC 6749 §2.3.1: each part form-urlencoded, then base64.
                 let enc = |s: &str| {
-                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                    Zeroizing::new(
+                        url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>(),
+                    )
                 };
-                let pair = format!("{}:{}", enc(&self.id), enc(secret.expose()));
-                Some(Secret::new(format!("Basic {}", STANDARD.encode(pair))))
+                let pair = Zeroizing::new(format!(
+                    "{}:{}",
+                    enc(&self.id).as_str(),
+                    enc(secret.expose()).as_str()
+                ));
+                Some(Secret::new(format!(
+                    "Basic {}",
+                    STANDARD.encode(pair.as_bytes())
+                )))
             }
         }
     }

@@ -152,10 +152,12 @@ async fn discover(http: &Http, issuer: &str) -> Result<(Metadata, Option<String>
 
 /// Whether a discovery document's `issuer` is the configured one (`base`, without
 /// its trailing slash). One tolerance, for Microsoft Entra ID: the multi-tenant
-/// authorities (`common`, `organizations`, `consumers`) publish
+/// authorities (`common`, `organizations`) publish
 /// `https://login.microsoftonline.com/{tenantid}/v2.0`, a literal placeholder
-/// for the tenant each token names; it matches when the placeholder stands for
-/// exactly one path segment of `base` and the rest is equal.
+/// for the tenant each token names; it matches when the placeholder is a whole
+/// path segment (never in the host) standing for exactly one segment of `base`,
+/// and the rest is equal. (The document is fetched from `base` itself, with
+/// redirects off, so this cannot let another server in.)
 fn same_issuer(published: &str, base: &str) -> bool {
     const PLACEHOLDER: &str = "{tenantid}";
     let published = trimmed(published);
@@ -165,6 +167,12 @@ fn same_issuer(published: &str, base: &str) -> bool {
     let Some((head, tail)) = published.split_once(PLACEHOLDER) else {
         return false;
     };
+    let in_path = head
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'));
+    if !in_path || !head.ends_with('/') || !(tail.is_empty() || tail.starts_with('/')) {
+        return false;
+    }
     base.strip_prefix(head)
         .and_then(|rest| rest.strip_suffix(tail))
         .is_some_and(|segment| !segment.is_empty() && !segment.contains(['/', '?', '#', '{', '}']))
@@ -205,6 +213,14 @@ mod tests {
             "https://login.microsoftonline.com/a/b/v2.0"
         ));
         assert!(!same_issuer(template, "https://evil.example/common/v2.0"));
+        assert!(!same_issuer(
+            "https://{tenantid}/v2.0",
+            "https://evil.example/v2.0"
+        ));
+        assert!(!same_issuer(
+            "https://login.microsoftonline.com/x{tenantid}/v2.0",
+            "https://login.microsoftonline.com/xy/v2.0"
+        ));
         assert!(same_issuer(
             "https://id.example.com/",
             "https://id.example.com"

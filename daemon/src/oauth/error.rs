@@ -62,12 +62,13 @@ impl OAuthError {
             OAuthError::Transport { .. } => Category::Transport,
             OAuthError::Status { status, .. } => status_category(*status),
             OAuthError::Rejected { status, code, .. } => match code.as_str() {
-                "invalid_grant" => Category::SessionExpired,
+                "invalid_grant" | "bad_refresh_token" => Category::SessionExpired,
                 "access_denied" | "authorization_declined" | "insufficient_scope" => {
                     Category::Forbidden
                 }
                 "invalid_client"
                 | "device_flow_disabled"
+                | "incorrect_client_credentials"
                 | "unauthorized_client"
                 | "invalid_scope"
                 | "unsupported_grant_type" => Category::Usage,
@@ -102,7 +103,10 @@ impl OAuthError {
     /// answered 409, which some providers use for a concurrent rotation.
     pub fn is_invalid_grant(&self) -> bool {
         match self {
-            OAuthError::Rejected { code, status, .. } => code == "invalid_grant" || *status == 409,
+            // GitHub says `bad_refresh_token` for RFC 6749's `invalid_grant`.
+            OAuthError::Rejected { code, status, .. } => {
+                code == "invalid_grant" || code == "bad_refresh_token" || *status == 409
+            }
             OAuthError::Status { status, .. } => *status == 409,
             _ => false,
         }

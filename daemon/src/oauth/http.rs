@@ -77,23 +77,25 @@ impl Answer {
         })
     }
 
-    /// A 2xx answer whose body is an RFC 6749 error (`error` and no
-    /// `access_token`): GitHub answers its token endpoint's errors, device-flow
-    /// `authorization_pending` included, with 200.
+    /// A 2xx answer of the token or device authorization endpoint whose body is an
+    /// RFC 6749 error (`error` and no `access_token`): GitHub answers its token
+    /// endpoint's errors, device-flow `authorization_pending` included, with 200.
+    /// Other endpoints' documents (userinfo claims) may hold an `error` of their own.
     fn is_error_in_disguise(&self) -> bool {
         #[derive(serde::Deserialize)]
         struct Probe {
+            /// Only whether it is there: the token is not copied.
             #[serde(default)]
-            error: Option<serde_json::Value>,
-            #[serde(default)]
-            access_token: Option<serde_json::Value>,
+            access_token: Option<serde::de::IgnoredAny>,
         }
-        serde_json::from_slice::<Probe>(&self.body).is_ok_and(|p| {
-            p.access_token.is_none()
-                && p.error
-                    .as_ref()
-                    .is_some_and(|e| e.as_str().is_some_and(|s| !s.is_empty()))
-        })
+        if !matches!(self.endpoint, "token" | "device authorization") {
+            return false;
+        }
+        // Exactly what `error` will read, so the answer becomes `Rejected`.
+        let is_error =
+            serde_json::from_slice::<ErrorBody>(&self.body).is_ok_and(|b| !b.error.is_empty());
+        is_error
+            && serde_json::from_slice::<Probe>(&self.body).is_ok_and(|p| p.access_token.is_none())
     }
 
     /// The error for a non-2xx answer: an OAuth error when the body is one, else the

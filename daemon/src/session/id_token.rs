@@ -1,9 +1,10 @@
 //! The session's ID token, for tools that want it rather than the access token
 //! (kubectl's OIDC authenticator: `latchkey kube-credential`). It is served while
 //! its own `exp` (read from the JWT, unverified: the API server verifies it) is
-//! more than `min_ttl` away, and renewed by a forced refresh otherwise; a
-//! provider that answers a refresh without a new ID token leaves the old one,
-//! which is then served with its past expiry for the caller to judge.
+//! more than `min_ttl` away, and renewed by a forced refresh otherwise. A
+//! provider that answers a refresh without a new ID token leaves the old one: it
+//! is served while it is still valid, and once it has expired the answer is
+//! `IdTokenNotRenewed` (log in again), never a refresh per request.
 
 use std::sync::Arc;
 
@@ -58,6 +59,17 @@ impl Engine {
         if left.is_none_or(|l| l > i64::try_from(min_ttl).unwrap_or(i64::MAX)) {
             return Ok(token);
         }
+        let expired = |t: &IdToken| t.expires_at.is_some_and(|e| e <= unix_now());
+        if current.session.refresh_token.is_none() {
+            // Nothing can renew it: served while it is valid.
+            return if expired(&token) {
+                Err(EngineError::IdTokenNotRenewed {
+                    profile: profile.to_string(),
+                })
+            } else {
+                Ok(token)
+            };
+        }
         self.refresh_as(
             profile,
             Want::Forced {
@@ -66,9 +78,15 @@ impl Engine {
         )
         .await?;
         let renewed = self.usable(profile).await?;
-        held(&renewed).ok_or_else(|| EngineError::NoIdToken {
+        let renewed = held(&renewed).ok_or_else(|| EngineError::NoIdToken {
             profile: profile.to_string(),
-        })
+        })?;
+        if renewed.id_token == token.id_token && expired(&renewed) {
+            return Err(EngineError::IdTokenNotRenewed {
+                profile: profile.to_string(),
+            });
+        }
+        Ok(renewed)
     }
 }
 
