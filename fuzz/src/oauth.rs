@@ -164,9 +164,12 @@ fn check_error(e: &OAuthError, status: u16, body: &[u8]) {
     let success = (200..300).contains(&status);
     // A 2xx whose body is an OAuth error is that error, from the token and device
     // endpoints only (GitHub answers them so); never when it carries a token.
+    // (A body the engine reads as an error but `Value` refuses, for serde's
+    // lenience with skipped fields, is given the benefit of the doubt.)
     let error_in_2xx = |endpoint: &str| {
         matches!(endpoint, "token" | "device authorization")
-            && serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| {
+            && std::str::from_utf8(body).is_ok()
+            && serde_json::from_slice::<serde_json::Value>(body).map_or(true, |v| {
                 v.get("access_token").is_none_or(serde_json::Value::is_null)
                     && v.get("error")
                         .and_then(|e| e.as_str())

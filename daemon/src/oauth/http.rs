@@ -88,7 +88,10 @@ impl Answer {
             #[serde(default)]
             access_token: Option<serde::de::IgnoredAny>,
         }
-        if !matches!(self.endpoint, "token" | "device authorization") {
+        // JSON is UTF-8 (RFC 8259 §8.1); skipped fields are not checked by serde.
+        if !matches!(self.endpoint, "token" | "device authorization")
+            || std::str::from_utf8(&self.body).is_err()
+        {
             return false;
         }
         // Exactly what `error` will read, so the answer becomes `Rejected`.
