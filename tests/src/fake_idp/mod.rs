@@ -291,19 +291,8 @@ impl FakeIdp {
                 .issued
                 .iter()
                 .any(|t| t.kind == TokenKind::IdToken && t.value == token);
-            let exp = token
-                .split('.')
-                .nth(1)
-                .and_then(|p| {
-                    base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, p)
-                        .ok()
-                })
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|c| c.get("exp").and_then(serde_json::Value::as_u64));
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            issued && exp.is_some_and(|e| e > now)
+            let exp = latchkey_daemon::session::id_token::jwt_expiry(token);
+            issued && exp.is_some_and(|e| e > latchkey_daemon::vault::unix_now())
         }
     }
 

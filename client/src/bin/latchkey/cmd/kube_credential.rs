@@ -18,7 +18,6 @@
 use std::time::{Duration, SystemTime};
 
 use latchkey::Error;
-use latchkey_proto::error::Category;
 use serde_json::json;
 
 use super::Ctx;
@@ -50,12 +49,7 @@ pub async fn run(ctx: &Ctx, access_token: bool) -> Result<Output, Error> {
     };
     let (token, expires_at) = match served {
         Ok(t) => t,
-        Err(e)
-            if matches!(
-                e.category(),
-                Category::NotLoggedIn | Category::SessionExpired
-            ) =>
-        {
+        Err(e) if super::wants_login(&e) => {
             super::no_credential(&profile, &e);
             return Ok(Output {
                 exit: 1,
@@ -128,7 +122,7 @@ mod tests {
         let alpha = r#"{"apiVersion":"client.authentication.k8s.io/v1alpha1"}"#;
         assert_eq!(
             api_version(Some(alpha)).unwrap_err().category(),
-            Category::Usage
+            latchkey_proto::error::Category::Usage
         );
         assert!(api_version(Some("{")).is_err());
     }

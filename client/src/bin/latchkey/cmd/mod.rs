@@ -101,17 +101,27 @@ pub fn checked(name: String) -> Result<ProfileName, Error> {
     reason = "a helper's one line for people goes to stderr"
 )]
 pub fn no_credential(profile: &ProfileName, e: &Error) {
-    match e.category() {
+    if wants_login(e) {
         // The engine's own sentence and hint: no session, an expired one, or one
         // without the ID token kubectl wants.
-        latchkey_proto::error::Category::NotLoggedIn
-        | latchkey_proto::error::Category::SessionExpired => eprintln!(
+        eprintln!(
             "latchkey: {e}; {}",
             e.hint()
                 .unwrap_or_else(|| format!("run `latchkey login --profile {profile}`"))
-        ),
-        _ => eprintln!("latchkey: no credential from profile {profile}: {e}"),
+        );
+    } else {
+        eprintln!("latchkey: no credential from profile {profile}: {e}");
     }
+}
+
+/// Whether only a login can give this profile a credential again (no session,
+/// an expired one, no ID token): what a helper says in one line.
+pub fn wants_login(e: &Error) -> bool {
+    matches!(
+        e.category(),
+        latchkey_proto::error::Category::NotLoggedIn
+            | latchkey_proto::error::Category::SessionExpired
+    )
 }
 
 /// The profile a credential helper serves, by the name `config::tools` chose:
