@@ -287,12 +287,19 @@ fn a_library_caller_timing_out_mid_refresh_does_not_cancel_it() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The refresh task releases the profile's lock after its write: it needs the
+        // runtime driven until then, so the next process runs while this one is still
+        // awaiting (a runtime left idle would hold the lock until the test ends).
+        let mut refresh = world
+            .latchkey(["refresh"])
+            .env("LATCHKEY_NO_DAEMON", "1")
+            .spawn();
+        while refresh.try_wait().unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let run = Run::from(refresh.wait_with_output().unwrap());
+        world.capture("refresh", &run, false);
+        run.ok();
     });
-    assert_eq!(world.idp.counters().grants_revoked, 0);
-    world
-        .latchkey(["refresh"])
-        .env("LATCHKEY_NO_DAEMON", "1")
-        .run()
-        .ok();
     assert_eq!(world.idp.counters().grants_revoked, 0);
 }
