@@ -36,6 +36,7 @@
 //! axum); `scripts/test` checks `cargo tree -p latchkey`.
 
 pub mod error;
+pub mod front;
 mod instance;
 mod proxy;
 mod transport;
@@ -107,6 +108,20 @@ pub struct Client {
     delegated: bool,
     /// Whether the socket was named explicitly (LATCHKEY_SOCKET), not derived.
     socket_named: bool,
+    /// The front found the daemon hung just before handing this process over
+    /// ([`front::HANDOVER_VAR`]): the first blocking ask takes that as its outcome.
+    found_hung: std::sync::atomic::AtomicBool,
+}
+
+/// Why [`Client::token_if_final`] has no final answer.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstAsk {
+    /// The daemon did not answer within the deadline.
+    Hung,
+    /// Anything else the fallback table goes on from (no daemon, a stale or
+    /// foreign one, the daemon not to be asked).
+    Other,
 }
 
 fn flag(name: &str) -> bool {
@@ -128,6 +143,11 @@ impl Client {
         };
         let mut client = Client::new(paths, mode);
         client.socket_named = env.latchkey_socket.is_some();
+        if std::env::var(front::HANDOVER_VAR)
+            .is_ok_and(|v| v == front::hung_handover(std::process::id()))
+        {
+            client.found_hung = std::sync::atomic::AtomicBool::new(true);
+        }
         Ok(match std::env::var("LATCHKEY_CLIENT_TOKEN") {
             Ok(t) if !t.trim().is_empty() => client.with_client_token(Secret::new(t.trim())),
             _ => client,
@@ -146,6 +166,7 @@ impl Client {
             bypass_daemon: std::sync::atomic::AtomicBool::new(false),
             delegated: false,
             socket_named: false,
+            found_hung: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -260,13 +281,9 @@ impl Client {
             profile: profile.clone(),
             min_ttl,
         };
-        let first = self.ask_blocking(&request);
-        let first = match first {
-            Some(Reach::Answer(answer)) => {
-                return answer.map(from_daemon).map_err(Error::Remote);
-            }
-            Some(Reach::Broken(why)) => return Err(self.broken(why)),
-            other => other,
+        let first = match self.token_first(&request) {
+            Ok(done) => return done,
+            Err(first) => first,
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(Error::Internal(
@@ -281,11 +298,51 @@ impl Client {
             .block_on(self.token_after(request, first))
     }
 
+    /// The front's `latchkey token` (see [`front`]): the daemon's answer when it is
+    /// final by the fallback table (a token, a typed error, or an answer outside the
+    /// protocol), else `None`, and the fallback is the full program's to run. On
+    /// `None` after a hung daemon, the front hands that over (see
+    /// [`front::HANDOVER_VAR`]) so the daemon is not waited for twice.
+    #[doc(hidden)]
+    pub fn token_if_final(
+        &self,
+        profile: &ProfileName,
+        min_ttl: u64,
+    ) -> Result<Result<Token, Error>, FirstAsk> {
+        let request = rq::Token {
+            profile: profile.clone(),
+            min_ttl,
+        };
+        self.token_first(&request).map_err(|first| match first {
+            Some(Reach::Hung) => FirstAsk::Hung,
+            _ => FirstAsk::Other,
+        })
+    }
+
+    /// The first, blocking ask of [`Client::token_blocking`]: `Ok` with the result
+    /// when the daemon's answer is final, else the outcome for the fallback table.
+    fn token_first(
+        &self,
+        request: &rq::Token,
+    ) -> Result<Result<Token, Error>, Option<Reach<api::Token>>> {
+        match self.ask_blocking(request) {
+            Some(Reach::Answer(answer)) => Ok(answer.map(from_daemon).map_err(Error::Remote)),
+            Some(Reach::Broken(why)) => Ok(Err(self.broken(why))),
+            other => Err(other),
+        }
+    }
+
     /// The blocking exchange of [`Client::token_blocking`]; `None` when the daemon
     /// is not to be asked (or cannot be without a runtime: Windows).
     fn ask_blocking<R: Request>(&self, request: &R) -> Option<Reach<R::Answer>> {
         if !self.daemon_allowed() {
             return None;
+        }
+        if self
+            .found_hung
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Some(Reach::Hung);
         }
         #[cfg(unix)]
         {

@@ -11,6 +11,7 @@ mod delegation;
 mod docker;
 mod doctor;
 mod exec;
+mod front;
 mod git;
 mod kube;
 mod lifetimes;

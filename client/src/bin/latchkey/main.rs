@@ -1,129 +1,163 @@
-//! The `latchkey` command. Wiring only: parse, run the command, render.
+//! `latchkey`, the command people and scripts run: a small front that answers
+//! `latchkey token` through a warm daemon itself and hands every other invocation
+//! to the full program (`latchkey-full`) with the same arguments. See
+//! [`latchkey::front`] for the rules; this file is wiring only.
+//!
+//! Nothing on this path may pull in the full program's start-up: no clap, no
+//! logging subscriber, no async runtime, no engine. The binary's size and its
+//! dynamic relocations are what `latchkey token` pays before its first
+//! instruction (docs/benchmarks.md breaks the figure down).
 
-mod cli;
-mod cmd;
-mod render;
-mod ui;
-
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use cli::{Cli, Command};
-use latchkey::Error;
-
-/// Runs a command's future on a current-thread runtime: one process, one request
-/// at a time; a multi-thread runtime would only add start-up cost.
-fn block_on<T>(f: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?
-        .block_on(f)
-}
+use latchkey::front::{self, render};
+use latchkey::{Client, Error, FirstAsk};
+use latchkey_proto::profile::ProfileName;
 
 fn main() -> ExitCode {
-    // A shell asking for completions (LATCHKEY_COMPLETE set) is answered here.
-    cmd::shell::complete_if_asked();
-    // Decided before parsing, so even a usage error honours --json.
-    let args = cli::by_program_name(std::env::args_os().collect());
-    let json_requested = args.iter().skip(1).any(|a| a == "--json");
-    let parsed = match cli::fast_token(args.get(1..).unwrap_or_default()) {
-        Some(cli) => Ok(cli),
-        None => Cli::try_parse_from(&args),
+    let args: Vec<OsString> = std::env::args_os().collect();
+    match answer(&args) {
+        Answered::Done(code) => code,
+        Answered::HandOver { hung } => hand_over(&args, hung),
+    }
+}
+
+enum Answered {
+    Done(ExitCode),
+    /// The full program decides; `hung`: the daemon was just found hung.
+    HandOver {
+        hung: bool,
+    },
+}
+
+const HAND_OVER: Answered = Answered::HandOver { hung: false };
+
+/// What the front answers itself: `latchkey --version`, and `latchkey token` in
+/// the forms [`front::token_args`] knows when the daemon's answer is final.
+fn answer(args: &[OsString]) -> Answered {
+    let named_latchkey = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_stem())
+        .is_some_and(|n| n == "latchkey");
+    // Helper names (git-credential-latchkey, ...), a shell asking for completions,
+    // and logs asked for are the full program's.
+    if !named_latchkey
+        || std::env::var_os("LATCHKEY_COMPLETE").is_some_and(|v| !v.is_empty())
+        || std::env::var_os("LATCHKEY_LOG").is_some()
+    {
+        return HAND_OVER;
+    }
+    let rest = args.get(1..).unwrap_or_default();
+    if rest.len() == 1 && (rest[0] == "--version" || rest[0] == "-V") {
+        return version();
+    }
+    let Some(token) = front::token_args(rest) else {
+        return HAND_OVER;
     };
-    let cli = match parsed {
-        Ok(cli) => cli,
-        Err(e) => return render::clap_error(e, json_requested),
+    let Ok(client) = Client::from_env() else {
+        return HAND_OVER;
     };
-    let json = cli.global.json;
-    init_logging();
-    // A panic is a bug: report it as the `internal` category (exit 1) in the shape the
-    // caller asked for, instead of Rust's exit 101 and a backtrace hint.
-    std::panic::set_hook(Box::new(|info| {
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        // The payload is not shown: it could quote data the program was handling.
-        tracing::error!("latchkey panicked{at}");
-    }));
-    match std::panic::catch_unwind(move || run(cli, json)) {
-        Ok(code) => code,
-        Err(_) => render::error(
+    let Some(profile) = front::named_profile(token.profile.clone(), &client.paths().config_file)
+        .and_then(|name| ProfileName::new(name).ok())
+    else {
+        return HAND_OVER;
+    };
+    match client.token_if_final(&profile, token.min_ttl) {
+        Ok(Ok(t)) => Answered::Done(render::success(
+            token.json,
+            &front::token_output(profile.as_str(), &t, token.format),
+        )),
+        Ok(Err(e)) => Answered::Done(render::error(token.json, &e)),
+        Err(FirstAsk::Hung) => Answered::HandOver { hung: true },
+        Err(FirstAsk::Other) => HAND_OVER,
+    }
+}
+
+/// clap's `--version` line, which the full program prints the same way (a test
+/// compares the two).
+fn version() -> Answered {
+    let out = render::Output {
+        text: format!("latchkey {}\n", env!("CARGO_PKG_VERSION")),
+        json: serde_json::Value::Null,
+        exit: 0,
+    };
+    Answered::Done(render::success(false, &out))
+}
+
+/// Runs the full program in this process's place, with the same arguments
+/// (`argv[0]` included, so helper names still dispatch).
+fn hand_over(args: &[OsString], hung: bool) -> ExitCode {
+    let json = args.iter().skip(1).any(|a| a == "--json");
+    let Some(full) = full_program() else {
+        return render::error(
             json,
-            &Error::Internal("latchkey hit a bug and stopped; please report it".into()),
+            &Error::usage(
+                format!(
+                    "cannot find {} beside this latchkey",
+                    front::FULL_PROGRAM
+                ),
+                Some(
+                    "install latchkey and latchkey-full together (`cargo install --locked --path client` installs both)"
+                        .into(),
+                ),
+            ),
+        );
+    };
+    let mut cmd = std::process::Command::new(&full);
+    cmd.args(args.iter().skip(1));
+    if hung {
+        cmd.env(
+            front::HANDOVER_VAR,
+            front::hung_handover(std::process::id()),
+        );
+    }
+    run(cmd, args.first(), &full, json)
+}
+
+#[cfg(unix)]
+fn run(
+    mut cmd: std::process::Command,
+    arg0: Option<&OsString>,
+    full: &std::path::Path,
+    json: bool,
+) -> ExitCode {
+    use std::os::unix::process::CommandExt as _;
+    if let Some(a) = arg0 {
+        cmd.arg0(a);
+    }
+    // `exec` returns only on failure.
+    let e = cmd.exec();
+    render::error(
+        json,
+        &Error::Internal(format!("cannot run {}: {e}", full.display())),
+    )
+}
+
+#[cfg(not(unix))]
+fn run(
+    mut cmd: std::process::Command,
+    _arg0: Option<&OsString>,
+    full: &std::path::Path,
+    json: bool,
+) -> ExitCode {
+    // No exec on Windows: run it and pass its exit code on.
+    match cmd.status() {
+        Ok(s) => render::exit_code(s.code().unwrap_or(1)),
+        Err(e) => render::error(
+            json,
+            &Error::Internal(format!("cannot run {}: {e}", full.display())),
         ),
     }
 }
 
-/// `LATCHKEY_LOG` (a tracing filter, e.g. `debug` or `latchkey_daemon=trace`) turns
-/// on logs on stderr; without it only warnings are shown.
-fn init_logging() {
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .without_time()
-        .with_target(false);
-    // Without LATCHKEY_LOG a plain level filter: no directive parsing on the hot path.
-    let filter = std::env::var("LATCHKEY_LOG")
-        .ok()
-        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok());
-    let installed = match filter {
-        Some(f) => builder.with_env_filter(f).try_init(),
-        None => builder.with_max_level(tracing::Level::WARN).try_init(),
-    };
-    if installed.is_err() {
-        // Only possible if something installed a subscriber first; logs go there.
-    }
-}
-
-fn run(cli: Cli, json: bool) -> ExitCode {
-    #[cfg(debug_assertions)]
-    if std::env::var_os("LATCHKEY_TEST_PANIC").is_some() {
-        // Debug builds only: lets the tests prove a bug is reported as `internal`.
-        panic!("panic requested by LATCHKEY_TEST_PANIC");
-    }
-    let ctx = match cmd::Ctx::from_env(cli.global.profile) {
-        Ok(c) => c,
-        Err(e) => return render::error(json, &e),
-    };
-    let result = match cli.command {
-        Command::Profile(p) => cmd::profile::run(&ctx, p),
-        Command::Status { all } => block_on(cmd::status::run(&ctx, all)),
-        Command::Daemon(d) => block_on(cmd::daemon::run(&ctx, d)),
-        Command::Token { min_ttl, format } => cmd::token::token(&ctx, min_ttl, format),
-        Command::Exec {
-            env,
-            min_ttl,
-            command,
-        } => return cmd::exec::run(&ctx, json, &env, min_ttl, &command),
-        Command::Refresh => block_on(cmd::token::refresh(&ctx)),
-        Command::Login(args) => block_on(cmd::login::run(&ctx, json, &args)),
-        Command::Logout { local } => block_on(cmd::logout::run(&ctx, local)),
-        Command::Doctor { server } => block_on(cmd::doctor::run(&ctx, server)),
-        Command::ClientToken(c) => block_on(cmd::client_token::run(&ctx, c)),
-        Command::Api(args) => block_on(cmd::api::run(&ctx, json, args)),
-        Command::GitCredential { operation } => {
-            block_on(cmd::git_credential::run(&ctx, &operation))
-        }
-        Command::KubeCredential { access_token } => {
-            block_on(cmd::kube_credential::run(&ctx, access_token))
-        }
-        Command::DockerCredential { operation } => {
-            block_on(cmd::docker_credential::run(&ctx, &operation))
-        }
-        Command::Completions { shell } => cmd::shell::completions(shell),
-        Command::Man { out_dir } => cmd::shell::man(out_dir.as_deref()),
-    };
-    // An embedded refresh whose session the disk refused is lost at exit: say so
-    // (local_storage) instead of printing what cannot last.
-    let result = result.and_then(|out| ctx.client.close().map(|()| out));
-    for notice in ctx.client.take_notices() {
-        render::notice(&notice);
-    }
-    match result {
-        Ok(out) => render::success(json, &out),
-        Err(e) => render::error(json, &e),
-    }
+/// `latchkey-full` beside this executable (an install's bin folder, a build
+/// folder), else in `../libexec/latchkey/` (a distribution package).
+fn full_program() -> Option<std::path::PathBuf> {
+    let name = format!("{}{}", front::FULL_PROGRAM, std::env::consts::EXE_SUFFIX);
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join(&name), dir.join("../libexec/latchkey").join(&name)]
+        .into_iter()
+        .find(|p| p.is_file())
 }

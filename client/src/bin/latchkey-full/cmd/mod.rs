@@ -57,19 +57,10 @@ impl Ctx {
     /// or LATCHKEY_PROFILE the config is not even read (the hot path of
     /// `latchkey token`); whoever answers (daemon or engine) checks the profile exists.
     pub fn profile_name(&self) -> Result<ProfileName, Error> {
-        let from_env = std::env::var("LATCHKEY_PROFILE")
-            .ok()
-            .filter(|s| !s.is_empty());
-        if let Some(name) = self.explicit_profile.clone().or(from_env) {
-            return checked(name);
-        }
-        // `default_profile` without parsing the whole file; the answerer checks it
-        // exists. A name that breaks the rules goes the long way, whose error
-        // names the config.
-        if let Some(name) = latchkey_daemon::config::default_profile_hint(&self.paths.config_file)
-            .and_then(|n| ProfileName::new(n).ok())
+        if let Some(name) =
+            latchkey::front::named_profile(self.explicit_profile.clone(), &self.paths.config_file)
         {
-            return Ok(name);
+            return checked(name);
         }
         checked(self.profile(&self.config()?)?)
     }

@@ -1,48 +1,15 @@
-//! Everything the CLI prints goes through here.
+//! Everything the CLI prints goes through here: the answer and error printers
+//! shared with the front ([`latchkey::front::render`]), plus what only the full
+//! program prints (login's JSON Lines [`progress`], notices, clap's usage errors).
 //!
-//! With `--json` each run prints exactly one JSON document on stdout, success or
-//! failure; `login` prints JSON Lines, one per step ([`progress`]). Without it,
-//! answers go to stdout as sentences and errors to stderr as `error: ...` plus
-//! `hint: ...`. A closed stdout (`latchkey token | head -c0`) is not an error
-//! (docs/behaviour.md, "CLI contract").
+//! `login --json` prints JSON Lines, one per step; every other command one
+//! document (docs/behaviour.md, "CLI contract").
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use latchkey::Error;
-
-/// What a successful command answers, in both forms.
-#[derive(Debug)]
-pub struct Output {
-    /// For people (or, for `latchkey token`, the token line itself).
-    pub text: String,
-    /// For scripts.
-    pub json: serde_json::Value,
-    /// The exit code of an answer that is not an error but says something failed
-    /// (`doctor` with a failing check, `daemon status` with no daemon).
-    pub exit: u8,
-}
-
-/// Prints a success and returns the exit code.
-pub fn success(json: bool, out: &Output) -> ExitCode {
-    let mut stdout = std::io::stdout().lock();
-    let written = if json {
-        serde_json::to_writer(&mut stdout, &out.json)
-            .map_err(std::io::Error::from)
-            .and_then(|()| stdout.write_all(b"\n"))
-    } else {
-        stdout.write_all(out.text.as_bytes())
-    }
-    .and_then(|()| stdout.flush());
-    match written {
-        Ok(()) => ExitCode::from(out.exit),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(out.exit),
-        Err(e) => {
-            drop(stdout);
-            error(json, &Error::Output(e))
-        }
-    }
-}
+pub use latchkey::front::render::{Output, error, exit_code, success};
 
 /// Prints one step of a long command as it happens: a sentence block for people,
 /// or one JSON line (skipped when `doc` is null) with `--json`.
@@ -68,29 +35,6 @@ pub fn progress(json: bool, text: &str, doc: &serde_json::Value) {
 #[allow(clippy::print_stderr, reason = "notices belong on stderr")]
 pub fn notice(text: &str) {
     eprintln!("warning: {text}");
-}
-
-/// Prints an error and returns its exit code (docs/behaviour.md, "Exit codes and
-/// error categories").
-#[allow(clippy::print_stderr, reason = "this is the CLI's one error printer")]
-pub fn error(json: bool, err: &Error) -> ExitCode {
-    let code = exit_code(err.category().exit_code());
-    if json {
-        let doc = err.to_document();
-        let mut stdout = std::io::stdout().lock();
-        let written = serde_json::to_writer(&mut stdout, &doc)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(stdout));
-        if written.is_err() {
-            // Nothing is left to report it on; the exit code still says what happened.
-        }
-    } else {
-        eprintln!("error: {err}");
-        if let Some(hint) = err.hint() {
-            eprintln!("hint: {hint}");
-        }
-    }
-    code
 }
 
 /// Prints a clap parse failure: help and version to stdout with exit 0, usage errors
@@ -130,10 +74,6 @@ pub fn clap_error(e: clap::Error, json: bool) -> ExitCode {
             exit_code(2)
         }
     }
-}
-
-fn exit_code(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 pub use latchkey_daemon::convert::rfc3339;

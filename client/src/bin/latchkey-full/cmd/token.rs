@@ -13,27 +13,11 @@ use crate::render::{Output, in_words};
 pub fn token(ctx: &Ctx, min_ttl: u64, format: TokenFormat) -> Result<Output, Error> {
     let profile = ctx.profile_name()?;
     let token = ctx.client.token_blocking(&profile, min_ttl)?;
-    Ok(output(&profile, &token, format))
-}
-
-fn output(profile: &str, token: &latchkey::Token, format: TokenFormat) -> Output {
-    // Declassification: this command exists to hand the token to its caller.
-    let secret = token.access_token.expose();
-    let json = json!({
-        "access_token": secret,
-        "token_type": token.token_type,
-        "expires_at": token.expires_at,
-        "profile": profile,
-    });
-    Output {
-        exit: 0,
-        text: match format {
-            TokenFormat::Raw => format!("{secret}\n"),
-            TokenFormat::Header => format!("Authorization: Bearer {secret}\n"),
-            TokenFormat::Json => format!("{json}\n"),
-        },
-        json,
-    }
+    Ok(latchkey::front::token_output(
+        &profile,
+        &token,
+        format.into(),
+    ))
 }
 
 pub async fn refresh(ctx: &Ctx) -> Result<Output, Error> {

@@ -157,12 +157,23 @@ pub struct ApiArgs {
     pub include: bool,
 }
 
-/// How `latchkey token` prints the token.
+/// How `latchkey token` prints the token (clap's names for
+/// [`latchkey::front::TokenFormat`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TokenFormat {
     Raw,
     Json,
     Header,
+}
+
+impl From<TokenFormat> for latchkey::front::TokenFormat {
+    fn from(f: TokenFormat) -> Self {
+        match f {
+            TokenFormat::Raw => latchkey::front::TokenFormat::Raw,
+            TokenFormat::Json => latchkey::front::TokenFormat::Json,
+            TokenFormat::Header => latchkey::front::TokenFormat::Header,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -295,78 +306,25 @@ pub fn by_program_name(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStr
     args
 }
 
-/// `latchkey token` in its common forms, recognised without building clap's command
-/// tree, which costs more than the rest of the hot path's own work (a token through a
-/// warm daemon should cost little more than starting a process; docs/behaviour.md,
-/// "Performance targets").
-/// Accepts only `token` with `--profile P`, `--json` and `--min-ttl N` (each at most
-/// once, `--opt value` or `--opt=value`, globals before or after `token`); anything
-/// else, including every error and `--help`, goes to clap, so the two cannot
-/// disagree on what they both accept (see the test below).
-pub fn fast_token(args: &[std::ffi::OsString]) -> Option<Cli> {
-    let mut command = false;
-    let mut profile: Option<String> = None;
-    let mut json = false;
-    let mut min_ttl: Option<u64> = None;
-    let mut it = args.iter().map(|a| a.to_str());
-    while let Some(arg) = it.next() {
-        let arg = arg?;
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v)),
-            _ => (arg, None),
-        };
-        match name {
-            "token" if !command && inline.is_none() => command = true,
-            "--json" if !json && inline.is_none() => json = true,
-            "--profile" if profile.is_none() => {
-                let v = match inline {
-                    Some(v) => v,
-                    None => it.next()??,
-                };
-                if v.is_empty() || v.starts_with('-') {
-                    return None;
-                }
-                profile = Some(v.to_string());
-            }
-            "--min-ttl" if command && min_ttl.is_none() => {
-                let v = match inline {
-                    Some(v) => v,
-                    None => it.next()??,
-                };
-                if !v.bytes().all(|b| b.is_ascii_digit()) {
-                    return None;
-                }
-                min_ttl = Some(v.parse().ok()?);
-            }
-            _ => return None,
-        }
-    }
-    command.then(|| Cli {
-        global: Global { profile, json },
-        command: Command::Token {
-            min_ttl: min_ttl.unwrap_or(latchkey_daemon::engine::DEFAULT_MIN_TTL),
-            format: TokenFormat::Raw,
-        },
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use latchkey::front::{TokenArgs, token_args};
 
     fn argv(s: &str) -> Vec<std::ffi::OsString> {
         s.split_whitespace().map(Into::into).collect()
     }
 
-    fn summary(cli: &Cli) -> (Option<String>, bool, Option<u64>) {
-        let ttl = match cli.command {
-            Command::Token {
+    fn summary(cli: &Cli) -> TokenArgs {
+        match cli.command {
+            Command::Token { min_ttl, format } => TokenArgs {
+                profile: cli.global.profile.clone(),
+                json: cli.global.json,
                 min_ttl,
-                format: TokenFormat::Raw,
-            } => Some(min_ttl),
-            _ => None,
-        };
-        (cli.global.profile.clone(), cli.global.json, ttl)
+                format: format.into(),
+            },
+            _ => panic!("not a token command"),
+        }
     }
 
     #[test]
@@ -381,13 +339,16 @@ mod tests {
             "--profile=work token --min-ttl 5 --json",
             "token --profile work",
             "token --profile=dev-1",
+            "token --format header",
+            "token --format=json --json",
+            "--json token --format raw --min-ttl=7",
         ] {
             let args = argv(line);
-            let fast = fast_token(&args).unwrap_or_else(|| panic!("fast path refused {line:?}"));
+            let fast = token_args(&args).unwrap_or_else(|| panic!("fast path refused {line:?}"));
             let mut full = vec![std::ffi::OsString::from("latchkey")];
             full.extend(args);
             let clap = Cli::try_parse_from(full).unwrap();
-            assert_eq!(summary(&fast), summary(&clap), "{line}");
+            assert_eq!(fast, summary(&clap), "{line}");
         }
     }
 
@@ -431,8 +392,13 @@ mod tests {
             "token --unknown",
             "token -- x",
             "refresh",
+            "token --format",
+            "token --format xml",
+            "token --format raw --format raw",
+            "--format raw token",
+            "token -f raw",
         ] {
-            assert!(fast_token(&argv(line)).is_none(), "fast path took {line:?}");
+            assert!(token_args(&argv(line)).is_none(), "fast path took {line:?}");
         }
     }
 }

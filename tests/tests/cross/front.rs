@@ -1,0 +1,149 @@
+//! The `latchkey` command is two binaries: a small front that answers `latchkey
+//! token` through a warm daemon, and `latchkey-full`, which it hands everything
+//! else to (ARCHITECTURE.md, "The front"). These tests show the front really
+//! answers alone, hands over the rest with the same arguments, and never makes a
+//! caller wait for a hung daemon twice.
+
+use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use latchkey_tests::harness::{Run, World, bin};
+
+/// The front copied into a folder of its own, without `latchkey-full` beside it.
+fn lone_front(world: &World) -> std::path::PathBuf {
+    let dir = world.home.path().join("lone");
+    std::fs::create_dir_all(&dir).unwrap();
+    let front = dir.join("latchkey");
+    std::fs::copy(bin("latchkey"), &front).unwrap();
+    front
+}
+
+#[test]
+fn the_front_answers_a_token_through_the_daemon_without_the_full_program() {
+    let world = World::default_provider();
+    world.login();
+    world.start_daemon();
+    let front = lone_front(&world);
+    let run = |args: &[&str]| {
+        let run = world.home.command(&front, args).run();
+        world.capture(&args.join(" "), &run, args.contains(&"token"));
+        run
+    };
+    let token = run(&["token"]);
+    token.ok();
+    assert!(
+        world.idp.is_active(token.stdout.trim()),
+        "the front printed a token the provider issued: {token:#?}"
+    );
+    // The forms it knows, printed as the full program prints them.
+    let full = world
+        .latchkey(["token", "--format", "header", "--profile", "work"])
+        .run();
+    full.ok();
+    assert_eq!(
+        run(&["token", "--format", "header", "--profile", "work"]).stdout,
+        full.stdout
+    );
+    let json = run(&["--json", "token", "--min-ttl=60"]);
+    assert_eq!(json.json()["profile"], "work", "{json:#?}");
+    // A typed error from the daemon is printed by the front too, with its exit code.
+    let missing = run(&["token", "--profile", "nosuch"]);
+    missing.code(2);
+    assert!(missing.stderr.starts_with("error: "), "{missing:#?}");
+    assert_eq!(
+        missing.stderr,
+        world
+            .latchkey(["token", "--profile", "nosuch"])
+            .env("LATCHKEY_LOG", "off")
+            .run()
+            .stderr,
+        "the front and the full program print the same error"
+    );
+    // Everything else needs the full program: a usage error that says so.
+    let status = run(&["status"]);
+    status.code(2);
+    assert!(
+        status.stderr.contains("cannot find latchkey-full"),
+        "{status:#?}"
+    );
+    assert!(status.stderr.contains("hint: "), "{status:#?}");
+    // --help is the full program's as well.
+    run(&["token", "--help"]).code(2);
+}
+
+#[test]
+fn the_version_line_is_the_same_from_both_binaries() {
+    let world = World::default_provider();
+    let front: Run = world.home.command(bin("latchkey"), ["--version"]).run();
+    let full: Run = world
+        .home
+        .command(bin("latchkey-full"), ["--version"])
+        .run();
+    front.ok();
+    full.ok();
+    assert_eq!(front.stdout, full.stdout);
+    assert!(front.stdout.starts_with("latchkey "), "{front:#?}");
+}
+
+#[test]
+fn helper_names_and_every_other_command_reach_the_full_program() {
+    let world = World::default_provider();
+    world.login();
+    // Through the front: clap's own usage error names `latchkey`, not latchkey-full.
+    let bad = world.latchkey(["frobnicate"]).run();
+    bad.code(2);
+    assert!(bad.stderr.contains("latchkey"), "{bad:#?}");
+    assert!(!bad.stderr.contains("latchkey-full"), "{bad:#?}");
+    // No daemon: the front hands `token` over and the full program falls back.
+    world.latchkey(["token"]).run().ok();
+    // A helper name dispatches through the front (argv[0] is handed over as is).
+    let link = world.home.path().join("docker-credential-latchkey");
+    std::os::unix::fs::symlink(bin("latchkey"), &link).unwrap();
+    let version = world.home.command(&link, ["version"]).run();
+    version.ok();
+    assert!(!version.stdout.trim().is_empty(), "{version:#?}");
+}
+
+/// A listener that accepts connections, counts them and never answers: a daemon
+/// that hangs after accepting.
+fn hung_daemon(world: &World) -> Arc<AtomicUsize> {
+    let socket = world.socket();
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let listener = UnixListener::bind(&socket).unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    accepted
+}
+
+#[test]
+fn a_hung_daemon_is_waited_for_once_not_by_both_binaries() {
+    let world = World::default_provider();
+    world.login();
+    let accepted = hung_daemon(&world);
+    let run = world.latchkey(["token"]).run();
+    run.ok();
+    assert!(
+        run.stderr.contains("did not answer within 500 ms"),
+        "{run:#?}"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the full program asked the hung daemon again after the front's handover"
+    );
+    // The handover names the front's pid: a child that inherits it asks as usual.
+    let child = world
+        .latchkey(["token"])
+        .env("LATCHKEY_FRONT_HANDOVER", "1 hung")
+        .run();
+    child.ok();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
