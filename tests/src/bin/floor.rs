@@ -4,7 +4,9 @@
 //! HTTP/1.1 request over that socket and printing the body. `latchkey token` with a
 //! warm daemon is measured against `floor get`. `floor start` only starts and exits:
 //! the cost of a process, which the benchmark subtracts to split a command into
-//! start-up and work.
+//! start-up and work. The server's answer carries the protocol header, so `latchkey
+//! token` pointed at it (`LATCHKEY_SOCKET`) takes it as a daemon's: the benchmark
+//! splits the token request into the client's share and the daemon's that way.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -42,7 +44,7 @@ fn answer(mut s: UnixStream) {
         line.clear();
     }
     let answer = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nlatchkey-protocol: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
         BODY.len()
     );
     // A client that hung up early only loses its own answer.

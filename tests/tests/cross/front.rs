@@ -147,3 +147,27 @@ fn a_hung_daemon_is_waited_for_once_not_by_both_binaries() {
     child.ok();
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+/// ELF `e_type` of a binary: 3 is `ET_DYN`, a position-independent executable
+/// (ASLR applies to it), 2 is `ET_EXEC`.
+fn elf_type(path: &std::path::Path) -> u16 {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..4], b"\x7fELF", "{} is an ELF file", path.display());
+    u16::from_le_bytes([bytes[16], bytes[17]])
+}
+
+#[test]
+fn both_binaries_stay_position_independent() {
+    for name in ["latchkey", "latchkey-full"] {
+        assert_eq!(elf_type(&bin(name)), 3, "{name} is a PIE (ET_DYN)");
+    }
+    // The check itself can tell: readelf agrees when it is installed.
+    if let Ok(out) = std::process::Command::new("readelf")
+        .arg("-h")
+        .arg(bin("latchkey"))
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("DYN"), "{text}");
+    }
+}
