@@ -113,7 +113,7 @@ pub struct Client {
     found_hung: std::sync::atomic::AtomicBool,
 }
 
-/// Why [`Client::token_if_final`] has no final answer.
+/// Why [`Client::ask_if_final`] has no final answer.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstAsk {
@@ -281,8 +281,8 @@ impl Client {
             profile: profile.clone(),
             min_ttl,
         };
-        let first = match self.token_first(&request) {
-            Ok(done) => return done,
+        let first = match self.first_ask(&request) {
+            Ok(done) => return done.map(from_daemon),
             Err(first) => first,
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -298,38 +298,45 @@ impl Client {
             .block_on(self.token_after(request, first))
     }
 
-    /// The front's `latchkey token` (see [`front`]): the daemon's answer when it is
-    /// final by the fallback table (a token, a typed error, or an answer outside the
-    /// protocol), else `None`, and the fallback is the full program's to run. On
-    /// `None` after a hung daemon, the front hands that over (see
+    /// The front's one ask (see [`front`]): the daemon's answer to `request` when
+    /// it is final by the fallback table (a success, a typed error, or an answer
+    /// outside the protocol), else why not, and the fallback is the full program's
+    /// to run. After a hung daemon the front hands that over (see
     /// [`front::HANDOVER_VAR`]) so the daemon is not waited for twice.
     #[doc(hidden)]
-    pub fn token_if_final(
+    pub fn ask_if_final<R: Request>(
         &self,
-        profile: &ProfileName,
-        min_ttl: u64,
-    ) -> Result<Result<Token, Error>, FirstAsk> {
-        let request = rq::Token {
-            profile: profile.clone(),
-            min_ttl,
-        };
-        self.token_first(&request).map_err(|first| match first {
+        request: &R,
+    ) -> Result<Result<R::Answer, Error>, FirstAsk> {
+        self.first_ask(request).map_err(|first| match first {
             Some(Reach::Hung) => FirstAsk::Hung,
             _ => FirstAsk::Other,
         })
     }
 
-    /// The first, blocking ask of [`Client::token_blocking`]: `Ok` with the result
-    /// when the daemon's answer is final, else the outcome for the fallback table.
-    fn token_first(
+    /// The first, blocking ask of [`Client::token_blocking`] and of the front:
+    /// `Ok` with the result when the daemon's answer is final, else the outcome
+    /// for the fallback table.
+    #[allow(
+        clippy::type_complexity,
+        reason = "a result of a result, named where used"
+    )]
+    fn first_ask<R: Request>(
         &self,
-        request: &rq::Token,
-    ) -> Result<Result<Token, Error>, Option<Reach<api::Token>>> {
+        request: &R,
+    ) -> Result<Result<R::Answer, Error>, Option<Reach<R::Answer>>> {
         match self.ask_blocking(request) {
-            Some(Reach::Answer(answer)) => Ok(answer.map(from_daemon).map_err(Error::Remote)),
+            Some(Reach::Answer(answer)) => Ok(answer.map_err(Error::Remote)),
             Some(Reach::Broken(why)) => Ok(Err(self.broken(why))),
             other => Err(other),
         }
+    }
+
+    /// Whether the front found the daemon hung just before handing this process
+    /// over; true once, for the first ask.
+    fn take_found_hung(&self) -> bool {
+        self.found_hung
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The blocking exchange of [`Client::token_blocking`]; `None` when the daemon
@@ -338,10 +345,7 @@ impl Client {
         if !self.daemon_allowed() {
             return None;
         }
-        if self
-            .found_hung
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
+        if self.take_found_hung() {
             return Some(Reach::Hung);
         }
         #[cfg(unix)]
@@ -611,6 +615,7 @@ impl Client {
         }
         let reach = match first {
             Some(reach) => reach,
+            None if self.take_found_hung() => Reach::Hung,
             None => self.transport.call(request, self.deadline).await,
         };
         self.settle(request, reach).await
@@ -876,12 +881,19 @@ fn not_signalled(r: instance::Refusal) -> Error {
 
 /// A token the daemon answered.
 fn from_daemon(t: api::Token) -> Token {
-    Token {
-        access_token: t.access_token,
-        token_type: t.token_type,
-        expires_at: t.expires_at,
-        generation: t.generation,
-        via: Via::Daemon,
+    Token::from(t)
+}
+
+/// A token the daemon answered with.
+impl From<api::Token> for Token {
+    fn from(t: api::Token) -> Token {
+        Token {
+            access_token: t.access_token,
+            token_type: t.token_type,
+            expires_at: t.expires_at,
+            generation: t.generation,
+            via: Via::Daemon,
+        }
     }
 }
 

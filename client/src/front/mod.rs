@@ -2,7 +2,7 @@
 //! public only so both binaries reach it.
 //!
 //! `latchkey` (`src/bin/latchkey/`) is a small front: it answers `latchkey token`
-//! (and `--version`) when a daemon gives a final answer, with nothing on its start
+//! and `latchkey refresh` (and `--version`) when a daemon gives a final answer, with nothing on its start
 //! path but std, the socket exchange and these printers, and hands every other
 //! invocation to the full program, `latchkey-full` (`src/bin/latchkey-full/`), by
 //! `exec` with the same arguments (the same process, so exit codes, signals and
@@ -23,8 +23,10 @@ use std::path::Path;
 
 use serde_json::json;
 
+use latchkey_proto::api;
+
 use crate::Token;
-use render::Output;
+use render::{Output, in_words, seconds_until};
 
 /// The full program's file name, beside the front (or in `../libexec/latchkey/`).
 pub const FULL_PROGRAM: &str = "latchkey-full";
@@ -76,14 +78,31 @@ pub struct TokenArgs {
     pub format: TokenFormat,
 }
 
-/// `latchkey token` in its common forms, recognised without clap: `token` with
-/// `--profile P`, `--json`, `--min-ttl N` and `--format raw|json|header` (each at
-/// most once, `--opt value` or `--opt=value`, `--profile` and `--json` before or
-/// after `token`). Anything else, every error and `--help` included, is `None`:
-/// the full program's clap parses it, so the two cannot disagree on what they both
-/// accept (the full program's tests hold this parser against clap).
-pub fn token_args(args: &[OsString]) -> Option<TokenArgs> {
-    let mut command = false;
+/// `latchkey refresh` as the front recognises it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshArgs {
+    /// `--profile`.
+    pub profile: Option<String>,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// What the front may answer itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    Token(TokenArgs),
+    Refresh(RefreshArgs),
+}
+
+/// `latchkey token` and `latchkey refresh` in their common forms, recognised
+/// without clap: the command with `--profile P` and `--json` (before or after it),
+/// and for `token` `--min-ttl N` and `--format raw|json|header` after it; each
+/// option at most once, `--opt value` or `--opt=value`. Anything else, every error
+/// and `--help` included, is `None`: the full program's clap parses it, so the two
+/// cannot disagree on what they both accept (the full program's tests hold this
+/// parser against clap).
+pub fn parse(args: &[OsString]) -> Option<Invocation> {
+    let mut command: Option<&str> = None;
     let mut profile: Option<String> = None;
     let mut json = false;
     let mut min_ttl: Option<u64> = None;
@@ -99,8 +118,9 @@ pub fn token_args(args: &[OsString]) -> Option<TokenArgs> {
             Some(v) => Some(v),
             None => it.next().flatten(),
         };
+        let token_options = command == Some("token");
         match name {
-            "token" if !command && inline.is_none() => command = true,
+            "token" | "refresh" if command.is_none() && inline.is_none() => command = Some(name),
             "--json" if !json && inline.is_none() => json = true,
             "--profile" if profile.is_none() => {
                 let v = value()?;
@@ -109,25 +129,28 @@ pub fn token_args(args: &[OsString]) -> Option<TokenArgs> {
                 }
                 profile = Some(v.to_string());
             }
-            "--min-ttl" if command && min_ttl.is_none() => {
+            "--min-ttl" if token_options && min_ttl.is_none() => {
                 let v = value()?;
                 if !v.bytes().all(|b| b.is_ascii_digit()) {
                     return None;
                 }
                 min_ttl = Some(v.parse().ok()?);
             }
-            "--format" if command && format.is_none() => {
+            "--format" if token_options && format.is_none() => {
                 format = Some(TokenFormat::from_name(value()?)?);
             }
             _ => return None,
         }
     }
-    command.then(|| TokenArgs {
-        profile,
-        json,
-        min_ttl: min_ttl.unwrap_or(latchkey_daemon::engine::DEFAULT_MIN_TTL),
-        format: format.unwrap_or(TokenFormat::Raw),
-    })
+    match command? {
+        "token" => Some(Invocation::Token(TokenArgs {
+            profile,
+            json,
+            min_ttl: min_ttl.unwrap_or(latchkey_daemon::engine::DEFAULT_MIN_TTL),
+            format: format.unwrap_or(TokenFormat::Raw),
+        })),
+        _ => Some(Invocation::Refresh(RefreshArgs { profile, json })),
+    }
 }
 
 /// The profile a command is about when it is named without parsing config.toml:
@@ -162,5 +185,22 @@ pub fn token_output(profile: &str, token: &Token, format: TokenFormat) -> Output
             TokenFormat::Json => format!("{json}\n"),
         },
         json,
+    }
+}
+
+/// What `latchkey refresh` prints once the daemon or the engine refreshed `profile`.
+pub fn refresh_output(profile: &str, r: &api::Refreshed) -> Output {
+    let when = match r.expires_at.as_deref().and_then(seconds_until) {
+        Some(left) => format!("expires {}", in_words(left)),
+        None => "has no stated expiry".to_string(),
+    };
+    Output {
+        exit: 0,
+        text: format!("Refreshed profile {profile}: the new access token {when}.\n"),
+        json: json!({
+            "profile": profile,
+            "expires_at": r.expires_at,
+            "generation": r.generation,
+        }),
     }
 }

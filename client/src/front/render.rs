@@ -71,3 +71,50 @@ pub fn error(json: bool, err: &Error) -> ExitCode {
 pub fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
+
+/// Seconds from now until an RFC 3339 time.
+pub fn seconds_until(at: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(at).ok()?;
+    let now = std::time::SystemTime::now();
+    Some(match t.duration_since(now) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    })
+}
+
+/// A duration in words, relative to now: "in 59 min", "3 min ago", "in 2 h 5 min".
+pub fn in_words(seconds_from_now: i64) -> String {
+    let s = seconds_from_now.unsigned_abs();
+    let span = if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        format!("{} min", s / 60)
+    } else if s < 86_400 {
+        match (s / 3600, (s % 3600) / 60) {
+            (h, 0) => format!("{h} h"),
+            (h, m) => format!("{h} h {m} min"),
+        }
+    } else {
+        format!("{} d", s / 86_400)
+    };
+    if seconds_from_now >= 0 {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_words() {
+        assert_eq!(in_words(3540), "in 59 min");
+        assert_eq!(in_words(45), "in 45 s");
+        assert_eq!(in_words(-180), "3 min ago");
+        assert_eq!(in_words(7500), "in 2 h 5 min");
+        assert_eq!(in_words(7200), "in 2 h");
+        assert_eq!(in_words(200_000), "in 2 d");
+    }
+}

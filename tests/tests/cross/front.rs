@@ -1,5 +1,5 @@
 //! The `latchkey` command is two binaries: a small front that answers `latchkey
-//! token` through a warm daemon, and `latchkey-full`, which it hands everything
+//! token` and `latchkey refresh` through a warm daemon, and `latchkey-full`, which it hands everything
 //! else to (ARCHITECTURE.md, "The front"). These tests show the front really
 //! answers alone, hands over the rest with the same arguments, and never makes a
 //! caller wait for a hung daemon twice.
@@ -20,7 +20,7 @@ fn lone_front(world: &World) -> std::path::PathBuf {
 }
 
 #[test]
-fn the_front_answers_a_token_through_the_daemon_without_the_full_program() {
+fn the_front_answers_token_and_refresh_through_the_daemon_without_the_full_program() {
     let world = World::default_provider();
     world.login();
     world.start_daemon();
@@ -60,6 +60,20 @@ fn the_front_answers_a_token_through_the_daemon_without_the_full_program() {
             .stderr,
         "the front and the full program print the same error"
     );
+    // `latchkey refresh` too: one refresh at the provider, the full program's words.
+    let before = world.idp.counters().refresh_successes;
+    let refreshed = run(&["refresh"]);
+    refreshed.ok();
+    assert!(
+        refreshed
+            .stdout
+            .starts_with("Refreshed profile work: the new access token expires in "),
+        "{refreshed:#?}"
+    );
+    assert_eq!(world.idp.counters().refresh_successes, before + 1);
+    let json = run(&["refresh", "--json"]).json();
+    assert_eq!(json["profile"], "work", "{json}");
+    assert!(json["generation"].as_u64().is_some(), "{json}");
     // Everything else needs the full program: a usage error that says so.
     let status = run(&["status"]);
     status.code(2);

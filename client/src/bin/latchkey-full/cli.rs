@@ -309,21 +309,25 @@ pub fn by_program_name(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use latchkey::front::{TokenArgs, token_args};
+    use latchkey::front::{Invocation, RefreshArgs, TokenArgs, parse};
 
     fn argv(s: &str) -> Vec<std::ffi::OsString> {
         s.split_whitespace().map(Into::into).collect()
     }
 
-    fn summary(cli: &Cli) -> TokenArgs {
+    fn summary(cli: &Cli) -> Invocation {
         match cli.command {
-            Command::Token { min_ttl, format } => TokenArgs {
+            Command::Token { min_ttl, format } => Invocation::Token(TokenArgs {
                 profile: cli.global.profile.clone(),
                 json: cli.global.json,
                 min_ttl,
                 format: format.into(),
-            },
-            _ => panic!("not a token command"),
+            }),
+            Command::Refresh => Invocation::Refresh(RefreshArgs {
+                profile: cli.global.profile.clone(),
+                json: cli.global.json,
+            }),
+            _ => panic!("not a command the front answers"),
         }
     }
 
@@ -342,9 +346,13 @@ mod tests {
             "token --format header",
             "token --format=json --json",
             "--json token --format raw --min-ttl=7",
+            "refresh",
+            "refresh --json",
+            "--profile=dev-1 refresh",
+            "refresh --profile work --json",
         ] {
             let args = argv(line);
-            let fast = token_args(&args).unwrap_or_else(|| panic!("fast path refused {line:?}"));
+            let fast = parse(&args).unwrap_or_else(|| panic!("fast path refused {line:?}"));
             let mut full = vec![std::ffi::OsString::from("latchkey")];
             full.extend(args);
             let clap = Cli::try_parse_from(full).unwrap();
@@ -391,14 +399,20 @@ mod tests {
             "token=1",
             "token --unknown",
             "token -- x",
-            "refresh",
             "token --format",
             "token --format xml",
             "token --format raw --format raw",
             "--format raw token",
             "token -f raw",
+            "refresh --min-ttl 5",
+            "refresh --format raw",
+            "refresh refresh",
+            "token refresh",
+            "refresh token",
+            "refresh --help",
+            "refresh --json --json",
         ] {
-            assert!(token_args(&argv(line)).is_none(), "fast path took {line:?}");
+            assert!(parse(&argv(line)).is_none(), "fast path took {line:?}");
         }
     }
 }

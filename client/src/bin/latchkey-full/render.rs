@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use latchkey::Error;
-pub use latchkey::front::render::{Output, error, exit_code, success};
+pub use latchkey::front::render::{Output, error, exit_code, in_words, seconds_until, success};
 
 /// Prints one step of a long command as it happens: a sentence block for people,
 /// or one JSON line (skipped when `doc` is null) with `--json`.
@@ -78,41 +78,9 @@ pub fn clap_error(e: clap::Error, json: bool) -> ExitCode {
 
 pub use latchkey_daemon::convert::rfc3339;
 
-/// A duration in words, relative to now: "in 59 min", "3 min ago", "in 2 h 5 min".
-pub fn in_words(seconds_from_now: i64) -> String {
-    let s = seconds_from_now.unsigned_abs();
-    let span = if s < 60 {
-        format!("{s} s")
-    } else if s < 3600 {
-        format!("{} min", s / 60)
-    } else if s < 86_400 {
-        match (s / 3600, (s % 3600) / 60) {
-            (h, 0) => format!("{h} h"),
-            (h, m) => format!("{h} h {m} min"),
-        }
-    } else {
-        format!("{} d", s / 86_400)
-    };
-    if seconds_from_now >= 0 {
-        format!("in {span}")
-    } else {
-        format!("{span} ago")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_in_words() {
-        assert_eq!(in_words(3540), "in 59 min");
-        assert_eq!(in_words(45), "in 45 s");
-        assert_eq!(in_words(-180), "3 min ago");
-        assert_eq!(in_words(7500), "in 2 h 5 min");
-        assert_eq!(in_words(7200), "in 2 h");
-        assert_eq!(in_words(200_000), "in 2 d");
-    }
 
     #[test]
     fn rfc3339_is_utc() {

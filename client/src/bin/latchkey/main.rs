@@ -1,5 +1,5 @@
 //! `latchkey`, the command people and scripts run: a small front that answers
-//! `latchkey token` through a warm daemon itself and hands every other invocation
+//! `latchkey token` and `latchkey refresh` through a warm daemon itself and hands every other invocation
 //! to the full program (`latchkey-full`) with the same arguments. See
 //! [`latchkey::front`] for the rules; this file is wiring only.
 //!
@@ -11,9 +11,10 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use latchkey::front::{self, render};
-use latchkey::{Client, Error, FirstAsk};
+use latchkey::front::{self, Invocation, render};
+use latchkey::{Client, Error, FirstAsk, Token};
 use latchkey_proto::profile::ProfileName;
+use latchkey_proto::request as rq;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -33,8 +34,9 @@ enum Answered {
 
 const HAND_OVER: Answered = Answered::HandOver { hung: false };
 
-/// What the front answers itself: `latchkey --version`, and `latchkey token` in
-/// the forms [`front::token_args`] knows when the daemon's answer is final.
+/// What the front answers itself: `latchkey --version`, and `latchkey token` and
+/// `latchkey refresh` in the forms [`front::parse`] knows when the daemon's answer
+/// is final.
 fn answer(args: &[OsString]) -> Answered {
     let named_latchkey = args
         .first()
@@ -52,23 +54,41 @@ fn answer(args: &[OsString]) -> Answered {
     if rest.len() == 1 && (rest[0] == "--version" || rest[0] == "-V") {
         return version();
     }
-    let Some(token) = front::token_args(rest) else {
+    let Some(invocation) = front::parse(rest) else {
         return HAND_OVER;
     };
     let Ok(client) = Client::from_env() else {
         return HAND_OVER;
     };
-    let Some(profile) = front::named_profile(token.profile.clone(), &client.paths().config_file)
+    let (named, json) = match &invocation {
+        Invocation::Token(t) => (t.profile.clone(), t.json),
+        Invocation::Refresh(r) => (r.profile.clone(), r.json),
+    };
+    let Some(profile) = front::named_profile(named, &client.paths().config_file)
         .and_then(|name| ProfileName::new(name).ok())
     else {
         return HAND_OVER;
     };
-    match client.token_if_final(&profile, token.min_ttl) {
-        Ok(Ok(t)) => Answered::Done(render::success(
-            token.json,
-            &front::token_output(profile.as_str(), &t, token.format),
-        )),
-        Ok(Err(e)) => Answered::Done(render::error(token.json, &e)),
+    let printed = match &invocation {
+        Invocation::Token(t) => client
+            .ask_if_final(&rq::Token {
+                profile: profile.clone(),
+                min_ttl: t.min_ttl,
+            })
+            .map(|r| {
+                r.map(|answer| {
+                    front::token_output(profile.as_str(), &Token::from(answer), t.format)
+                })
+            }),
+        Invocation::Refresh(_) => client
+            .ask_if_final(&rq::Refresh {
+                profile: profile.clone(),
+            })
+            .map(|r| r.map(|answer| front::refresh_output(profile.as_str(), &answer))),
+    };
+    match printed {
+        Ok(Ok(out)) => Answered::Done(render::success(json, &out)),
+        Ok(Err(e)) => Answered::Done(render::error(json, &e)),
         Err(FirstAsk::Hung) => Answered::HandOver { hung: true },
         Err(FirstAsk::Other) => HAND_OVER,
     }

@@ -467,7 +467,7 @@ async fn online(
         match token
             .expires_at
             .as_deref()
-            .and_then(super::token::seconds_until)
+            .and_then(crate::render::seconds_until)
         {
             Some(left) => format!("access token valid, expires {}", in_words(left)),
             None => "access token valid".to_string(),

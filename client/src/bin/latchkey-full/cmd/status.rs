@@ -6,8 +6,7 @@ use latchkey_proto::api;
 use serde_json::{Value, json};
 
 use super::Ctx;
-use super::token::seconds_until;
-use crate::render::{Output, in_words};
+use crate::render::{Output, in_words, seconds_until};
 
 /// How storage is described to people (docs/behaviour.md, "Commands").
 const STORAGE: &str = "encrypted file (scrypt, XChaCha20-Poly1305)";
