@@ -36,6 +36,7 @@
 //! axum); `scripts/test` checks `cargo tree -p latchkey`.
 
 pub mod error;
+#[doc(hidden)]
 pub mod front;
 mod instance;
 mod proxy;
@@ -782,9 +783,25 @@ impl Client {
             // Its own process group: a Ctrl-C meant for this command does not stop it.
             cmd.process_group(0);
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| Error::Internal(format!("cannot start {}: {e}", exe.display())))?;
+        let child = cmd.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                // Installed without the daemon: a setup to fix, not a bug.
+                Error::usage(
+                    format!(
+                        "latchkeyd is not installed: it is neither beside {} nor on PATH",
+                        std::env::current_exe()
+                            .ok()
+                            .and_then(|p| p.parent().map(|d| d.display().to_string()))
+                            .unwrap_or_else(|| "latchkey".into())
+                    ),
+                    Some(
+                        "install it with latchkey (`cargo install --locked --path daemon` from a source checkout); without it every command still works from the encrypted file".into(),
+                    ),
+                )
+            } else {
+                Error::Internal(format!("cannot start {}: {e}", exe.display()))
+            }
+        })?;
         // Reap it if it exits while we still run (a second instance exits at once).
         std::thread::spawn(move || {
             let mut child = child;
@@ -838,15 +855,25 @@ fn rotate_log(log: &Path, max: u64) {
     }
 }
 
-/// `latchkeyd` beside this executable when it is there (an install or a build
-/// folder), else from PATH.
+/// The `latchkeyd` autostart runs: the one installed with this program
+/// ([`front::sibling`]), else the first one on PATH; `None` when there is
+/// none (the client was installed without the daemon). `latchkey doctor` warns
+/// then, and `latchkey daemon start` is a usage error with the install hint.
+pub fn daemon_program() -> Option<PathBuf> {
+    front::sibling("latchkeyd").or_else(|| {
+        let name = format!("latchkeyd{}", std::env::consts::EXE_SUFFIX);
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|d| d.join(&name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// [`daemon_program`], or the bare name (spawning it then says it is missing).
 fn daemon_exe() -> PathBuf {
-    let name = format!("latchkeyd{}", std::env::consts::EXE_SUFFIX);
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join(&name)))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from(name))
+    daemon_program()
+        .unwrap_or_else(|| PathBuf::from(format!("latchkeyd{}", std::env::consts::EXE_SUFFIX)))
 }
 
 /// The error for a socket that is not this user's daemon: a runtime folder with the

@@ -28,8 +28,60 @@ use latchkey_proto::api;
 use crate::Token;
 use render::{Output, in_words, seconds_until};
 
-/// The full program's file name, beside the front (or in `../libexec/latchkey/`).
+/// The full program's file name (see [`sibling`] for where it is looked for).
 pub const FULL_PROGRAM: &str = "latchkey-full";
+
+/// The variable that puts `latchkey` in shell-completion mode (clap_complete's
+/// environment mode, answered by the full program).
+pub const COMPLETE_VAR: &str = "LATCHKEY_COMPLETE";
+
+/// The variable that turns logs on (a tracing filter); only the full program logs.
+pub const LOG_VAR: &str = "LATCHKEY_LOG";
+
+/// Whether `--json` is among the arguments: decided before parsing, so even a
+/// usage error is answered in JSON.
+pub fn json_requested(args: &[OsString]) -> bool {
+    args.iter().skip(1).any(|a| a == "--json")
+}
+
+/// The subcommand a helper name stands for: the helpers that tools find by name
+/// (`git-credential-latchkey`, `docker-credential-latchkey`, links installed by
+/// packaging) are `latchkey git-credential ARGS` and `latchkey docker-credential
+/// ARGS`.
+pub fn helper_subcommand(program: &std::ffi::OsStr) -> Option<&'static str> {
+    match Path::new(program).file_stem()?.to_str()? {
+        "git-credential-latchkey" => Some("git-credential"),
+        "docker-credential-latchkey" => Some("docker-credential"),
+        _ => None,
+    }
+}
+
+/// `args` with a helper name in `argv[0]` turned into `latchkey SUBCOMMAND ...`.
+pub fn by_program_name(mut args: Vec<OsString>) -> Vec<OsString> {
+    let Some(sub) = args.first().and_then(|a| helper_subcommand(a)) else {
+        return args;
+    };
+    args[0] = "latchkey".into();
+    args.insert(1, sub.into());
+    args
+}
+
+/// Where a program installed with Latchkey (`latchkey-full`, `latchkeyd`) is,
+/// relative to the running executable's folder D (symlinks resolved where the
+/// platform does): `D/NAME` (an install's bin folder, a build folder), else
+/// `D/../libexec/latchkey/NAME` (the full program in a distribution package),
+/// else, when D is such a libexec folder, `D/../../bin/NAME` (the daemon, seen
+/// from the full program there). `None` when none is a file.
+pub fn sibling(name: &str) -> Option<std::path::PathBuf> {
+    let name = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let mut candidates = vec![dir.join(&name), dir.join("../libexec/latchkey").join(&name)];
+    if dir.ends_with("libexec/latchkey") {
+        candidates.push(dir.join("../../bin").join(&name));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
 
 /// Set by the front for the full program when the daemon did not answer within
 /// the deadline: `<pid> hung`. The full program goes straight to the fallback
@@ -202,5 +254,27 @@ pub fn refresh_output(profile: &str, r: &api::Refreshed) -> Output {
             "expires_at": r.expires_at,
             "generation": r.generation,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helper_names_become_their_subcommands() {
+        let os = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            by_program_name(os(&["/usr/bin/git-credential-latchkey", "get"])),
+            os(&["latchkey", "git-credential", "get"])
+        );
+        assert_eq!(
+            by_program_name(os(&["docker-credential-latchkey", "list"])),
+            os(&["latchkey", "docker-credential", "list"])
+        );
+        assert_eq!(
+            by_program_name(os(&["/opt/latchkey", "token"])),
+            os(&["/opt/latchkey", "token"])
+        );
     }
 }

@@ -292,69 +292,32 @@ async fn front(
         .insert(PROTOCOL_HEADER, HeaderValue::from(PROTOCOL_VERSION));
     if tracing::enabled!(target: "latchkey::audit", tracing::Level::INFO) {
         let a = response.extensions().get::<Audit>();
+        let (token_id, token_name) = caller_token.as_ref().map_or(("-", "-"), |(id, name)| {
+            (id.as_str(), name.as_deref().unwrap_or("-"))
+        });
+        // Only a proxied request has these; a `None` field is left out of the line.
         let proxied = response.extensions().get::<super::proxy::ProxyAudit>();
-        let (token_id, token_name) = match caller_token {
-            Some((id, name)) => (Some(id.as_str().to_string()), name),
-            None => (None, None),
-        };
-        let line = AuditLine {
-            peer,
-            token_id,
-            token_name,
-            method,
-            endpoint: endpoint.to_string(),
-            profile: a.and_then(|a| a.profile.clone()),
-            proxied: proxied.map(|p| (p.host.clone(), p.path.clone(), p.retried)),
-            outcome: a.map_or("-", |a| a.outcome),
-            status: response.status().as_u16(),
-            ms: start.elapsed().as_secs_f64() * 1000.0,
-        };
-        // Written by a task of its own, which runs as soon as this connection's task
-        // has written the response: the line is not on the caller's wait (the write
-        // to the log file is a good part of a token request's time in the daemon).
-        tokio::spawn(async move { line.emit() });
-    }
-    response
-}
-
-/// One request's audit line, owned so it can be written after the response.
-struct AuditLine {
-    peer: Peer,
-    token_id: Option<String>,
-    token_name: Option<String>,
-    method: axum::http::Method,
-    endpoint: String,
-    profile: Option<String>,
-    /// Upstream host, path and whether it was retried: a proxied request only.
-    proxied: Option<(String, String, bool)>,
-    outcome: &'static str,
-    status: u16,
-    ms: f64,
-}
-
-impl AuditLine {
-    fn emit(&self) {
-        let proxied = self.proxied.as_ref();
-        // A `None` field is left out of the line.
         tracing::info!(
             target: "latchkey::audit",
-            listener = self.peer.listener(),
-            pid = self.peer.pid(),
-            uid = self.peer.uid(),
-            exe = %self.peer.origin(),
-            client_token = self.token_id.as_deref().unwrap_or("-"),
-            client_token_name = self.token_name.as_deref().unwrap_or("-"),
-            method = %self.method,
-            endpoint = self.endpoint,
-            profile = self.profile.as_deref().unwrap_or("-"),
-            upstream = proxied.map(|p| p.0.as_str()),
-            path = proxied.map(|p| p.1.as_str()),
-            retried = proxied.map(|p| p.2),
-            outcome = self.outcome,
-            status = self.status,
-            ms = self.ms,
+            listener = peer.listener(),
+            pid = peer.pid(),
+            uid = peer.uid(),
+            exe = %peer.origin(),
+            client_token = token_id,
+            client_token_name = token_name,
+            method = %method,
+            endpoint,
+            profile = a.and_then(|a| a.profile.as_deref()).unwrap_or("-"),
+            upstream = proxied.map(|p| p.host.as_str()),
+            path = proxied.map(|p| p.path.as_str()),
+            retried = proxied.map(|p| p.retried),
+            outcome = a.map_or("-", |a| a.outcome),
+            status = response.status().as_u16(),
+            // Microsecond resolution, not f64's seventeen digits.
+            ms = %format_args!("{:.3}", start.elapsed().as_secs_f64() * 1000.0),
         );
     }
+    response
 }
 
 /// A client of another protocol gets a `usage` error it can recognise as "stale

@@ -788,3 +788,54 @@ fn a_malformed_answer_is_an_error_not_an_autostart_or_a_silent_fallback() {
         run.ok();
     }
 }
+
+/// Installed without `latchkeyd` (only the CLI copied somewhere, no daemon on
+/// PATH): starting one is a setup problem the user can fix, not a bug.
+#[test]
+fn without_latchkeyd_daemon_start_is_a_usage_error_doctor_warns_and_tokens_still_come() {
+    let world = World::default_provider();
+    world.login();
+    let dir = world.home.path().join("cli-only");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["latchkey", "latchkey-full"] {
+        std::fs::copy(latchkey_tests::harness::bin(name), dir.join(name)).unwrap();
+    }
+    let path = "/usr/bin:/bin";
+    assert!(
+        !std::path::Path::new("/usr/bin/latchkeyd").exists()
+            && !std::path::Path::new("/bin/latchkeyd").exists(),
+        "this test needs a machine without a system-wide latchkeyd"
+    );
+    let run = |args: &[&str]| {
+        let run = world
+            .home
+            .command(dir.join("latchkey"), args)
+            .env("PATH", path)
+            .env_remove("LATCHKEY_NO_AUTOSTART")
+            .run();
+        world.capture(&args.join(" "), &run, args.contains(&"token"));
+        run
+    };
+    let start = run(&["daemon", "start"]);
+    start.code(2);
+    assert!(
+        start.stderr.contains("error: latchkeyd is not installed"),
+        "{start:#?}"
+    );
+    assert!(
+        start.stderr.contains("hint: install it with latchkey"),
+        "{start:#?}"
+    );
+    let json = run(&["daemon", "start", "--json"]);
+    json.json_error(2, "usage");
+    let doctor = run(&["doctor"]);
+    assert!(
+        doctor
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("warn  daemon") && l.contains("latchkeyd is not installed")),
+        "{doctor:#?}"
+    );
+    // Autostart finds nothing to start: the token comes from the encrypted file.
+    run(&["token"]).ok();
+}

@@ -287,25 +287,6 @@ pub enum DaemonCommand {
     Restart,
 }
 
-/// The helpers that tools find by name (`git-credential-latchkey`,
-/// `docker-credential-latchkey`, links to this binary installed by packaging) are
-/// `latchkey git-credential ARGS` and `latchkey docker-credential ARGS`.
-pub fn by_program_name(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let name = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_stem())
-        .and_then(|n| n.to_str())
-        .unwrap_or("");
-    let sub = match name {
-        "git-credential-latchkey" => "git-credential",
-        "docker-credential-latchkey" => "docker-credential",
-        _ => return args,
-    };
-    args[0] = "latchkey".into();
-    args.insert(1, sub.into());
-    args
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,23 +339,6 @@ mod tests {
             let clap = Cli::try_parse_from(full).unwrap();
             assert_eq!(fast, summary(&clap), "{line}");
         }
-    }
-
-    #[test]
-    fn helper_names_become_their_subcommands() {
-        let os = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
-        assert_eq!(
-            by_program_name(os(&["/usr/bin/git-credential-latchkey", "get"])),
-            os(&["latchkey", "git-credential", "get"])
-        );
-        assert_eq!(
-            by_program_name(os(&["docker-credential-latchkey", "list"])),
-            os(&["latchkey", "docker-credential", "list"])
-        );
-        assert_eq!(
-            by_program_name(os(&["/opt/latchkey", "token"])),
-            os(&["/opt/latchkey", "token"])
-        );
     }
 
     #[test]

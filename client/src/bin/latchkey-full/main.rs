@@ -28,8 +28,8 @@ fn main() -> ExitCode {
     // A shell asking for completions (LATCHKEY_COMPLETE set) is answered here.
     cmd::shell::complete_if_asked();
     // Decided before parsing, so even a usage error honours --json.
-    let args = cli::by_program_name(std::env::args_os().collect());
-    let json_requested = args.iter().skip(1).any(|a| a == "--json");
+    let args = latchkey::front::by_program_name(std::env::args_os().collect());
+    let json_requested = latchkey::front::json_requested(&args);
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => return render::clap_error(e, json_requested),
@@ -64,7 +64,7 @@ fn init_logging() {
         .without_time()
         .with_target(false);
     // Without LATCHKEY_LOG a plain level filter: no directive parsing on the hot path.
-    let filter = std::env::var("LATCHKEY_LOG")
+    let filter = std::env::var(latchkey::front::LOG_VAR)
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok());
     let installed = match filter {

@@ -18,9 +18,17 @@ use latchkey_proto::request as rq;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    match answer(&args) {
-        Answered::Done(code) => code,
-        Answered::HandOver { hung } => hand_over(&args, hung),
+    let json = front::json_requested(&args);
+    // A panic is a bug: reported as the `internal` category (exit 1), as the full
+    // program does, without its payload (it could quote data being handled).
+    std::panic::set_hook(Box::new(|_| {}));
+    match std::panic::catch_unwind(|| answer(&args)) {
+        Ok(Answered::Done(code)) => code,
+        Ok(Answered::HandOver { hung }) => hand_over(&args, hung),
+        Err(_) => render::error(
+            json,
+            &Error::Internal("latchkey hit a bug and stopped; please report it".into()),
+        ),
     }
 }
 
@@ -38,15 +46,13 @@ const HAND_OVER: Answered = Answered::HandOver { hung: false };
 /// `latchkey refresh` in the forms [`front::parse`] knows when the daemon's answer
 /// is final.
 fn answer(args: &[OsString]) -> Answered {
-    let named_latchkey = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_stem())
-        .is_some_and(|n| n == "latchkey");
     // Helper names (git-credential-latchkey, ...), a shell asking for completions,
     // and logs asked for are the full program's.
-    if !named_latchkey
-        || std::env::var_os("LATCHKEY_COMPLETE").is_some_and(|v| !v.is_empty())
-        || std::env::var_os("LATCHKEY_LOG").is_some()
+    if args
+        .first()
+        .is_some_and(|a| front::helper_subcommand(a).is_some())
+        || std::env::var_os(front::COMPLETE_VAR).is_some_and(|v| !v.is_empty())
+        || std::env::var_os(front::LOG_VAR).is_some()
     {
         return HAND_OVER;
     }
@@ -108,15 +114,12 @@ fn version() -> Answered {
 /// Runs the full program in this process's place, with the same arguments
 /// (`argv[0]` included, so helper names still dispatch).
 fn hand_over(args: &[OsString], hung: bool) -> ExitCode {
-    let json = args.iter().skip(1).any(|a| a == "--json");
-    let Some(full) = full_program() else {
+    let json = front::json_requested(args);
+    let Some(full) = front::sibling(front::FULL_PROGRAM) else {
         return render::error(
             json,
             &Error::usage(
-                format!(
-                    "cannot find {} beside this latchkey",
-                    front::FULL_PROGRAM
-                ),
+                format!("cannot find {} beside this latchkey", front::FULL_PROGRAM),
                 Some(
                     "install latchkey and latchkey-full together (`cargo install --locked --path client` installs both)"
                         .into(),
@@ -125,25 +128,25 @@ fn hand_over(args: &[OsString], hung: bool) -> ExitCode {
         );
     };
     let mut cmd = std::process::Command::new(&full);
-    cmd.args(args.iter().skip(1));
     if hung {
         cmd.env(
             front::HANDOVER_VAR,
             front::hung_handover(std::process::id()),
         );
     }
-    run(cmd, args.first(), &full, json)
+    run(cmd, args, &full, json)
 }
 
 #[cfg(unix)]
 fn run(
     mut cmd: std::process::Command,
-    arg0: Option<&OsString>,
+    args: &[OsString],
     full: &std::path::Path,
     json: bool,
 ) -> ExitCode {
     use std::os::unix::process::CommandExt as _;
-    if let Some(a) = arg0 {
+    cmd.args(args.iter().skip(1));
+    if let Some(a) = args.first() {
         cmd.arg0(a);
     }
     // `exec` returns only on failure.
@@ -157,11 +160,14 @@ fn run(
 #[cfg(not(unix))]
 fn run(
     mut cmd: std::process::Command,
-    _arg0: Option<&OsString>,
+    args: &[OsString],
     full: &std::path::Path,
     json: bool,
 ) -> ExitCode {
-    // No exec on Windows: run it and pass its exit code on.
+    // No exec on Windows, and no argv[0] to hand over: a helper name becomes its
+    // subcommand here, then the full program runs as a child whose exit code is
+    // passed on (Ctrl-C reaches both: they share the console).
+    cmd.args(front::by_program_name(args.to_vec()).iter().skip(1));
     match cmd.status() {
         Ok(s) => render::exit_code(s.code().unwrap_or(1)),
         Err(e) => render::error(
@@ -169,15 +175,4 @@ fn run(
             &Error::Internal(format!("cannot run {}: {e}", full.display())),
         ),
     }
-}
-
-/// `latchkey-full` beside this executable (an install's bin folder, a build
-/// folder), else in `../libexec/latchkey/` (a distribution package).
-fn full_program() -> Option<std::path::PathBuf> {
-    let name = format!("{}{}", front::FULL_PROGRAM, std::env::consts::EXE_SUFFIX);
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    [dir.join(&name), dir.join("../libexec/latchkey").join(&name)]
-        .into_iter()
-        .find(|p| p.is_file())
 }

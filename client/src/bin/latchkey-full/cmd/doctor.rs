@@ -229,6 +229,12 @@ async fn daemon_check(ctx: &Ctx) -> Check {
             format!("{} exists but no daemon answers in time", socket.display()),
             Some("run `latchkey daemon restart`".into()),
         ),
+        Ok(None) if latchkey::daemon_program().is_none() => check(
+            "daemon",
+            Status::Warn,
+            "not running, and latchkeyd is not installed (neither beside latchkey nor on PATH): every command derives the vault key itself",
+            Some("install latchkeyd with latchkey (`cargo install --locked --path daemon` from a source checkout)".into()),
+        ),
         Ok(None) => check(
             "daemon",
             Status::Ok,

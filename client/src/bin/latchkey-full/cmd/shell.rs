@@ -17,8 +17,7 @@ use latchkey::Error;
 use crate::cli::{Cli, Shell};
 use crate::render::Output;
 
-/// The variable that puts `latchkey` in completion mode.
-pub const COMPLETE_VAR: &str = "LATCHKEY_COMPLETE";
+use latchkey::front::COMPLETE_VAR;
 
 /// Answers a shell's completion request and exits, when this process is one
 /// (`LATCHKEY_COMPLETE` set); otherwise returns at once. Called before anything
