@@ -283,7 +283,7 @@ impl Client {
             min_ttl,
         };
         let first = match self.first_ask(&request) {
-            Ok(done) => return done.map(from_daemon),
+            Ok(done) => return done.map(Token::from),
             Err(first) => first,
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -367,7 +367,7 @@ impl Client {
         first: Option<Reach<api::Token>>,
     ) -> Result<Token, Error> {
         if let Some(answer) = self.daemon(&request, first).await {
-            return answer.map(from_daemon);
+            return answer.map(Token::from);
         }
         let t = self
             .engine()?
@@ -907,10 +907,6 @@ fn not_signalled(r: instance::Refusal) -> Error {
 }
 
 /// A token the daemon answered.
-fn from_daemon(t: api::Token) -> Token {
-    Token::from(t)
-}
-
 /// A token the daemon answered with.
 impl From<api::Token> for Token {
     fn from(t: api::Token) -> Token {

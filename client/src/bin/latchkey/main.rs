@@ -150,11 +150,7 @@ fn run(
         cmd.arg0(a);
     }
     // `exec` returns only on failure.
-    let e = cmd.exec();
-    render::error(
-        json,
-        &Error::Internal(format!("cannot run {}: {e}", full.display())),
-    )
+    cannot_run(full, &cmd.exec(), json)
 }
 
 #[cfg(not(unix))]
@@ -170,9 +166,14 @@ fn run(
     cmd.args(front::by_program_name(args.to_vec()).iter().skip(1));
     match cmd.status() {
         Ok(s) => render::exit_code(s.code().unwrap_or(1)),
-        Err(e) => render::error(
-            json,
-            &Error::Internal(format!("cannot run {}: {e}", full.display())),
-        ),
+        Err(e) => cannot_run(full, &e, json),
     }
+}
+
+/// The full program is there but could not be run: an `internal` error.
+fn cannot_run(full: &std::path::Path, e: &std::io::Error, json: bool) -> ExitCode {
+    render::error(
+        json,
+        &Error::Internal(format!("cannot run {}: {e}", full.display())),
+    )
 }

@@ -98,8 +98,8 @@ What is measured, all in one run on the machine below, for the targets of \
   users) set sizes from `/proc/PID/smaps_rollup`, of `latchkeyd` with one profile and of \
   oidc-agent with one account (its two processes added up), idle after start-up and a \
   first token, and again after the whole run.
-- **The two binaries**: `latchkey` is a small front that answers `latchkey token` through \
-  the daemon itself and hands every other invocation to `latchkey-full` (see \
+- **The two binaries**: `latchkey` is a small front that answers `latchkey token` (and \
+  `latchkey refresh`) through the daemon itself and hands every other invocation to `latchkey-full` (see \
   ARCHITECTURE.md). `latchkey-full token` beside it is the full program answering alone: \
   what `latchkey token` cost before the front, measured in the same rounds.
 - **The daemon's share**: `latchkey token` is also run against the floor's trivial \
