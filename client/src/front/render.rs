@@ -3,7 +3,7 @@
 //! these; the full program prints everything else with them).
 //!
 //! With `--json` each run prints exactly one JSON document on stdout, success or
-//! failure. Without it, answers go to stdout as sentences and errors to stderr as
+//! failure (`login` alone prints JSON Lines as it goes, its last line the result). Without it, answers go to stdout as sentences and errors to stderr as
 //! `error: ...` plus `hint: ...`. A closed stdout (`latchkey token | head -c0`) is
 //! not an error (docs/behaviour.md, "CLI contract").
 

@@ -59,7 +59,8 @@ pub struct ProfileConfig {
     pub extra_auth_params: BTreeMap<String, String>,
     /// The client secret of an "installed app" client that has one (Google's
     /// desktop clients: not confidential there, but its token endpoint wants it).
-    /// Sent to the token and revocation endpoints only; never logged.
+    /// Sent to the token, device authorization and revocation endpoints only;
+    /// never logged.
     #[serde(default)]
     pub client_secret: Option<latchkey_proto::secret::Secret>,
     /// How the secret is sent: `basic` (HTTP Basic, RFC 6749 §2.3.1; the default,
@@ -516,7 +517,9 @@ impl ConfigEditor {
             })
     }
 
-    /// Adds a profile; it must not exist yet.
+    /// Adds a profile; it must not exist yet. The first profile of a config without
+    /// a `default_profile` becomes the default, so adding a second one later does
+    /// not leave `latchkey token` without a profile (as `gh` and kubectl contexts do).
     pub fn add(&mut self, p: &NewProfile) -> Result<(), ConfigError> {
         validate_name(&p.name).map_err(|reason| ConfigError::ProfileName {
             name: p.name.clone(),
@@ -539,7 +542,9 @@ impl ConfigEditor {
                 reason: format!("{bad:?} is not a single scope"),
             });
         }
+        let no_default = self.doc.get("default_profile").is_none();
         let profiles = self.profiles_table()?;
+        let first = profiles.is_empty();
         if profiles.contains_key(&p.name) {
             return Err(ConfigError::ProfileExists(p.name.clone()));
         }
@@ -575,7 +580,7 @@ impl ConfigEditor {
             );
         }
         profiles.insert(&p.name, Item::Table(t));
-        if p.make_default {
+        if p.make_default || (first && no_default) {
             self.doc.insert("default_profile", value(p.name.as_str()));
         }
         Ok(())
@@ -822,6 +827,25 @@ mod tests {
         std::fs::write(&path, format!("{base}client_secret = \"hunter2-secret\n")).unwrap();
         let e = ConfigEditor::open(&path).unwrap_err().to_string();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn the_first_profile_becomes_the_default_and_only_the_first() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("config.toml");
+        let mut ed = ConfigEditor::open(&path).unwrap();
+        add(&mut ed, "first", false);
+        add(&mut ed, "second", false);
+        let c = ed.save().unwrap();
+        assert_eq!(c.default_profile.as_deref(), Some("first"));
+        // After the default is removed, a new profile does not take its place by
+        // itself: there are others, and choosing among them is the person's call.
+        let mut ed = ConfigEditor::open(&path).unwrap();
+        ed.remove("first").unwrap();
+        add(&mut ed, "third", false);
+        let c = ed.save().unwrap();
+        assert_eq!(c.default_profile, None);
+        assert_eq!(c.profile_names(), vec!["second", "third"]);
     }
 
     #[test]

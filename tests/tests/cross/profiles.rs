@@ -182,11 +182,22 @@ fn resolution_order_and_ambiguity() {
             .unwrap()
             .contains("alpha")
     );
-    // Two without a default: usage error listing both.
+    // The first profile is the default, so a second one changes nothing.
     add(&home, "beta", &[]);
+    let still = home.latchkey(["token", "--json"]).run();
+    assert!(
+        still.json_error(3, "not_logged_in")["message"]
+            .as_str()
+            .unwrap()
+            .contains("alpha"),
+        "{still:#?}"
+    );
+    // Two without a default (the default was removed): usage error listing both.
+    home.latchkey(["profile", "remove", "alpha"]).run().ok();
+    add(&home, "gamma", &[]);
     let two = home.latchkey(["token"]).run();
     two.code(2);
-    assert!(two.stderr.contains("alpha, beta"), "{two:#?}");
+    assert!(two.stderr.contains("beta, gamma"), "{two:#?}");
     assert!(two.stderr.contains("hint:"), "{two:#?}");
     // LATCHKEY_PROFILE picks one; --profile beats it; the default applies last.
     let env = home
@@ -200,14 +211,14 @@ fn resolution_order_and_ambiguity() {
             .contains("beta")
     );
     let flag = home
-        .latchkey(["token", "--json", "--profile", "alpha"])
+        .latchkey(["token", "--json", "--profile", "gamma"])
         .env("LATCHKEY_PROFILE", "beta")
         .run();
     assert!(
         flag.json_error(3, "not_logged_in")["message"]
             .as_str()
             .unwrap()
-            .contains("alpha")
+            .contains("gamma")
     );
     home.latchkey(["profile", "default", "beta"]).run().ok();
     let dflt = home.latchkey(["profile", "default"]).run();

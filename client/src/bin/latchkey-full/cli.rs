@@ -1,7 +1,7 @@
 //! The command line as clap sees it. Parsing only: no I/O, no defaults that need
 //! the environment (those are resolved in `main.rs`).
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Latchkey: OAuth 2.0 / OpenID Connect sessions for command-line tools.
 #[derive(Debug, Parser)]
@@ -19,9 +19,42 @@ pub struct Global {
     /// Profile to use (default: LATCHKEY_PROFILE, then default_profile, then the only one).
     #[arg(long, global = true, value_name = "P", add = profiles())]
     pub profile: Option<String>,
-    /// Print one JSON document on stdout, errors included.
+    /// Print JSON on stdout, errors included: one document (JSON Lines for login).
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// Commands that name no profile, or name it another way (`profile remove NAME`,
+/// a client token's scopes): they accept the global `--profile` like every
+/// command, but their help does not offer it.
+const NO_PROFILE: [&str; 5] = ["profile", "daemon", "client-token", "completions", "man"];
+
+/// The command line as parsed, completed and documented: the derived definition,
+/// with `--profile` hidden where it means nothing. Parsing, completions and man
+/// pages all start here, so they agree.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for name in NO_PROFILE {
+        // clap gives a subcommand the global `--profile` only when it has no argument
+        // of that id: this hidden one (global too, so it reaches their own
+        // subcommands) takes its place, and its value lands in `Global` all the same.
+        cmd = cmd.mut_subcommand(name, |c| {
+            c.arg(
+                clap::Arg::new("profile")
+                    .long("profile")
+                    .value_name("P")
+                    .global(true)
+                    .hide(true),
+            )
+        });
+    }
+    cmd
+}
+
+/// Parses a command line with [`command`].
+pub fn parse(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+    let matches = command().try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
 }
 
 #[derive(Debug, Subcommand)]
@@ -336,9 +369,40 @@ mod tests {
             let fast = parse(&args).unwrap_or_else(|| panic!("fast path refused {line:?}"));
             let mut full = vec![std::ffi::OsString::from("latchkey")];
             full.extend(args);
-            let clap = Cli::try_parse_from(full).unwrap();
+            let clap = super::parse(&full).unwrap();
             assert_eq!(fast, summary(&clap), "{line}");
         }
+    }
+
+    #[test]
+    fn profile_is_offered_only_where_it_means_something() {
+        let help = |line: &str| {
+            let mut full = vec![std::ffi::OsString::from("latchkey")];
+            full.extend(argv(line));
+            full.push("--help".into());
+            super::parse(&full).unwrap_err().to_string()
+        };
+        for line in [
+            "profile add",
+            "profile",
+            "daemon",
+            "daemon status",
+            "client-token mint",
+            "completions",
+            "man",
+        ] {
+            let text = help(line);
+            assert!(!text.contains("--profile"), "{line}: {text}");
+            assert!(text.contains("--json"), "{line}: {text}");
+        }
+        for line in ["token", "status", "login", "git-credential", "api"] {
+            assert!(help(line).contains("--profile <P>"), "{line}");
+        }
+        // Hidden, not removed: every command still takes it.
+        let cli = super::parse(&argv("latchkey daemon status --profile work")).unwrap();
+        assert_eq!(cli.global.profile.as_deref(), Some("work"));
+        let cli = super::parse(&argv("latchkey --profile work profile list")).unwrap();
+        assert_eq!(cli.global.profile.as_deref(), Some("work"));
     }
 
     #[test]

@@ -9,8 +9,6 @@ mod ui;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use cli::{Cli, Command};
 use latchkey::Error;
 
@@ -30,7 +28,7 @@ fn main() -> ExitCode {
     // Decided before parsing, so even a usage error honours --json.
     let args = latchkey::front::by_program_name(std::env::args_os().collect());
     let json_requested = latchkey::front::json_requested(&args);
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match cli::parse(&args) {
         Ok(cli) => cli,
         Err(e) => return render::clap_error(e, json_requested),
     };

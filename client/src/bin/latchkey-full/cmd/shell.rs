@@ -10,11 +10,10 @@
 
 use std::path::Path;
 
-use clap::CommandFactory as _;
 use clap_complete::env::EnvCompleter as _;
 use latchkey::Error;
 
-use crate::cli::{Cli, Shell};
+use crate::cli::{self, Shell};
 use crate::render::Output;
 
 use latchkey::front::COMPLETE_VAR;
@@ -26,7 +25,7 @@ pub fn complete_if_asked() {
     if std::env::var_os(COMPLETE_VAR).is_none_or(|v| v.is_empty()) {
         return;
     }
-    clap_complete::CompleteEnv::with_factory(Cli::command)
+    clap_complete::CompleteEnv::with_factory(cli::command)
         .var(COMPLETE_VAR)
         .complete();
 }
@@ -86,7 +85,7 @@ pub fn completions(shell: Shell) -> Result<Output, Error> {
 /// `latchkey man [--out-dir DIR]`: latchkey(1) on stdout, or with `--out-dir`
 /// one page per command (`latchkey.1`, `latchkey-token.1`, ...) written there.
 pub fn man(out_dir: Option<&Path>) -> Result<Output, Error> {
-    let cmd = Cli::command();
+    let cmd = cli::command();
     let Some(dir) = out_dir else {
         let mut page = Vec::new();
         clap_mangen::Man::new(cmd)
