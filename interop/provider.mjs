@@ -6,7 +6,7 @@
 //
 // It binds 127.0.0.1 on an ephemeral port and prints exactly one JSON line on
 // stdout once it serves: {"issuer": "http://127.0.0.1:PORT", "introspection_client":
-// {...}, "account": {...}}. Nothing else is ever written to stdout. stderr gets the
+// {...}, "confidential_clients": {"basic": {...}, "post": {...}}, "account": {...}}. Nothing else is ever written to stdout. stderr gets the
 // package's own warnings and one JSON line per event of interest ({"event": ...}),
 // never a token. GET /_interop/counters answers those counts as JSON, so tests can
 // prove how many refreshes the provider saw; POST /_interop/destroy-access-token
@@ -24,6 +24,16 @@
 //   offline_access, and the browser tests check a refresh token arrives); rotated on every use; a
 //   spent refresh token presented again revokes the whole grant (the package's reuse
 //   detection), so a double refresh by Latchkey would end the session.
+// - `latchkey-basic` and `latchkey-post`: the same native client, but confidential
+//   ("installed app" clients that come with a secret, as Google's desktop clients
+//   do), authenticating with client_secret_basic and client_secret_post. The
+//   package accepts only the registered method, so a login, refresh and revocation
+//   that succeed prove Latchkey sent the secret the registered way. Their secrets
+//   are made per run and printed in the ready line, for the tests' config and
+//   leak check.
+// - GET /_interop/authorization-requests answers the query parameters of every
+//   request to the authorization endpoint (without state, nonce and the PKCE
+//   challenge), so tests can see what reached the provider (auth_params).
 // - Device flow, revocation, introspection and userinfo enabled. Introspection is
 //   done by a confidential client of the tests (`interop-introspector`), which may
 //   introspect any token.
@@ -77,6 +87,13 @@ const PASSWORD = 'interop-password';
 // this throwaway provider, printed so the tests can use it.
 const introspector = { client_id: 'interop-introspector', client_secret: randomBytes(24).toString('base64url') };
 
+// Confidential native clients, one per client authentication method.
+const confidential = {
+  basic: { client_id: 'latchkey-basic', client_secret: randomBytes(24).toString('base64url') },
+  post: { client_id: 'latchkey-post', client_secret: randomBytes(24).toString('base64url') },
+};
+const authorizationRequests = [];
+
 const counters = {
   device_authorizations: 0,
   authorizations: 0,
@@ -120,6 +137,15 @@ const provider = new Provider(issuer, {
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1/callback'],
     },
+    ...Object.entries(confidential).map(([method, c]) => ({
+      ...c,
+      client_name: `Latchkey (client_secret_${method})`,
+      application_type: 'native',
+      token_endpoint_auth_method: `client_secret_${method}`,
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
+    })),
     {
       ...introspector,
       token_endpoint_auth_method: 'client_secret_basic',
@@ -218,6 +244,15 @@ provider.use(async (ctx, next) => {
     ctx.body = counters;
     return;
   }
+  if (ctx.path === '/_interop/authorization-requests' && ctx.method === 'GET') {
+    ctx.type = 'json';
+    ctx.body = authorizationRequests;
+    return;
+  }
+  if (ctx.path === '/auth' && ctx.method === 'GET') {
+    const { state, nonce, code_challenge, ...rest } = ctx.query;
+    authorizationRequests.push(rest);
+  }
   if (ctx.path === '/_interop/issued' && ctx.method === 'GET') {
     ctx.type = 'json';
     ctx.body = issued;
@@ -285,6 +320,7 @@ process.on('SIGINT', stop);
 writeStdout(`${JSON.stringify({
   issuer,
   introspection_client: introspector,
+  confidential_clients: confidential,
   account: { sub: ACCOUNT.sub, email: ACCOUNT.email, password: PASSWORD },
   access_token_ttl: accessTokenTtl,
   device_interval: deviceInterval,

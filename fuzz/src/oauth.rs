@@ -258,12 +258,18 @@ pub fn run(data: &[u8]) {
                         }
                     })
                 }
-                1 => device::start(http, &url("/device"), "fuzz", "openid", &[])
-                    .await
-                    .map(|a| {
-                        assert!(success, "a device code from HTTP {status}");
-                        assert!(!a.user_code.is_empty() && !a.device_code.is_empty());
-                    }),
+                1 => device::start(
+                    http,
+                    &url("/device"),
+                    &latchkey_daemon::oauth::client::ClientAuth::public("fuzz"),
+                    "openid",
+                    &[],
+                )
+                .await
+                .map(|a| {
+                    assert!(success, "a device code from HTTP {status}");
+                    assert!(!a.user_code.is_empty() && !a.device_code.is_empty());
+                }),
                 2 => {
                     let profile = ProfileConfig {
                         issuer: fx.base.clone(),

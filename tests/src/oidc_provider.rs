@@ -114,6 +114,9 @@ pub struct OidcProvider {
     child: Child,
     issuer: String,
     introspector: (String, String),
+    /// The confidential native clients (`latchkey-basic`, `latchkey-post`):
+    /// client id and secret, by authentication method (`basic`, `post`).
+    confidential: Vec<(String, String, String)>,
     /// The fixed test account's login name and password.
     pub login: String,
     pub password: String,
@@ -214,6 +217,13 @@ impl OidcProvider {
                 s(&ready["introspection_client"]["client_id"]),
                 s(&ready["introspection_client"]["client_secret"]),
             ),
+            confidential: ["basic", "post"]
+                .iter()
+                .map(|m| {
+                    let c = &ready["confidential_clients"][m];
+                    (m.to_string(), s(&c["client_id"]), s(&c["client_secret"]))
+                })
+                .collect(),
             login: s(&ready["account"]["sub"]),
             password: s(&ready["account"]["password"]),
             child,
@@ -254,6 +264,39 @@ impl OidcProvider {
         self.counters()["grants_revoked"]["reuse"]
             .as_u64()
             .expect("a counter")
+    }
+
+    /// The confidential native client that authenticates with `method` (`basic`
+    /// or `post`): its client id and secret.
+    pub fn confidential_client(&self, method: &str) -> (String, String) {
+        self.confidential
+            .iter()
+            .find(|(m, _, _)| m == method)
+            .map(|(_, id, secret)| (id.clone(), secret.clone()))
+            .unwrap_or_else(|| panic!("no confidential client for {method}"))
+    }
+
+    /// Every secret a leak check must look for besides the issued tokens: the
+    /// confidential clients' secrets.
+    pub fn client_secrets(&self) -> Vec<String> {
+        self.confidential
+            .iter()
+            .map(|(_, _, s)| s.clone())
+            .collect()
+    }
+
+    /// The query parameters of every authorization request the provider got, in
+    /// order (without state, nonce and the PKCE challenge).
+    pub fn authorization_requests(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        let r = request(
+            "GET",
+            &format!("{}/_interop/authorization-requests", self.issuer),
+            &[],
+            "",
+        )
+        .expect("the provider answers");
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_str(&r.body).expect("a JSON list of objects")
     }
 
     /// Every access, refresh and ID token the provider handed out, for leak checks.

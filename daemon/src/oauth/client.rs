@@ -1,4 +1,5 @@
-//! Who Latchkey is at a provider's token and revocation endpoints: a public client
+//! Who Latchkey is at a provider's token, device authorization and revocation
+//! endpoints: a public client
 //! (its `client_id` in the form, PKCE doing the rest), or an "installed app" client
 //! with a secret its provider hands out but does not treat as confidential
 //! (Google's desktop clients), sent by HTTP Basic or in the form (RFC 6749 §2.3.1).
@@ -32,8 +33,8 @@ impl ClientAuth {
     /// when the profile still names that client. Basic unless the profile says post
     /// (every provider must take Basic, RFC 6749 §2.3.1; the method is not read
     /// from discovery, because a refresh runs without it). A secret goes to the
-    /// token and revocation endpoints only: the device authorization request
-    /// names the client by its id, as the installed-app providers take it.
+    /// token, device authorization (RFC 8628 §3.1) and revocation endpoints only,
+    /// never into an authorization URL.
     pub fn for_session(client_id: &str, profile: Option<&ProfileConfig>) -> ClientAuth {
         match profile {
             Some(p) if p.client_id == client_id => ClientAuth {

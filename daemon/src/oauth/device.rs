@@ -13,6 +13,7 @@ use latchkey_proto::secret::Secret;
 use serde::Deserialize;
 use url::Url;
 
+use super::client::ClientAuth;
 use super::error::OAuthError;
 use super::http::Http;
 use super::token::{self, Grant, TokenSet};
@@ -38,17 +39,21 @@ pub struct DeviceAuthorization {
     pub interval: Option<u64>,
 }
 
-/// Asks the device authorization endpoint for a user code.
+/// Asks the device authorization endpoint for a user code. The client
+/// authenticates as at the token endpoint (RFC 8628 §3.1): a public client by its
+/// `client_id`, one with a secret by that secret, the same way.
 pub async fn start(
     http: &Http,
     url: &Url,
-    client_id: &str,
+    client: &ClientAuth,
     scope: &str,
     extra: &[(&str, &str)],
 ) -> Result<DeviceAuthorization, OAuthError> {
-    let mut form = vec![("client_id", client_id), ("scope", scope)];
+    let mut form = vec![("scope", scope)];
     form.extend_from_slice(extra);
-    let answer = http.post_form("device authorization", url, &form).await?;
+    let answer = http
+        .post_form_as("device authorization", url, &form, client)
+        .await?;
     let auth: DeviceAuthorization = answer.json()?;
     if auth.user_code.is_empty() || auth.device_code.is_empty() {
         return Err(answer.malformed("empty user or device code"));

@@ -158,16 +158,6 @@ impl Http {
         Ok(Http { client })
     }
 
-    /// POSTs an `application/x-www-form-urlencoded` body.
-    pub async fn post_form(
-        &self,
-        endpoint: &'static str,
-        url: &Url,
-        form: &[(&str, &str)],
-    ) -> Result<Answer, OAuthError> {
-        self.post_form_with(endpoint, url, form, None).await
-    }
-
     /// POSTs a form as `client` (its id or secret in the form, or HTTP Basic).
     pub async fn post_form_as(
         &self,
@@ -235,8 +225,13 @@ impl Http {
             host: host.clone(),
             reason: describe(&e),
         };
-        let mut resp = req.send().await.map_err(transport)?;
+        let mut resp = req.send().await.map_err(|e| {
+            tracing::debug!(endpoint, %host, error = %describe(&e), "the provider could not be reached");
+            transport(e)
+        })?;
         let status = resp.status().as_u16();
+        // Which endpoint and what it said, never the body: it may hold tokens.
+        tracing::debug!(endpoint, %host, status, "the provider answered");
         let date = resp
             .headers()
             .get(reqwest::header::DATE)

@@ -158,7 +158,7 @@ impl Engine {
                             .into(),
                     ))
                 })?;
-                let auth = device::start(http, endpoint, &p.client_id, &scope, &extra)
+                let auth = device::start(http, endpoint, &ClientAuth::of(&p), &scope, &extra)
                     .await
                     .map_err(oauth)?;
                 ui.device_code(&DeviceCode {

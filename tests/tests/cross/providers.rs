@@ -124,9 +124,25 @@ fn a_client_secret_goes_by_basic_or_in_the_form_and_nowhere_else() {
     let out = world.latchkey(["logout", "--json"]).run();
     out.ok();
     assert_eq!(out.json()["outcome"], "revoked");
+    // The device flow authenticates the client at its authorization endpoint too
+    // (RFC 8628 §3.1), and at every poll.
+    let before = world.idp.counters().client_secret_post;
+    let device = world.latchkey(["login", "--device", "--json"]).run();
+    device.ok();
+    let c = world.idp.counters();
+    assert_eq!(c.device_authorizations, 1);
+    assert!(c.client_secret_post >= before + 2, "{c:?}");
+    assert_eq!(c.client_secret_basic, 2, "{c:?}");
 
     let status = world.latchkey(["status", "--json"]).run();
-    for text in [&run.stdout, &run.stderr, &status.stdout, &status.stderr] {
+    for text in [
+        &run.stdout,
+        &run.stderr,
+        &device.stdout,
+        &device.stderr,
+        &status.stdout,
+        &status.stderr,
+    ] {
         assert!(!text.contains(SECRET), "the client secret was printed");
     }
 }

@@ -8,6 +8,7 @@
 mod world;
 
 mod browser;
+mod client_secret;
 mod device;
 mod leaks;
 mod logout;

@@ -365,7 +365,8 @@ impl Drop for Interop {
             eprintln!("oidc-provider stderr:\n{}", self.idp.log());
             return;
         }
-        let issued = self.idp.issued_tokens();
+        let mut issued = self.idp.issued_tokens();
+        issued.extend(self.idp.client_secrets());
         let provider_log = self.idp.log();
         let captured = self
             .captured
