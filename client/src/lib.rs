@@ -36,6 +36,7 @@
 //! axum); `scripts/test` checks `cargo tree -p latchkey`.
 
 pub mod error;
+mod events;
 #[doc(hidden)]
 pub mod front;
 mod instance;
@@ -49,15 +50,18 @@ use std::time::Duration;
 
 use latchkey_daemon::Engine;
 use latchkey_daemon::config::Config;
-use latchkey_proto::api;
-use latchkey_proto::delegation::TokenId;
-use latchkey_proto::paths::Paths;
-use latchkey_proto::profile::ProfileName;
 use latchkey_proto::request::{self as rq, Request};
-use latchkey_proto::secret::Secret;
 
 pub use error::Error;
+pub use events::Events;
 pub use proxy::{ApiRequest, ApiResponse, PROXY_DEADLINE};
+// What a caller needs to name in its calls, so embedding the crate needs no other.
+pub use latchkey_proto::api;
+pub use latchkey_proto::delegation::{Scope, TokenId};
+pub use latchkey_proto::error::Category;
+pub use latchkey_proto::paths::Paths;
+pub use latchkey_proto::profile::ProfileName;
+pub use latchkey_proto::secret::Secret;
 use transport::Transport;
 use wire::Reach;
 
@@ -93,7 +97,41 @@ pub struct Token {
     pub via: Via,
 }
 
-/// The client.
+/// The client: the daemon first, the embedded engine when it cannot answer (see
+/// the crate documentation for the table), one instance per program.
+///
+/// A program run by a person builds it with [`Client::from_env`], which finds
+/// the person's files, socket and settings exactly as the `latchkey` command
+/// does. One that keeps a Latchkey of its own names the folder with
+/// [`Paths::in_home`], as the examples here do with a temporary one (whose
+/// `work` profile is not logged in).
+///
+/// # Examples
+///
+/// A token for an API call, from a program without an async runtime:
+///
+/// ```
+/// use latchkey::{Category, Client, Mode, Paths, ProfileName};
+///
+/// # let home = tempfile::tempdir()?;
+/// # std::fs::write(home.path().join("config.toml"), "[profiles.work]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"cli\"\n\n[profiles.work.proxy]\nupstream = \"http://127.0.0.1:9/v2\"\n")?;
+/// let client = Client::new(Paths::in_home(home.path()), Mode::DaemonFirst { autostart: false });
+/// let work = ProfileName::new("work")?;
+/// match client.token_blocking(&work, 60) {
+///     Ok(token) => {
+///         // Into the request's header, and nowhere else: never log it.
+///         let header = format!("Bearer {}", token.access_token.expose());
+///         # drop(header);
+///     }
+///     Err(e) if e.category() == Category::NotLoggedIn => {
+///         // The hint is the command a person runs: `latchkey login --profile work`.
+///         eprintln!("{e}; {}", e.hint().unwrap_or_default());
+///         # assert!(e.hint().is_some_and(|h| h.contains("latchkey login --profile work")));
+///     }
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Client {
     paths: Paths,
@@ -237,6 +275,10 @@ impl Client {
         if let Some(e) = self.engine.get() {
             return Ok(e);
         }
+        tracing::debug!(
+            config = %self.paths.config_file.display(),
+            "using the embedded engine: the session is read from the encrypted file"
+        );
         let config = Config::load(&self.paths.config_file)?;
         Ok(self
             .engine
@@ -261,6 +303,25 @@ impl Client {
 
     /// An access token fresh enough for `min_ttl` seconds, for async callers: the
     /// daemon over the connection pool, then the fallback table.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let home = tempfile::tempdir()?;
+    /// # std::fs::write(home.path().join("config.toml"), "[profiles.work]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"cli\"\n\n[profiles.work.proxy]\nupstream = \"http://127.0.0.1:9/v2\"\n")?;
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// # runtime.block_on(async {
+    /// # let client = latchkey::Client::new(latchkey::Paths::in_home(home.path()), latchkey::Mode::DaemonFirst { autostart: false });
+    /// # let work = latchkey::ProfileName::new("work")?;
+    /// // A token that lives at least five more minutes (refreshed first if not).
+    /// match client.token(&work, 300).await {
+    ///     Ok(token) => println!("expires at {:?}", token.expires_at),
+    ///     Err(e) => eprintln!("no token: {e} (exit code {})", e.category().exit_code()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub async fn token(&self, profile: &ProfileName, min_ttl: u64) -> Result<Token, Error> {
         let request = rq::Token {
             profile: profile.clone(),
@@ -327,7 +388,10 @@ impl Client {
         request: &R,
     ) -> Result<Result<R::Answer, Error>, Option<Reach<R::Answer>>> {
         match self.ask_blocking(request) {
-            Some(Reach::Answer(answer)) => Ok(answer.map_err(Error::Remote)),
+            Some(Reach::Answer(answer)) => {
+                self.answered_by_daemon();
+                Ok(answer.map_err(Error::Remote))
+            }
             Some(Reach::Broken(why)) => Ok(Err(self.broken(why))),
             other => Err(other),
         }
@@ -435,6 +499,28 @@ impl Client {
     }
 
     /// A session's state (no tokens), from the daemon when one answers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let home = tempfile::tempdir()?;
+    /// # std::fs::write(home.path().join("config.toml"), "[profiles.work]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"cli\"\n\n[profiles.work.proxy]\nupstream = \"http://127.0.0.1:9/v2\"\n")?;
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// # runtime.block_on(async {
+    /// # let client = latchkey::Client::new(latchkey::Paths::in_home(home.path()), latchkey::Mode::DaemonFirst { autostart: false });
+    /// # let work = latchkey::ProfileName::new("work")?;
+    /// let (session, _via) = client.session(&work).await?;
+    /// if session.logged_in {
+    ///     let who = session.user.and_then(|u| u.email).unwrap_or_default();
+    ///     println!("{who}, until {:?}", session.expires_at);
+    /// } else {
+    ///     println!("not logged in: run `latchkey login --profile {}`", session.profile);
+    /// }
+    /// # assert!(!session.logged_in);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub async fn session(&self, profile: &ProfileName) -> Result<(api::Session, Via), Error> {
         let request = rq::Session {
             profile: profile.clone(),
@@ -449,6 +535,35 @@ impl Client {
     /// Mints a client token (the owner only): through the daemon when one answers,
     /// else into `state/client-tokens` directly, where a running daemon sees it on
     /// its next request. The answer is the only place its secret ever appears.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let home = tempfile::tempdir()?;
+    /// # std::fs::write(home.path().join("config.toml"), "[profiles.work]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"cli\"\n\n[profiles.work.proxy]\nupstream = \"http://127.0.0.1:9/v2\"\n")?;
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// # runtime.block_on(async {
+    /// # let client = latchkey::Client::new(latchkey::Paths::in_home(home.path()), latchkey::Mode::DaemonFirst { autostart: false });
+    /// # let work = latchkey::ProfileName::new("work")?;
+    /// use latchkey::{Scope, api::MintRequest};
+    ///
+    /// // An editor plugin may see who is logged in, never a token, for a day.
+    /// let minted = client
+    ///     .mint_client_token(MintRequest {
+    ///         name: Some("editor".into()),
+    ///         scopes: vec![Scope::parse("session:work")?],
+    ///         ttl_seconds: Some(24 * 3600),
+    ///     })
+    ///     .await?;
+    /// // `minted.token` (lk_...) goes to the plugin once: it is never shown again.
+    /// let listed = client.client_tokens().await?;
+    /// assert_eq!(listed.tokens.len(), 1);
+    /// client.revoke_client_token(&minted.id).await?;
+    /// assert!(client.client_tokens().await?.tokens.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub async fn mint_client_token(
         &self,
         request: api::MintRequest,
@@ -612,6 +727,7 @@ impl Client {
         first: Option<Reach<R::Answer>>,
     ) -> Option<Result<R::Answer, Error>> {
         if !self.daemon_allowed() {
+            tracing::debug!("not asking a daemon (LATCHKEY_NO_DAEMON, or it was found unusable)");
             return None;
         }
         let reach = match first {
@@ -630,14 +746,15 @@ impl Client {
         mut reach: Reach<R::Answer>,
     ) -> Option<Result<R::Answer, Error>> {
         if self.delegated {
-            return Some(self.delegated_outcome(reach));
+            return Some(self.daemon_only(reach));
         }
-        if matches!(reach, Reach::Dead(_))
+        if let Reach::Dead(reason) = &reach
             && matches!(self.mode, Mode::DaemonFirst { autostart: true })
         {
+            tracing::debug!(%reason, socket = %self.paths.socket.display(), "no daemon answered; starting latchkeyd");
             match self.autostart().await {
                 Ok(true) => reach = self.transport.call(request, self.deadline).await,
-                Ok(false) => {}
+                Ok(false) => tracing::debug!("latchkeyd did not start answering"),
                 Err(e) => tracing::debug!(error = %e, "the daemon could not be started"),
             }
         }
@@ -655,7 +772,10 @@ impl Client {
             self.notice(notice);
         };
         match reach {
-            Reach::Answer(answer) => Some(answer.map_err(Error::Remote)),
+            Reach::Answer(answer) => {
+                self.answered_by_daemon();
+                Some(answer.map_err(Error::Remote))
+            }
             Reach::Broken(why) => Some(Err(self.broken(why))),
             Reach::Dead(reason) => {
                 tracing::debug!(%reason, "no daemon; using the embedded engine");
@@ -683,17 +803,25 @@ impl Client {
         }
     }
 
-    /// Every outcome of a client-token client is final: there is no fallback.
-    fn delegated_outcome<T>(&self, reach: Reach<T>) -> Result<T, Error> {
+    /// Says (at debug level) that the daemon gave the answer, and where it is.
+    fn answered_by_daemon(&self) {
+        tracing::debug!(socket = %self.paths.socket.display(), "latchkeyd answered");
+    }
+
+    /// An outcome for what only the daemon can answer (every call of a
+    /// client-token client, a subscription to events): its answer, or why there
+    /// is none. There is no fallback.
+    fn daemon_only<T>(&self, reach: Reach<T>) -> Result<T, Error> {
         let socket = self.paths.socket.display();
-        let unreachable = |message: String| {
-            Error::Daemon {
+        let hint = if self.delegated {
+            "a client token works through a running latchkeyd only: check LATCHKEY_SOCKET and that the owner's daemon runs"
+        } else {
+            "start it with `latchkey daemon start`"
+        };
+        let unreachable = |message: String| Error::Daemon {
             category: latchkey_proto::error::Category::Transport,
             message,
-            hint: Some(
-                "a client token works through a running latchkeyd only: check LATCHKEY_SOCKET and that the owner's daemon runs".into(),
-            ),
-        }
+            hint: Some(hint.into()),
         };
         match reach {
             Reach::Answer(answer) => answer.map_err(Error::Remote),
@@ -711,7 +839,11 @@ impl Client {
                     "the daemon at {socket} speaks protocol {theirs}, this client {}",
                     latchkey_proto::PROTOCOL_VERSION
                 ),
-                Some("use a latchkey of the daemon's version".into()),
+                Some(if self.delegated {
+                    "use a latchkey of the daemon's version".into()
+                } else {
+                    "run `latchkey daemon restart`".into()
+                }),
             )),
         }
     }

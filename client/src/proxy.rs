@@ -69,6 +69,36 @@ impl Client {
     /// module documentation. `Ok` carries whatever the upstream answered, any
     /// status; `Err` is Latchkey's own failure (not logged in, no upstream
     /// configured, the upstream unreachable…).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let home = tempfile::tempdir()?;
+    /// # std::fs::write(home.path().join("config.toml"), "[profiles.work]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"cli\"\n\n[profiles.work.proxy]\nupstream = \"http://127.0.0.1:9/v2\"\n")?;
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// # runtime.block_on(async {
+    /// # let client = latchkey::Client::new(latchkey::Paths::in_home(home.path()), latchkey::Mode::DaemonFirst { autostart: false });
+    /// # let work = latchkey::ProfileName::new("work")?;
+    /// use latchkey::{ApiRequest, Category};
+    ///
+    /// // POST to the profile's upstream (`[profiles.work.proxy]`); Latchkey adds
+    /// // the token, and renews it once if the API rejects it.
+    /// let request = ApiRequest {
+    ///     method: "POST".into(),
+    ///     path: "/issues".into(),
+    ///     headers: vec![("Content-Type".into(), "application/json".into())],
+    ///     body: r#"{"title":"x"}"#.into(),
+    /// };
+    /// match client.send(&work, request).await {
+    ///     Ok(answer) if answer.category().is_none() => println!("{}", String::from_utf8_lossy(&answer.body)),
+    ///     Ok(answer) => eprintln!("the API answered {}", answer.status),
+    ///     Err(e) if e.category() == Category::NotLoggedIn => eprintln!("{e}"),
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub async fn send(
         &self,
         profile: &ProfileName,
@@ -128,7 +158,7 @@ impl Client {
     /// `Some(Err)` when it is final, `None` to go on with the embedded engine.
     fn settle_unsent(&self, reach: Reach<()>) -> Option<Result<(), Error>> {
         if self.delegated {
-            return Some(Err(self.delegated_outcome(reach).err()?));
+            return Some(Err(self.daemon_only(reach).err()?));
         }
         self.fall_back(reach, "sent without the daemon")
     }

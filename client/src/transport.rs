@@ -23,7 +23,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use latchkey_proto::PROTOCOL_HEADER;
-use latchkey_proto::request::Request;
+use latchkey_proto::api;
+use latchkey_proto::request::{self as rq, Request};
 use latchkey_proto::secret::Secret;
 use serde::de::DeserializeOwned;
 
@@ -88,6 +89,19 @@ fn build_proxy(
 }
 
 type Sender = SendRequest<Full<Bytes>>;
+
+/// An open `GET /v1/events` answer: its body, and the connection's sender,
+/// kept so the connection lives as long as the stream is read.
+pub struct EventStream {
+    _sender: Sender,
+    pub body: hyper::body::Incoming,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").finish_non_exhaustive()
+    }
+}
 
 /// The way to one daemon socket, with its idle connections.
 pub struct Transport {
@@ -243,18 +257,11 @@ impl Transport {
                 Ok(Err((reach, true))) => return ProxyReach::Lost(describe(reach)),
             };
         let (parts, body) = response.into_parts();
-        let theirs = parts
-            .headers
-            .get(PROTOCOL_HEADER)
-            .map(|v| v.as_bytes().trim_ascii());
-        if theirs != Some(wire::PROTOCOL.as_bytes()) {
+        if let Some(theirs) =
+            wire::other_protocol(parts.headers.get(PROTOCOL_HEADER).map(|v| v.as_bytes()))
+        {
             // Another protocol's daemon forwards nothing it does not know.
-            return ProxyReach::Unsent(Reach::Stale {
-                theirs: theirs.map_or_else(
-                    || "none".to_string(),
-                    |v| String::from_utf8_lossy(v).chars().take(20).collect(),
-                ),
-            });
+            return ProxyReach::Unsent(Reach::Stale { theirs });
         }
         let limited = http_body_util::Limited::new(body, MAX_PROXIED_BODY);
         let body = match limited.collect().await {
@@ -269,6 +276,52 @@ impl Transport {
             self.put_idle(sender);
         }
         ProxyReach::Answer(hyper::Response::from_parts(parts, body))
+    }
+
+    /// Opens the daemon's event stream (`GET /v1/events`) on a connection of its
+    /// own, waiting at most `deadline` for the answer's head. A 2xx of this
+    /// protocol is the stream; any other answer is read by the wire rules (an
+    /// error document, or `Broken`).
+    pub async fn subscribe(&self, deadline: Duration) -> Reach<EventStream> {
+        let request = match Outgoing::new(&rq::Events).and_then(|out| {
+            build(out, self.bearer.as_ref()).map_err(|e| format!("cannot build the request: {e}"))
+        }) {
+            Ok(r) => r,
+            Err(why) => return Reach::Broken(why),
+        };
+        let (sender, response) =
+            match tokio::time::timeout(deadline, self.round_trip::<EventStream>(request)).await {
+                Err(_) => return Reach::Hung,
+                Ok(Err((reach, _sent))) => return reach,
+                Ok(Ok(x)) => x,
+            };
+        if !response.status().is_success() {
+            // An error document (or something outside the protocol): read it as
+            // any answer is, and never take the connection back.
+            return match self.finish::<api::SessionEvent>(sender, response).await {
+                Reach::Answer(Ok(_)) => {
+                    Reach::Broken("a session event where the stream should start".into())
+                }
+                Reach::Answer(Err(e)) => Reach::Answer(Err(e)),
+                Reach::Dead(why) => Reach::Dead(why),
+                Reach::Hung => Reach::Hung,
+                Reach::Stale { theirs } => Reach::Stale { theirs },
+                Reach::Refused(why) => Reach::Refused(why),
+                Reach::Broken(why) => Reach::Broken(why),
+            };
+        }
+        if let Some(theirs) = wire::other_protocol(
+            response
+                .headers()
+                .get(PROTOCOL_HEADER)
+                .map(|v| v.as_bytes()),
+        ) {
+            return Reach::Stale { theirs };
+        }
+        Reach::Answer(Ok(EventStream {
+            _sender: sender,
+            body: response.into_body(),
+        }))
     }
 
     /// Reads an answer by the wire rules and returns a healthy connection to the

@@ -40,6 +40,20 @@ pub const PROTOCOL: &str = "1";
 /// by the daemon; HTTP/1.1 requires one.
 pub const FIELDS: [(&str, &str); 2] = [("Host", "latchkeyd"), (PROTOCOL_HEADER, PROTOCOL)];
 
+/// The protocol an answer's `Latchkey-Protocol` field names when it is not
+/// ours (`none` when absent; shortened, since it is shown to people), or `None`
+/// when it is ours.
+pub fn other_protocol(field: Option<&[u8]>) -> Option<String> {
+    let theirs = field.map(<[u8]>::trim_ascii);
+    if theirs == Some(PROTOCOL.as_bytes()) {
+        return None;
+    }
+    Some(theirs.map_or_else(
+        || "none".to_string(),
+        |v| String::from_utf8_lossy(v).chars().take(20).collect(),
+    ))
+}
+
 /// How an exchange with the daemon ended. See the module documentation.
 #[derive(Debug)]
 pub enum Reach<T> {
@@ -117,14 +131,8 @@ pub struct AnswerHead<'a> {
 /// Checks an answer's head: `Stale` for another protocol (or none), `Broken` for a
 /// missing, unreadable or oversized Content-Length; else the body's length.
 pub fn check_head<T>(head: &AnswerHead<'_>) -> Result<usize, Reach<T>> {
-    let theirs = head.protocol.map(<[u8]>::trim_ascii);
-    if theirs != Some(PROTOCOL.as_bytes()) {
-        return Err(Reach::Stale {
-            theirs: theirs.map_or_else(
-                || "none".to_string(),
-                |v| String::from_utf8_lossy(v).chars().take(20).collect(),
-            ),
-        });
+    if let Some(theirs) = other_protocol(head.protocol) {
+        return Err(Reach::Stale { theirs });
     }
     let Some(raw) = head.content_length else {
         // A 204 carries no body, and HTTP forbids it a Content-Length.

@@ -252,6 +252,11 @@ pub struct DaemonStatus {
     pub counters: Counters,
     pub last_refresh: Option<LastRefresh>,
     pub rss_bytes: Option<u64>,
+    /// The file this daemon logs to (an autostarted daemon's `latchkeyd.log`);
+    /// `None` for a terminal, a pipe or the journal, and where the platform cannot
+    /// say. Absent from daemons older than this field.
+    #[serde(default)]
+    pub log_file: Option<String>,
 }
 
 /// How the daemon got its socket.

@@ -94,6 +94,20 @@ fn absolute(p: &Option<PathBuf>) -> Option<&Path> {
 }
 
 impl Paths {
+    /// Everything under one folder, as `LATCHKEY_HOME=home` gives it: `config.toml`,
+    /// `state/`, and `run/` with the socket. For programs that keep their own
+    /// Latchkey apart from the person's (and for tests).
+    pub fn in_home(home: &Path) -> Paths {
+        let runtime_dir = home.join("run");
+        Paths {
+            config_file: home.join("config.toml"),
+            state_dir: home.join("state"),
+            socket: runtime_dir.join(SOCKET_FILE),
+            runtime_dir,
+            runtime_dir_kind: RuntimeDirKind::LatchkeyHome,
+        }
+    }
+
     /// Applies the path rules (docs/behaviour.md, "Files and environment") to the
     /// given environment values.
     pub fn resolve(env: &EnvInputs) -> Result<Paths, PathError> {
@@ -107,11 +121,12 @@ impl Paths {
                 if !h.is_absolute() {
                     return Err(PathError::Relative("LATCHKEY_HOME"));
                 }
+                let p = Paths::in_home(h);
                 (
-                    h.join("config.toml"),
-                    h.join("state"),
-                    h.join("run"),
-                    RuntimeDirKind::LatchkeyHome,
+                    p.config_file,
+                    p.state_dir,
+                    p.runtime_dir,
+                    p.runtime_dir_kind,
                 )
             }
             _ => {

@@ -173,6 +173,7 @@ impl Daemon {
                 outcome,
             }),
             rss_bytes: rss_bytes(),
+            log_file: log_file(),
         }
     }
 
@@ -203,5 +204,21 @@ fn rss_bytes() -> Option<u64> {
 
 #[cfg(not(unix))]
 fn rss_bytes() -> Option<u64> {
+    None
+}
+
+/// The file stderr is, when it is a regular file (Linux; `None` elsewhere): where
+/// `latchkey daemon status` tells a person to look.
+#[cfg(target_os = "linux")]
+fn log_file() -> Option<String> {
+    let fd = std::path::Path::new("/proc/self/fd/2");
+    if !std::fs::metadata(fd).ok()?.is_file() {
+        return None;
+    }
+    Some(std::fs::read_link(fd).ok()?.display().to_string())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn log_file() -> Option<String> {
     None
 }

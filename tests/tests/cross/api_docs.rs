@@ -521,31 +521,27 @@ fn headers_as_shown(what: &str, expected: &Answer, answer: &Answer, context: &st
 }
 
 /// A `latchkeyd` of a test, stopped on drop (SIGTERM, then SIGKILL), panics included.
+/// Its stderr is a file, as an autostarted daemon's is, so `GET /v1/status` names
+/// its `log_file` as the page's example does.
 struct DaemonGuard {
     child: Child,
-    stderr: Option<JoinHandle<String>>,
+    log: PathBuf,
     socket: PathBuf,
 }
 
 impl DaemonGuard {
     fn start(world: &World) -> DaemonGuard {
+        let log = world.home.path().join("latchkeyd-docs.log");
+        let file = std::fs::File::create(&log).expect("the daemon's log can be made");
         let mut cmd = world
             .home
             .command(bin("latchkeyd"), Vec::<&str>::new())
             .into_command();
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("latchkeyd can be spawned");
-        let mut pipe = child.stderr.take().expect("stderr is piped");
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Err(e) = pipe.read_to_string(&mut s) {
-                s.push_str(&format!("\n(stderr unreadable: {e})"));
-            }
-            s
-        });
+        cmd.stdout(Stdio::null()).stderr(file);
+        let child = cmd.spawn().expect("latchkeyd can be spawned");
         let mut guard = DaemonGuard {
             child,
-            stderr: Some(stderr),
+            log,
             socket: world.home.path().join("run/latchkeyd.sock"),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -554,8 +550,7 @@ impl DaemonGuard {
                 return guard;
             }
             if let Ok(Some(status)) = guard.child.try_wait() {
-                let err = guard.stderr.take().map(|h| h.join().unwrap_or_default());
-                panic!("latchkeyd exited at start ({status}): {err:?}");
+                panic!("latchkeyd exited at start ({status}): {}", guard.logs());
             }
             assert!(
                 Instant::now() < deadline,
@@ -578,12 +573,10 @@ impl DaemonGuard {
         }
     }
 
-    /// The daemon's stderr, once it has exited.
-    fn logs(&mut self) -> String {
-        self.stderr
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default()
+    /// The daemon's stderr so far.
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_else(|e| format!("(its log is unreadable: {e})"))
     }
 }
 

@@ -238,6 +238,62 @@ fn logins_and_logouts_by_other_processes_are_seen_and_announced() {
 }
 
 #[test]
+fn the_rust_client_follows_session_events() {
+    use latchkey::api::SessionChange;
+    use latchkey::{Client, Mode, Paths, ProfileName};
+
+    let world = World::default_provider();
+    world.login();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let paths = Paths::in_home(world.home.path());
+    runtime.block_on(async {
+        // No daemon, and this client may not start one: an error naming the socket.
+        let client = Client::new(paths.clone(), Mode::DaemonFirst { autostart: false });
+        let err = client
+            .events()
+            .await
+            .expect_err("no daemon to subscribe to");
+        assert_eq!(err.category(), latchkey::Category::Transport, "{err}");
+        assert!(err.to_string().contains("latchkeyd.sock"), "{err}");
+        let embedded = Client::new(paths.clone(), Mode::EmbeddedOnly);
+        let err = embedded.events().await.expect_err("never a daemon");
+        assert_eq!(err.category(), latchkey::Category::Usage, "{err}");
+
+        world.start_daemon();
+        let mut events = client.events().await.expect("subscribed");
+        // A refresh by another process (the CLI through the daemon), then a
+        // refresh of this client's own: both reach the subscriber, in order.
+        world.latchkey(["refresh"]).run().ok();
+        let first = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream is open")
+            .expect("a session event");
+        assert_eq!(first.profile, "work");
+        assert_eq!(first.change, SessionChange::Refresh);
+        let work = ProfileName::new("work").expect("a name");
+        let refreshed = client.refresh(&work).await.expect("refreshed");
+        let second = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream is open")
+            .expect("a session event");
+        assert_eq!(second.change, SessionChange::Refresh);
+        assert_eq!(second.generation, Some(refreshed.generation));
+        assert!(second.generation > first.generation);
+        // The daemon stops: the stream ends.
+        world.stop_daemons();
+        let end = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("the end within 10 s");
+        assert!(end.is_none(), "{end:?}");
+    });
+}
+
+#[test]
 fn socket_logins_are_shared_and_token_requests_never_wait() {
     let world = World::new(FakeIdpConfig {
         device_approval: DeviceApproval::AfterPolls(2),

@@ -70,6 +70,13 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCommand) -> Result<Output, Error> {
                         rss as f64 / 1048576.0
                     ));
                 }
+                match (&st.log_file, st.activation) {
+                    (Some(file), _) => text.push_str(&format!("  log: {file}\n")),
+                    (None, Activation::Systemd) => {
+                        text.push_str("  log: the journal (journalctl --user -u latchkeyd)\n")
+                    }
+                    (None, _) => {}
+                }
                 let mut json =
                     serde_json::to_value(&st).map_err(|e| Error::Internal(e.to_string()))?;
                 if let Some(o) = json.as_object_mut() {
