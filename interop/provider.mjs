@@ -8,8 +8,9 @@
 // stdout once it serves: {"issuer": "http://127.0.0.1:PORT", "introspection_client":
 // {...}, "confidential_clients": {"basic": {...}, "post": {...}}, "account": {...}}. Nothing else is ever written to stdout. stderr gets the
 // package's own warnings and one JSON line per event of interest ({"event": ...}),
-// never a token. GET /_interop/counters answers those counts as JSON, so tests can
-// prove how many refreshes the provider saw; POST /_interop/destroy-access-token
+// never a token. GET /_interop/counters answers those counts as JSON (with the
+// requests per path), so tests can prove how many refreshes the provider saw and
+// that a request never arrived; POST /_interop/destroy-access-token
 // deletes one access token and nothing else.
 //
 // What is configured, and why:
@@ -105,6 +106,7 @@ const counters = {
   introspections: 0,
   userinfo: 0,
   server_errors: 0,
+  paths: {}, // request path -> count, for tests that prove a request never arrived
 };
 
 // Every token handed to a client, for the tests' leak check (the fake provider's
@@ -239,6 +241,9 @@ provider.on('server_error', (_ctx, err) => {
 
 // Test-only additions in front of the package's routes, under /_interop/.
 provider.use(async (ctx, next) => {
+  if (!ctx.path.startsWith('/_interop/')) {
+    counters.paths[ctx.path] = (counters.paths[ctx.path] ?? 0) + 1;
+  }
   if (ctx.path === '/_interop/counters' && ctx.method === 'GET') {
     ctx.type = 'json';
     ctx.body = counters;

@@ -7,8 +7,9 @@
 //! daemon for a subscription as for any call, but there is no fallback: without
 //! a daemon there is nothing to subscribe to, and the error says so. A
 //! subscription ends (`None`) when the daemon stops, or, for a client token, at
-//! the first event after the token was revoked or expired; events sent while
-//! nobody was subscribed are not replayed.
+//! the first event after the token was revoked or expired (a daemon that was
+//! killed ends it with a transport error first); events sent while nobody was
+//! subscribed are not replayed.
 //!
 //! The stream is Server-Sent Events: blocks separated by a blank line, each with
 //! `event:` and `data:` lines; comments (`:` lines, the daemon's greeting and
@@ -33,13 +34,27 @@ pub struct Events {
     /// Bytes received and not yet parsed (less than one whole event).
     pending: Vec<u8>,
     socket: String,
+    /// The stream ended or failed: every later call answers `None`.
+    ended: bool,
 }
 
 impl Events {
     /// The next session event, waiting for it as long as it takes; `None` once
-    /// the daemon ended the stream. A broken stream is an error (category
-    /// transport), and so is an event this reader cannot understand (internal).
+    /// the daemon ended the stream. A stream that broke off (the daemon killed)
+    /// is an error of category transport, and an event this reader cannot
+    /// understand one of category internal; after either, `None`.
     pub async fn next(&mut self) -> Option<Result<SessionEvent, Error>> {
+        if self.ended {
+            return None;
+        }
+        let next = self.read().await;
+        if !matches!(next, Some(Ok(_))) {
+            self.ended = true;
+        }
+        next
+    }
+
+    async fn read(&mut self) -> Option<Result<SessionEvent, Error>> {
         loop {
             while let Some(block) = take_block(&mut self.pending) {
                 match parse_block(&block) {
@@ -114,11 +129,22 @@ impl Client {
                 Some("unset LATCHKEY_NO_DAEMON".into()),
             ));
         }
+        if !self.daemon_allowed() {
+            // Found hung, stale or foreign before: not asked again by this client.
+            return Err(Error::Daemon {
+                category: Category::Transport,
+                message: format!(
+                    "the daemon at {} was found unusable earlier; this client does not ask it again",
+                    self.paths.socket.display()
+                ),
+                hint: Some(
+                    "run `latchkey daemon restart`, then subscribe with a new client".into(),
+                ),
+            });
+        }
         let mut reach = self.transport.subscribe(self.deadline).await;
-        if matches!(reach, Reach::Dead(_))
-            && !self.delegated
-            && matches!(self.mode, Mode::DaemonFirst { autostart: true })
-            && self.autostart().await?
+        if let Reach::Dead(reason) = &reach
+            && self.started_for(reason).await
         {
             reach = self.transport.subscribe(self.deadline).await;
         }
@@ -127,6 +153,7 @@ impl Client {
             stream,
             pending: Vec::new(),
             socket: self.paths.socket.display().to_string(),
+            ended: false,
         })
     }
 }

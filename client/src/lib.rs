@@ -498,6 +498,15 @@ impl Client {
         Ok(latchkey_daemon::convert::logged_out(outcome))
     }
 
+    /// Every configured profile's state (no tokens), from the daemon when one
+    /// answers. A client token sees the profiles of its `session:` scopes.
+    pub async fn profiles(&self) -> Result<Vec<api::ProfileState>, Error> {
+        if let Some(answer) = self.daemon(&rq::Profiles, None).await {
+            return answer.map(|p| p.profiles);
+        }
+        Ok(latchkey_daemon::convert::profiles(self.engine()?).await)
+    }
+
     /// A session's state (no tokens), from the daemon when one answers.
     ///
     /// # Examples
@@ -749,16 +758,33 @@ impl Client {
             return Some(self.daemon_only(reach));
         }
         if let Reach::Dead(reason) = &reach
-            && matches!(self.mode, Mode::DaemonFirst { autostart: true })
+            && self.started_for(reason).await
         {
-            tracing::debug!(%reason, socket = %self.paths.socket.display(), "no daemon answered; starting latchkeyd");
-            match self.autostart().await {
-                Ok(true) => reach = self.transport.call(request, self.deadline).await,
-                Ok(false) => tracing::debug!("latchkeyd did not start answering"),
-                Err(e) => tracing::debug!(error = %e, "the daemon could not be started"),
-            }
+            reach = self.transport.call(request, self.deadline).await;
         }
         self.fall_back(reach, "answered from the encrypted file")
+    }
+
+    /// The autostart row of the fallback table, for every caller that found no
+    /// daemon (`reason`): starts one when this client may (the owner's, with
+    /// autostart on) and says whether one answers now, so the caller asks again.
+    /// A failed start is no error here: the caller goes on by its table.
+    async fn started_for(&self, reason: &str) -> bool {
+        if self.delegated || !matches!(self.mode, Mode::DaemonFirst { autostart: true }) {
+            return false;
+        }
+        tracing::debug!(%reason, socket = %self.paths.socket.display(), "no daemon answered; starting latchkeyd");
+        match self.autostart().await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!("latchkeyd did not start answering");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the daemon could not be started");
+                false
+            }
+        }
     }
 
     /// The last rows of the fallback table, after autostart: an answer is final,
@@ -813,27 +839,37 @@ impl Client {
     /// is none. There is no fallback.
     fn daemon_only<T>(&self, reach: Reach<T>) -> Result<T, Error> {
         let socket = self.paths.socket.display();
-        let hint = if self.delegated {
-            "a client token works through a running latchkeyd only: check LATCHKEY_SOCKET and that the owner's daemon runs"
-        } else {
-            "start it with `latchkey daemon start`"
-        };
-        let unreachable = |message: String| Error::Daemon {
+        let unreachable = |message: String, hint: &str| Error::Daemon {
             category: latchkey_proto::error::Category::Transport,
             message,
             hint: Some(hint.into()),
         };
+        let for_token = "a client token works through a running latchkeyd only: check LATCHKEY_SOCKET and that the owner's daemon runs";
         match reach {
             Reach::Answer(answer) => answer.map_err(Error::Remote),
             Reach::Broken(why) => Err(self.broken(why)),
-            Reach::Dead(reason) => Err(unreachable(format!(
-                "no daemon answers on {socket}: {reason}"
-            ))),
-            Reach::Hung => Err(unreachable(format!(
-                "the daemon at {socket} did not answer within {} ms",
-                self.deadline.as_millis()
-            ))),
-            Reach::Refused(why) => Err(unreachable(why)),
+            Reach::Dead(reason) => Err(unreachable(
+                format!("no daemon answers on {socket}: {reason}"),
+                if self.delegated {
+                    for_token
+                } else {
+                    "start it with `latchkey daemon start`"
+                },
+            )),
+            Reach::Hung => Err(unreachable(
+                format!(
+                    "the daemon at {socket} did not answer within {} ms",
+                    self.deadline.as_millis()
+                ),
+                if self.delegated {
+                    for_token
+                } else {
+                    "run `latchkey daemon restart`"
+                },
+            )),
+            // The owner hears what the token path says of the same socket.
+            Reach::Refused(why) if !self.delegated => Err(refused(why)),
+            Reach::Refused(why) => Err(unreachable(why, for_token)),
             Reach::Stale { theirs } => Err(Error::usage(
                 format!(
                     "the daemon at {socket} speaks protocol {theirs}, this client {}",

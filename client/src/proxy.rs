@@ -23,7 +23,7 @@ use latchkey_proto::proxy::{self as rules, PROXIED_HEADER, RETRIED_HEADER};
 
 use crate::transport::{MAX_PROXIED_BODY, ProxyReach, ProxyRequest};
 use crate::wire::Reach;
-use crate::{Client, Error, Mode, Via};
+use crate::{Client, Error, Via};
 
 /// How long the daemon may take to start answering a proxied request: longer
 /// than its own bounds (two attempts of at most 600 s each, and a refresh), which
@@ -127,10 +127,8 @@ impl Client {
                 )
             };
             let mut reach = ask().await;
-            if matches!(reach, ProxyReach::Unsent(Reach::Dead(_)))
-                && !self.delegated
-                && matches!(self.mode, Mode::DaemonFirst { autostart: true })
-                && self.autostart().await.unwrap_or(false)
+            if let ProxyReach::Unsent(Reach::Dead(reason)) = &reach
+                && self.started_for(reason).await
             {
                 reach = ask().await;
             }

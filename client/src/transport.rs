@@ -296,19 +296,14 @@ impl Transport {
                 Ok(Ok(x)) => x,
             };
         if !response.status().is_success() {
-            // An error document (or something outside the protocol): read it as
-            // any answer is, and never take the connection back.
-            return match self.finish::<api::SessionEvent>(sender, response).await {
-                Reach::Answer(Ok(_)) => {
+            // An error document (or something outside the protocol): read by the
+            // wire rules like any answer.
+            return self
+                .finish::<api::SessionEvent>(sender, response)
+                .await
+                .and_then(|_| {
                     Reach::Broken("a session event where the stream should start".into())
-                }
-                Reach::Answer(Err(e)) => Reach::Answer(Err(e)),
-                Reach::Dead(why) => Reach::Dead(why),
-                Reach::Hung => Reach::Hung,
-                Reach::Stale { theirs } => Reach::Stale { theirs },
-                Reach::Refused(why) => Reach::Refused(why),
-                Reach::Broken(why) => Reach::Broken(why),
-            };
+                });
         }
         if let Some(theirs) = wire::other_protocol(
             response

@@ -69,6 +69,22 @@ pub enum Reach<T> {
     Broken(String),
 }
 
+impl<T> Reach<T> {
+    /// The same outcome with a success turned by `f`: every other row of the
+    /// table passes through unchanged.
+    pub fn and_then<U>(self, f: impl FnOnce(T) -> Reach<U>) -> Reach<U> {
+        match self {
+            Reach::Answer(Ok(answer)) => f(answer),
+            Reach::Answer(Err(e)) => Reach::Answer(Err(e)),
+            Reach::Dead(why) => Reach::Dead(why),
+            Reach::Hung => Reach::Hung,
+            Reach::Stale { theirs } => Reach::Stale { theirs },
+            Reach::Refused(why) => Reach::Refused(why),
+            Reach::Broken(why) => Reach::Broken(why),
+        }
+    }
+}
+
 /// A request of the proto's set, ready for either path.
 #[derive(Debug)]
 pub struct Outgoing {

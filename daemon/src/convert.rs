@@ -11,6 +11,34 @@ use crate::session::slot::{Change, SessionChange};
 use crate::session::status::SessionStatus;
 use crate::vault::unix_now;
 
+/// The state of every configured profile (`GET /v1/profiles`, the operator
+/// status): logged in, generation, expiry, unsaved, the proxy's upstream. A
+/// profile whose vault cannot be read shows as not logged in; its error is for
+/// the commands that read it.
+pub async fn profiles(engine: &std::sync::Arc<crate::Engine>) -> Vec<api::ProfileState> {
+    let config = engine.config();
+    let mut states = Vec::new();
+    for name in config.profile_names() {
+        let current = engine.current(&name).await.ok().flatten();
+        states.push(api::ProfileState {
+            unsaved: current.as_ref().is_some_and(|c| c.unsaved),
+            logged_in: current.as_ref().is_some_and(|c| !c.session.expired),
+            generation: current.as_ref().map(|c| c.generation),
+            expires_at: current
+                .as_ref()
+                .and_then(|c| c.session.expires_at)
+                .map(rfc3339),
+            upstream: config
+                .profiles
+                .get(&name)
+                .and_then(|p| p.proxy.as_ref())
+                .map(|p| p.upstream.clone()),
+            name,
+        });
+    }
+    states
+}
+
 /// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
 const MAX_RFC3339: i64 = 253_402_300_799;
 

@@ -207,6 +207,7 @@ impl EngineError {
                     Category::Usage
                 }
                 ProxyError::Unreachable { .. } | ProxyError::TooSlow { .. } => Category::Transport,
+                ProxyError::NotAllowed { .. } => Category::Forbidden,
             },
             EngineError::Internal(_) => Category::Internal,
         }
@@ -299,6 +300,9 @@ impl EngineError {
             EngineError::Proxy(ProxyError::Unreachable { .. } | ProxyError::TooSlow { .. }) => {
                 Some("check the upstream's address in config.toml and that it is up, then try again".into())
             }
+            EngineError::Proxy(ProxyError::NotAllowed { profile, .. }) => Some(format!(
+                "the owner decides what may be called: `allow` in [profiles.{profile}.proxy] of config.toml"
+            )),
             EngineError::Unsaved { .. } => Some(
                 "free disk space or fix the state folder's permissions; a running daemon keeps the session and retries".into(),
             ),

@@ -71,6 +71,12 @@ pub enum ProxyError {
     TooSlow { host: String, secs: u64 },
     #[error("the request could not be read: {0}")]
     Body(String),
+    #[error("{method} {path} is outside the allow list of [profiles.{profile}.proxy]")]
+    NotAllowed {
+        profile: String,
+        method: String,
+        path: String,
+    },
 }
 
 /// A consumer's request body.
@@ -198,6 +204,21 @@ impl Engine {
             EngineError::Internal(format!("an upstream checked at load is invalid: {e}"))
         })?;
         let url = upstream_url(&base, &out.path, out.query.as_deref()).map_err(ProxyError::from)?;
+        // The allow list is checked before the token is even fetched: nothing of a
+        // refused request leaves the machine.
+        let rules = settings.allow_rules().map_err(|e| {
+            EngineError::Internal(format!("an allow list checked at load is invalid: {e}"))
+        })?;
+        if let Some(rules) = rules
+            && !rules::allowed(&rules, out.method.as_str(), url.path())
+        {
+            return Err(ProxyError::NotAllowed {
+                profile: profile.to_string(),
+                method: out.method.to_string(),
+                path: url.path().to_string(),
+            }
+            .into());
+        }
         let host = url.host_str().unwrap_or_default().to_string();
         let timeout = settings.timeout();
         let headers = forwarded_headers(out.headers, &out.body);

@@ -36,6 +36,10 @@ pub struct ProfileState {
     /// The daemon holds a refreshed session it could not write yet (it retries).
     #[serde(default)]
     pub unsaved: bool,
+    /// The API the proxy serves for this profile (`[profiles.NAME.proxy]
+    /// upstream`); `None` without one.
+    #[serde(default)]
+    pub upstream: Option<String>,
 }
 
 /// `GET /v1/profiles`.

@@ -327,9 +327,136 @@ pub fn upstream_category(status: u16) -> Option<Category> {
     })
 }
 
+/// One entry of a profile's `allow` list (`[profiles.NAME.proxy] allow`):
+/// `METHOD PATH`. METHOD is an HTTP method (any case) or `*`; PATH starts with
+/// `/`, and each `*` in it stands for any run of characters, `/` included
+/// (`GET /v2/*` allows every GET under `/v2/`). A request is matched by its
+/// method and the path of the URL it would be sent to, as sent (percent-encoding
+/// kept, dot segments already refused, no query).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowRule {
+    method: String,
+    path: String,
+}
+
+impl AllowRule {
+    /// Parses `METHOD PATH`; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<AllowRule, String> {
+        let mut parts = text.split_whitespace();
+        let (Some(method), Some(path), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!(
+                "{text:?} is not `METHOD /path` (e.g. \"GET /v2/*\")"
+            ));
+        };
+        let is_token = |m: &str| m.bytes().all(|b| b.is_ascii_alphabetic());
+        if method != "*" && !is_token(method) {
+            return Err(format!("{text:?}: {method:?} is not an HTTP method or `*`"));
+        }
+        if !path.starts_with('/') {
+            return Err(format!("{text:?}: the path must start with `/`"));
+        }
+        if path.contains('?') {
+            return Err(format!("{text:?}: a path pattern has no query"));
+        }
+        Ok(AllowRule {
+            method: method.to_ascii_uppercase(),
+            path: path.to_string(),
+        })
+    }
+
+    /// Whether a request with `method` to the URL path `path` is allowed by it.
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        (self.method == "*" || self.method.eq_ignore_ascii_case(method)) && glob(&self.path, path)
+    }
+}
+
+impl std::fmt::Display for AllowRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+/// Whether `rules` allow a request: one of them matches.
+pub fn allowed(rules: &[AllowRule], method: &str, path: &str) -> bool {
+    rules.iter().any(|r| r.matches(method, path))
+}
+
+/// `pattern` against `text`, `*` matching any run of characters: the classic
+/// greedy match that backtracks to the last `*` (linear in practice, no
+/// recursion).
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allow_rules_match_method_and_path_with_stars() {
+        let rules: Vec<AllowRule> = ["GET /v2/*", "post /v2/issues", "* /health"]
+            .iter()
+            .map(|r| AllowRule::parse(r).unwrap())
+            .collect();
+        for (method, path, ok) in [
+            ("GET", "/v2/issues", true),
+            ("get", "/v2/issues/1/comments", true),
+            ("GET", "/v2/", true),
+            ("GET", "/v2", false),
+            ("GET", "/v3/issues", false),
+            ("POST", "/v2/issues", true),
+            ("POST", "/v2/issues/1", false),
+            ("DELETE", "/v2/issues", false),
+            ("DELETE", "/health", true),
+            ("GET", "/healthz", false),
+            ("GET", "/x/v2/y", false),
+        ] {
+            assert_eq!(allowed(&rules, method, path), ok, "{method} {path}");
+        }
+        assert!(!allowed(&[], "GET", "/"), "an empty list allows nothing");
+        assert!(glob("/a*b*c", "/aXbYbZc"));
+        assert!(!glob("/a*b*c", "/aXbYbZ"));
+        assert!(glob("*", ""));
+        assert_eq!(rules[1].to_string(), "POST /v2/issues");
+    }
+
+    #[test]
+    fn allow_rules_are_checked_when_read() {
+        for bad in [
+            "GET",
+            "/v2",
+            "GET v2",
+            "GET /a /b",
+            "G3T /x",
+            "GET /x?y=1",
+            "",
+        ] {
+            assert!(AllowRule::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_401_asks_for_a_new_token_only_when_the_token_was_refused() {

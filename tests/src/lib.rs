@@ -8,6 +8,7 @@
 //! - [`leak`]: asserts that no token the provider issued appears in captured output.
 //! - [`oidc_provider`]: the real `oidc-provider` npm package, for the interop tier.
 //! - [`peers`]: oidc-agent and gh, set up for the benchmark against peers.
+//! - [`readme`]: the README's sections and fenced blocks, for tests that run them.
 //! - [`upstream`]: raw requests to the API proxy and a recording loopback server.
 
 pub mod fake_idp;
@@ -17,4 +18,5 @@ pub mod kube_server;
 pub mod leak;
 pub mod oidc_provider;
 pub mod peers;
+pub mod readme;
 pub mod upstream;

@@ -243,13 +243,13 @@ impl OidcProvider {
 
     /// The provider's event counters (`GET /_interop/counters`).
     pub fn counters(&self) -> serde_json::Value {
-        let r = request(
-            "GET",
-            &format!("{}/_interop/counters", self.issuer),
-            &[],
-            "",
-        )
-        .expect("the provider answers");
+        self.interop_get("counters")
+    }
+
+    /// `GET /_interop/{what}`, one of the provider's test-only answers, as JSON.
+    fn interop_get(&self, what: &str) -> serde_json::Value {
+        let r = request("GET", &format!("{}/_interop/{what}", self.issuer), &[], "")
+            .expect("the provider answers");
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()
     }
@@ -288,23 +288,13 @@ impl OidcProvider {
     /// The query parameters of every authorization request the provider got, in
     /// order (without state, nonce and the PKCE challenge).
     pub fn authorization_requests(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
-        let r = request(
-            "GET",
-            &format!("{}/_interop/authorization-requests", self.issuer),
-            &[],
-            "",
-        )
-        .expect("the provider answers");
-        assert_eq!(r.status, 200, "{}", r.body);
-        serde_json::from_str(&r.body).expect("a JSON list of objects")
+        serde_json::from_value(self.interop_get("authorization-requests"))
+            .expect("a JSON list of objects")
     }
 
     /// Every access, refresh and ID token the provider handed out, for leak checks.
     pub fn issued_tokens(&self) -> Vec<String> {
-        let r = request("GET", &format!("{}/_interop/issued", self.issuer), &[], "")
-            .expect("the provider answers");
-        assert_eq!(r.status, 200);
-        serde_json::from_str(&r.body).expect("a JSON list of strings")
+        serde_json::from_value(self.interop_get("issued")).expect("a JSON list of strings")
     }
 
     /// Sets the lifetime of access tokens issued from now on.

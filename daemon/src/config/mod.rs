@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use latchkey_proto::profile::{ProfileList, ProfileSummary, validate_name};
+use latchkey_proto::proxy::AllowRule;
 use latchkey_proto::vault::KdfParams;
 use serde::Deserialize;
 use toml_edit::{DocumentMut, Item, Table, value};
@@ -110,9 +111,22 @@ pub struct ProxySettings {
     /// head (default 60 s, at most 600 s).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// `METHOD /path` patterns ([`AllowRule`]); when set, any other request is
+    /// refused (forbidden) before it leaves the machine. Absent: everything.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
 }
 
 impl ProxySettings {
+    /// The `allow` list, parsed (checked at load); `None` when every request is
+    /// allowed.
+    pub fn allow_rules(&self) -> Result<Option<Vec<AllowRule>>, String> {
+        self.allow
+            .as_ref()
+            .map(|list| list.iter().map(|r| AllowRule::parse(r)).collect())
+            .transpose()
+    }
+
     /// How long the upstream may take to answer: `timeout_seconds`, 1 to 600.
     pub fn timeout(&self) -> std::time::Duration {
         self.timeout_seconds
@@ -286,6 +300,9 @@ impl Config {
                         proxy.upstream
                     ))
                 })?;
+                proxy
+                    .allow_rules()
+                    .map_err(|e| parse_err(format!("[profiles.{name}.proxy] allow: {e}")))?;
             }
         }
         if let Some(d) = &config.default_profile

@@ -226,8 +226,9 @@ impl Http {
             reason: describe(&e),
         };
         let mut resp = req.send().await.map_err(|e| {
-            tracing::debug!(endpoint, %host, error = %describe(&e), "the provider could not be reached");
-            transport(e)
+            let err = transport(e);
+            tracing::debug!(endpoint, %host, error = %err, "the provider could not be reached");
+            err
         })?;
         let status = resp.status().as_u16();
         // Which endpoint and what it said, never the body: it may hold tokens.

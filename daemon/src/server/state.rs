@@ -109,22 +109,7 @@ impl Daemon {
 
     /// The state of every configured profile.
     pub async fn profiles(&self) -> Vec<api::ProfileState> {
-        let config = self.engine.config();
-        let mut states = Vec::new();
-        for name in config.profile_names() {
-            let current = self.engine.current(&name).await.ok().flatten();
-            states.push(api::ProfileState {
-                unsaved: current.as_ref().is_some_and(|c| c.unsaved),
-                logged_in: current.as_ref().is_some_and(|c| !c.session.expired),
-                generation: current.as_ref().map(|c| c.generation),
-                expires_at: current
-                    .as_ref()
-                    .and_then(|c| c.session.expires_at)
-                    .map(rfc3339),
-                name,
-            });
-        }
-        states
+        crate::convert::profiles(&self.engine).await
     }
 
     /// Writes the client tokens' `last_used_at` (at most once a minute unless

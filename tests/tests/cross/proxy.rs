@@ -484,3 +484,85 @@ fn trace_and_encoded_climbs_never_reach_the_upstream() {
         seen[0]
     );
 }
+
+#[test]
+fn an_allow_list_refuses_other_requests_before_anything_leaves() {
+    let world = World::default_provider();
+    let api = Recorder::start();
+    upstream(
+        &world,
+        &format!(
+            "upstream = \"http://127.0.0.1:{}/v2\"\nallow = [\"GET /v2/me\", \"post /v2/issues\", \"GET /v2/repos/*/tags\"]",
+            api.port
+        ),
+    );
+    world.login();
+    let token_requests = world.idp.counters().token_successes;
+    let check = |world: &World, through: &str| {
+        for args in [
+            &["api", "/me"][..],
+            &["api", "-X", "POST", "-d", "{}", "/issues"],
+            &["api", "/repos/latchkey/tags"],
+        ] {
+            world.latchkey(args).run().ok();
+        }
+        for args in [
+            &["api", "--json", "/users"][..],
+            &["api", "--json", "-X", "DELETE", "/me"],
+            &["api", "--json", "-X", "POST", "/issues/1"],
+            &["api", "--json", "/repos/latchkey/tags/v1"],
+            // Encoded climbs are refused by the path rule before the allow list.
+            &["api", "--json", "/me/../users"],
+        ] {
+            let run = world.latchkey(args).run();
+            let code = if args.contains(&"/me/../users") { 2 } else { 5 };
+            let err = run.json_error(code, if code == 5 { "forbidden" } else { "usage" });
+            if code == 5 {
+                let message = err["message"].as_str().unwrap_or_default();
+                assert!(message.contains("allow list"), "{through}: {err}");
+                assert!(
+                    err["hint"].as_str().unwrap_or_default().contains("allow"),
+                    "{through}: {err}"
+                );
+            }
+        }
+    };
+    check(&world, "without a daemon");
+    world.start_daemon();
+    check(&world, "through the daemon");
+    let seen = api.seen();
+    assert_eq!(
+        seen.len(),
+        6,
+        "only the allowed requests arrived: {seen:#?}"
+    );
+    assert!(
+        seen.iter().all(|head| head.starts_with("GET /v2/me ")
+            || head.starts_with("POST /v2/issues ")
+            || head.starts_with("GET /v2/repos/latchkey/tags ")),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        world.idp.counters().token_successes,
+        token_requests,
+        "no refused request made Latchkey refresh"
+    );
+
+    // An entry that is not `METHOD /path` is a config error, named.
+    upstream(
+        &world,
+        &format!(
+            "upstream = \"http://127.0.0.1:{}/v2\"\nallow = [\"/v2/me\"]",
+            api.port
+        ),
+    );
+    let run = world.latchkey(["api", "--json", "/me"]).run();
+    let err = run.json_error(2, "usage");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("allow"),
+        "{err}"
+    );
+}

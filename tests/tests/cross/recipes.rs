@@ -13,41 +13,24 @@ use std::path::{Path, PathBuf};
 
 use latchkey_tests::fake_idp::TokenKind;
 use latchkey_tests::harness::{World, bin_dir};
+use latchkey_tests::readme;
 
 const SECTION: &str = "## Give a tool less than your session";
 
 /// The section's `toml` block and its recipes: (heading, `sh` block).
 fn recipes() -> (String, Vec<(String, String)>) {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .expect("the README");
-    let start = readme.find(SECTION).expect("the section");
-    let rest = &readme[start + SECTION.len()..];
-    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
-    let mut toml = None;
-    let mut out: Vec<(String, String)> = Vec::new();
-    let mut heading = String::new();
-    let mut lines = section.lines();
-    while let Some(line) = lines.next() {
-        if let Some(h) = line.strip_prefix("### ") {
-            heading = h.to_string();
-        } else if let Some(lang) = line.strip_prefix("```") {
-            let mut block = String::new();
-            for l in lines.by_ref() {
-                if l.starts_with("```") {
-                    break;
-                }
-                block.push_str(l);
-                block.push('\n');
-            }
-            match lang {
-                "toml" => toml = Some(block),
-                "sh" if !heading.is_empty() => out.push((heading.clone(), block)),
-                _ => {}
-            }
-        }
-    }
-    (toml.expect("the [delegate] block"), out)
+    let blocks = readme::blocks(&readme::section(SECTION));
+    let toml = blocks
+        .iter()
+        .find(|b| b.lang == "toml")
+        .map(|b| b.text.clone())
+        .expect("the [delegate] block");
+    let out = blocks
+        .into_iter()
+        .filter(|b| b.lang == "sh" && !b.heading.is_empty())
+        .map(|b| (b.heading, b.text))
+        .collect();
+    (toml, out)
 }
 
 /// The `docker` stand-in (see the module documentation).

@@ -9,33 +9,17 @@ use std::path::Path;
 
 use latchkey_tests::fake_idp::TokenKind;
 use latchkey_tests::harness::{World, bin_dir};
+use latchkey_tests::readme;
 
 const SECTION: &str = "## When something goes wrong";
 
-/// The section's `sh` blocks, in order (they sit indented in a numbered list).
+/// The section's `sh` blocks, in order.
 fn steps() -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .expect("the README");
-    let start = readme.find(SECTION).expect("the section");
-    let rest = &readme[start + SECTION.len()..];
-    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
-    let mut out = Vec::new();
-    let mut lines = section.lines();
-    while let Some(line) = lines.next() {
-        if line.trim_start() == "```sh" {
-            let mut block = String::new();
-            for l in lines.by_ref() {
-                if l.trim_start().starts_with("```") {
-                    break;
-                }
-                block.push_str(l.trim_start());
-                block.push('\n');
-            }
-            out.push(block);
-        }
-    }
-    out
+    readme::blocks(&readme::section(SECTION))
+        .into_iter()
+        .filter(|b| b.lang == "sh")
+        .map(|b| b.text)
+        .collect()
 }
 
 /// Stops the daemon the CLI started, however the test ends.
@@ -94,8 +78,8 @@ fn every_step_runs_as_written_and_shows_what_it_says() {
 
     let debug = &runs[3];
     assert!(
-        debug.stderr.contains("DEBUG"),
-        "LATCHKEY_LOG=debug shows debug lines: {debug:#?}"
+        debug.stderr.contains("DEBUG latchkeyd answered"),
+        "LATCHKEY_LOG=debug says the daemon answered: {debug:#?}"
     );
 
     let daemon = &runs[4];

@@ -60,12 +60,7 @@ fn browser_login_with_headless_chromium_embedded() {
         return;
     };
     world.without_daemon();
-    let (browser, report) = world.browser(0);
-    let run = world
-        .latchkey(["login", "--json", "--timeout", "180"])
-        .env("LATCHKEY_BROWSER", &browser)
-        .run();
-    let report = world.browser_report(&report);
+    let (run, report) = world.browser_login();
     run.ok();
     let ev = events(&run.stdout);
     assert_eq!(ev[0]["event"], "authorize_url", "{ev:?}");

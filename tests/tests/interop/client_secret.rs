@@ -1,5 +1,6 @@
 //! Profiles with a `client_secret` against oidc-provider's confidential native
-//! clients, one per client authentication method: the package accepts only the
+//! clients, one per client authentication method (Basic: the browser flow, then
+//! the device flow; post: the device flow): the package accepts only the
 //! method a client registered, so a login, a refresh and a revocation that succeed
 //! prove the secret went the configured way (HTTP Basic, or in the form). The
 //! profile's `auth_params` are read back at the provider's authorization endpoint.
@@ -58,12 +59,7 @@ fn client_secret_basic_with_the_browser_flow_and_auth_params() {
     };
     let client_id = confidential_profile(&world, "basic");
     world.start_daemon();
-    let (browser, report) = world.browser(0);
-    let run = world
-        .latchkey(["login", "--json", "--timeout", "180"])
-        .env("LATCHKEY_BROWSER", &browser)
-        .run();
-    let report = world.browser_report(&report);
+    let (run, report) = world.browser_login();
     run.ok();
     assert_eq!(report["ok"], true, "{report}");
     let ev = events(&run.stdout);
@@ -83,6 +79,15 @@ fn client_secret_basic_with_the_browser_flow_and_auth_params() {
     assert_eq!(world.idp.grants("authorization_code"), 1);
     world.latchkey(["daemon", "status", "--json"]).run().ok();
     refresh_status_and_logout(&world);
+    // The device flow with Basic: the secret authenticates the device
+    // authorization request too (RFC 8628 §3.1).
+    world.device_login().0.ok();
+    assert_eq!(
+        world
+            .idp
+            .grants("urn:ietf:params:oauth:grant-type:device_code"),
+        1
+    );
 }
 
 #[test]

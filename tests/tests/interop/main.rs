@@ -12,5 +12,6 @@ mod client_secret;
 mod device;
 mod leaks;
 mod logout;
+mod mcp;
 mod proxy;
 mod refresh;

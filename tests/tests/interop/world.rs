@@ -218,6 +218,17 @@ impl Interop {
         }
     }
 
+    /// `latchkey login --json` with [`Interop::browser`] as its browser: the finished
+    /// run (not yet checked) and the browser driver's report.
+    pub fn browser_login(&self) -> (Run, serde_json::Value) {
+        let (browser, report) = self.browser(0);
+        let run = self
+            .latchkey(["login", "--json", "--timeout", "180"])
+            .env("LATCHKEY_BROWSER", &browser)
+            .run();
+        (run, self.browser_report(&report))
+    }
+
     /// The `work` session as stored (decrypted with this home's machine key).
     pub fn stored_session(&self) -> latchkey_proto::vault::SessionRecord {
         latchkey_tests::harness::load_vault(&self.home.state_dir())

@@ -124,6 +124,9 @@ pub enum Command {
         operation: String,
     },
     /// kubectl's credential plugin (kubeconfig `exec`): prints an ExecCredential.
+    /// Serve the Model Context Protocol on stdin/stdout for an AI agent: its tools
+    /// call your APIs through Latchkey, with LATCHKEY_CLIENT_TOKEN's scopes only.
+    Mcp,
     #[command(name = "kube-credential")]
     KubeCredential {
         /// Give the access token instead of the ID token.

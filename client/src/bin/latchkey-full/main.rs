@@ -111,6 +111,13 @@ fn run(cli: Cli, json: bool) -> ExitCode {
         }
         Command::Completions { shell } => cmd::shell::completions(shell),
         Command::Man { out_dir } => cmd::shell::man(out_dir.as_deref()),
+        Command::Mcp => {
+            // stdout is the protocol's: a failure to start goes to stderr, as text.
+            return match block_on(cmd::mcp::run(ctx)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => render::error(false, &e),
+            };
+        }
     };
     // An embedded refresh whose session the disk refused is lost at exit: say so
     // (local_storage) instead of printing what cannot last.

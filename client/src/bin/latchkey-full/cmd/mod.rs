@@ -11,6 +11,7 @@ pub mod git_credential;
 pub mod kube_credential;
 pub mod login;
 pub mod logout;
+pub mod mcp;
 pub mod profile;
 pub mod shell;
 pub mod status;
