@@ -24,6 +24,8 @@ pub struct Interop {
     no_daemon: std::sync::atomic::AtomicBool,
     /// Extra environment for every `latchkey` and `latchkeyd` this world runs.
     extra_env: Mutex<Vec<(String, String)>>,
+    /// Secrets of a test's own (a client token) the leak check looks for too.
+    secrets: Mutex<Vec<String>>,
 }
 
 impl Interop {
@@ -40,6 +42,7 @@ impl Interop {
             daemons: Mutex::new(Vec::new()),
             no_daemon: std::sync::atomic::AtomicBool::new(false),
             extra_env: Mutex::new(Vec::new()),
+            secrets: Mutex::new(Vec::new()),
         };
         world
             .latchkey([
@@ -109,6 +112,14 @@ impl Interop {
             label,
             stdout_may_hold_token: is_token,
         }
+    }
+
+    /// Makes the leak check look for `secret` in everything this world captured.
+    pub fn also_secret(&self, secret: &str) {
+        self.secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(secret.to_string());
     }
 
     /// Adds text to the leak check.
@@ -378,6 +389,13 @@ impl Drop for Interop {
         }
         let mut issued = self.idp.issued_tokens();
         issued.extend(self.idp.client_secrets());
+        issued.extend(
+            self.secrets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .cloned(),
+        );
         let provider_log = self.idp.log();
         let captured = self
             .captured
