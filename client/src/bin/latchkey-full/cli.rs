@@ -34,19 +34,19 @@ const NO_PROFILE: [&str; 5] = ["profile", "daemon", "client-token", "completions
 /// pages all start here, so they agree.
 pub fn command() -> clap::Command {
     let mut cmd = Cli::command();
+    // clap gives a subcommand the global `--profile` only when it has no argument
+    // of that id: a hidden copy of `Global`'s own (global too, so it reaches their
+    // subcommands) takes its place, and its value lands in `Global` all the same.
+    let Some(profile) = cmd
+        .get_arguments()
+        .find(|a| a.get_id() == "profile")
+        .cloned()
+    else {
+        return cmd;
+    };
     for name in NO_PROFILE {
-        // clap gives a subcommand the global `--profile` only when it has no argument
-        // of that id: this hidden one (global too, so it reaches their own
-        // subcommands) takes its place, and its value lands in `Global` all the same.
-        cmd = cmd.mut_subcommand(name, |c| {
-            c.arg(
-                clap::Arg::new("profile")
-                    .long("profile")
-                    .value_name("P")
-                    .global(true)
-                    .hide(true),
-            )
-        });
+        let hidden = profile.clone().hide(true);
+        cmd = cmd.mut_subcommand(name, |c| c.arg(hidden));
     }
     cmd
 }
