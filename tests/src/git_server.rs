@@ -34,6 +34,24 @@ pub fn available() -> bool {
             .is_ok_and(|o| o.status.success())
 }
 
+/// Whether the `git` on PATH announces `capability[]=authtype` to its
+/// credential helpers (git 2.46 and later), so the bearer variant can be tried.
+pub fn supports_authtype() -> bool {
+    let Ok(out) = Command::new("git").arg("--version").output() else {
+        return false;
+    };
+    // "git version 2.47.3" (some builds add ".windows.1" or a vendor suffix).
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or("")
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (2, 46)
+}
+
 impl GitServer {
     /// Serves `root` on a loopback port; a token is good when `valid` says so.
     pub fn start(root: &Path, valid: impl Fn(&str) -> bool + Send + Sync + 'static) -> GitServer {

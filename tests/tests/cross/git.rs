@@ -146,6 +146,18 @@ fn clone_push_and_a_refused_token_healed_through_erase() {
 
 #[test]
 fn the_bearer_variant_and_hosts_that_are_not_ours() {
+    if !git_server::supports_authtype() {
+        // Debian 12's own git is 2.39; this machine kind also carries a newer
+        // one first on PATH, so CI never takes this branch.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the git on PATH is older than 2.46 (no authtype) under CI"
+        );
+        eprintln!(
+            "skipped: the git on PATH is older than 2.46 and cannot send a Bearer credential"
+        );
+        return;
+    }
     let Some((world, server)) = git_world("git_auth = \"bearer\"") else {
         return;
     };
