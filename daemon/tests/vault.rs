@@ -42,6 +42,8 @@ fn session(token: &str) -> SessionRecord {
         token_endpoint: None,
         revocation_endpoint: None,
         userinfo_endpoint: None,
+        token_auth: None,
+        revocation_auth: None,
     }
 }
 

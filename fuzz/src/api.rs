@@ -165,6 +165,8 @@ impl Fixture {
             token_endpoint: Some(format!("{PROVIDER}/token")),
             revocation_endpoint: Some(format!("{PROVIDER}/revoke")),
             userinfo_endpoint: Some(format!("{PROVIDER}/userinfo")),
+            token_auth: None,
+            revocation_auth: None,
         };
         let vault = engine.vault();
         let lock = vault

@@ -72,6 +72,17 @@ pub struct UserInfo {
     pub name: Option<String>,
 }
 
+/// How a client secret reaches the provider (RFC 6749 §2.3.1): HTTP Basic, or
+/// `client_id` and `client_secret` in the form. The profile's `client_auth` key
+/// names one; otherwise the engine uses what the provider's metadata announced
+/// at login (recorded in [`SessionRecord::token_auth`]), else Basic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMethod {
+    Basic,
+    Post,
+}
+
 /// The session as stored, encrypted, inside the vault.
 ///
 /// Token fields are [`Secret`]s: the record's `Debug` output is safe to log.
@@ -114,6 +125,15 @@ pub struct SessionRecord {
     pub revocation_endpoint: Option<String>,
     #[serde(default)]
     pub userinfo_endpoint: Option<String>,
+    /// How the provider's metadata said a client secret goes to the token and
+    /// device authorization endpoints (`token_endpoint_auth_methods_supported`),
+    /// found at login; `None` when it said nothing usable or was not asked.
+    #[serde(default)]
+    pub token_auth: Option<ClientAuthMethod>,
+    /// The same for the revocation endpoint
+    /// (`revocation_endpoint_auth_methods_supported`).
+    #[serde(default)]
+    pub revocation_auth: Option<ClientAuthMethod>,
 }
 
 #[cfg(test)]

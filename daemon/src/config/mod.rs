@@ -64,8 +64,9 @@ pub struct ProfileConfig {
     /// never logged.
     #[serde(default)]
     pub client_secret: Option<latchkey_proto::secret::Secret>,
-    /// How the secret is sent: `basic` (HTTP Basic, RFC 6749 §2.3.1; the default,
-    /// which every provider must take) or `post` (in the form).
+    /// How the secret is sent: `basic` (HTTP Basic, RFC 6749 §2.3.1) or `post`
+    /// (in the form). Unset: what the provider's metadata announces, else Basic
+    /// ([`crate::oauth::client::ClientAuth`]).
     #[serde(default)]
     pub client_auth: Option<ClientAuthMethod>,
     /// The userinfo claim that lists the user's groups.
@@ -92,13 +93,7 @@ pub struct ProfileConfig {
     pub docker_username: Option<String>,
 }
 
-/// How a client secret reaches the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ClientAuthMethod {
-    Basic,
-    Post,
-}
+pub use latchkey_proto::vault::ClientAuthMethod;
 
 /// `[profiles.NAME.proxy]` (docs/behaviour.md, "The API proxy").
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

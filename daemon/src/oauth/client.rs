@@ -30,25 +30,33 @@ impl ClientAuth {
     }
 
     /// The client a session was issued to (`client_id`), with the profile's secret
-    /// when the profile still names that client. Basic unless the profile says post
-    /// (every provider must take Basic, RFC 6749 §2.3.1; the method is not read
-    /// from discovery, because a refresh runs without it). A secret goes to the
-    /// token, device authorization (RFC 8628 §3.1) and revocation endpoints only,
-    /// never into an authorization URL.
-    pub fn for_session(client_id: &str, profile: Option<&ProfileConfig>) -> ClientAuth {
+    /// when the profile still names that client. The method is the profile's
+    /// `client_auth`, else what the provider `announced` in its metadata (found
+    /// at login and kept in the session, so a refresh or a logout needs no
+    /// discovery), else Basic, which every provider must take (RFC 6749 §2.3.1).
+    /// A secret goes to the token, device authorization (RFC 8628 §3.1) and
+    /// revocation endpoints only, never into an authorization URL.
+    pub fn for_session(
+        client_id: &str,
+        profile: Option<&ProfileConfig>,
+        announced: Option<ClientAuthMethod>,
+    ) -> ClientAuth {
         match profile {
             Some(p) if p.client_id == client_id => ClientAuth {
                 id: client_id.to_string(),
                 secret: p.client_secret.clone().filter(|s| !s.is_empty()),
-                method: p.client_auth.unwrap_or(ClientAuthMethod::Basic),
+                method: p
+                    .client_auth
+                    .or(announced)
+                    .unwrap_or(ClientAuthMethod::Basic),
             },
             _ => ClientAuth::public(client_id),
         }
     }
 
-    /// The profile's client.
-    pub fn of(profile: &ProfileConfig) -> ClientAuth {
-        ClientAuth::for_session(&profile.client_id, Some(profile))
+    /// The profile's client at a login, where the provider `announced` a method.
+    pub fn of(profile: &ProfileConfig, announced: Option<ClientAuthMethod>) -> ClientAuth {
+        ClientAuth::for_session(&profile.client_id, Some(profile), announced)
     }
 
     /// Adds the client's form fields to `form`, and returns the `Authorization`

@@ -8,7 +8,7 @@ use url::Url;
 use super::authcode::ExpectedIssuer;
 use super::error::OAuthError;
 use super::http::Http;
-use crate::config::{ProfileConfig, check_url};
+use crate::config::{ClientAuthMethod, ProfileConfig, check_url};
 
 /// The endpoints of one provider. Only the token endpoint is required; each flow
 /// checks for the others it needs.
@@ -21,6 +21,12 @@ pub struct Endpoints {
     pub revocation: Option<Url>,
     /// What the browser flow's authorization response must say in `iss` (RFC 9207).
     pub issuer: ExpectedIssuer,
+    /// How the metadata says a client secret goes to the token endpoint (and the
+    /// device authorization endpoint, RFC 8628 §3.1); `None` when it did not say.
+    pub token_auth: Option<ClientAuthMethod>,
+    /// The same for the revocation endpoint; the token endpoint's when the
+    /// metadata lists nothing for revocation.
+    pub revocation_auth: Option<ClientAuthMethod>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +46,27 @@ struct Metadata {
     /// value cannot make discovery fail.
     #[serde(default)]
     authorization_response_iss_parameter_supported: Option<serde_json::Value>,
+    /// RFC 8414 §2. Read leniently ([`announced`]): an odd value counts as unsaid.
+    #[serde(default)]
+    token_endpoint_auth_methods_supported: Option<serde_json::Value>,
+    #[serde(default)]
+    revocation_endpoint_auth_methods_supported: Option<serde_json::Value>,
+}
+
+/// The secret-sending method a metadata list of auth methods allows:
+/// `client_secret_basic` when listed (the RFC 8414 default, and the one every
+/// provider must take), else `client_secret_post` when listed, else `None` (not a
+/// list, or only methods Latchkey does not use: `none`, `private_key_jwt`...).
+fn announced(list: Option<&serde_json::Value>) -> Option<ClientAuthMethod> {
+    let methods = list?.as_array()?;
+    let has = |m: &str| methods.iter().any(|v| v.as_str() == Some(m));
+    if has("client_secret_basic") {
+        Some(ClientAuthMethod::Basic)
+    } else if has("client_secret_post") {
+        Some(ClientAuthMethod::Post)
+    } else {
+        None
+    }
 }
 
 fn endpoint(what: &str, s: &str) -> Result<Url, OAuthError> {
@@ -77,6 +104,8 @@ pub async fn endpoints(http: &Http, profile: &ProfileConfig) -> Result<Endpoints
                 issuer: profile.issuer.clone(),
                 required: false,
             },
+            token_auth: None,
+            revocation_auth: None,
         });
     }
     let (meta, _date) = discover(http, &profile.issuer).await?;
@@ -87,6 +116,11 @@ pub async fn endpoints(http: &Http, profile: &ProfileConfig) -> Result<Endpoints
         required: meta.authorization_response_iss_parameter_supported
             == Some(serde_json::Value::Bool(true)),
         issuer: meta.issuer,
+    };
+    let token_auth = announced(meta.token_endpoint_auth_methods_supported.as_ref());
+    let revocation_auth = match &meta.revocation_endpoint_auth_methods_supported {
+        Some(list) => announced(Some(list)),
+        None => token_auth,
     };
     let token = pick("token", &profile.token_endpoint, meta.token_endpoint)?.ok_or_else(|| {
         OAuthError::Setup(format!(
@@ -117,6 +151,8 @@ pub async fn endpoints(http: &Http, profile: &ProfileConfig) -> Result<Endpoints
             meta.revocation_endpoint,
         )?,
         issuer,
+        token_auth,
+        revocation_auth,
     })
 }
 
@@ -192,6 +228,27 @@ pub async fn probe(http: &Http, profile: &ProfileConfig) -> Result<Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_announced_method_prefers_basic_then_post_and_ignores_the_rest() {
+        use serde_json::json;
+        let pick = |v: serde_json::Value| announced(Some(&v));
+        // Google's order: post first, basic too: Basic, the RFC's default.
+        assert_eq!(
+            pick(json!(["client_secret_post", "client_secret_basic"])),
+            Some(ClientAuthMethod::Basic)
+        );
+        // GitHub-like: the form only.
+        assert_eq!(
+            pick(json!(["client_secret_post", "private_key_jwt"])),
+            Some(ClientAuthMethod::Post)
+        );
+        assert_eq!(pick(json!(["none"])), None);
+        assert_eq!(pick(json!(["private_key_jwt", "tls_client_auth"])), None);
+        assert_eq!(pick(json!("client_secret_post")), None, "not a list");
+        assert_eq!(pick(json!([1, null, {}])), None);
+        assert_eq!(announced(None), None);
+    }
 
     #[test]
     fn entra_multi_tenant_issuers_match_their_template_and_nothing_looser() {

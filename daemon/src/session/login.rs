@@ -137,19 +137,25 @@ impl Engine {
                     verifier: &pkce.verifier,
                     redirect_uri: &redirect_uri,
                 };
-                token::request(http, &ep.token, &ClientAuth::of(&p), grant, &token_extra)
-                    .await
-                    .map_err(|e| {
-                        // A refused code is a failed login (wrong PKCE verifier, a
-                        // replayed or expired code), not an expired session.
-                        if e.is_invalid_grant() {
-                            oauth(OAuthError::LoginDenied(format!(
-                                "the provider refused the authorization code ({e})"
-                            )))
-                        } else {
-                            oauth(e)
-                        }
-                    })?
+                token::request(
+                    http,
+                    &ep.token,
+                    &ClientAuth::of(&p, ep.token_auth),
+                    grant,
+                    &token_extra,
+                )
+                .await
+                .map_err(|e| {
+                    // A refused code is a failed login (wrong PKCE verifier, a
+                    // replayed or expired code), not an expired session.
+                    if e.is_invalid_grant() {
+                        oauth(OAuthError::LoginDenied(format!(
+                            "the provider refused the authorization code ({e})"
+                        )))
+                    } else {
+                        oauth(e)
+                    }
+                })?
             }
             Flow::Device => {
                 let endpoint = ep.device_authorization.as_ref().ok_or_else(|| {
@@ -158,9 +164,15 @@ impl Engine {
                             .into(),
                     ))
                 })?;
-                let auth = device::start(http, endpoint, &ClientAuth::of(&p), &scope, &extra)
-                    .await
-                    .map_err(oauth)?;
+                let auth = device::start(
+                    http,
+                    endpoint,
+                    &ClientAuth::of(&p, ep.token_auth),
+                    &scope,
+                    &extra,
+                )
+                .await
+                .map_err(oauth)?;
                 ui.device_code(&DeviceCode {
                     user_code: auth.user_code.clone(),
                     verification_uri: auth.verification_uri.clone(),
@@ -170,7 +182,7 @@ impl Engine {
                 device::poll(
                     http,
                     &ep.token,
-                    &ClientAuth::of(&p),
+                    &ClientAuth::of(&p, ep.token_auth),
                     &auth,
                     timeout,
                     &Observer(ui),
@@ -210,6 +222,8 @@ impl Engine {
             token_endpoint: Some(ep.token.to_string()),
             revocation_endpoint: ep.revocation.as_ref().map(ToString::to_string),
             userinfo_endpoint: ep.userinfo.as_ref().map(ToString::to_string),
+            token_auth: ep.token_auth,
+            revocation_auth: ep.revocation_auth,
         };
         let slot = self.sessions.slot(profile);
         let ex = self.exclusive(&slot, profile).await?;

@@ -134,18 +134,20 @@ impl Engine {
         let http = self
             .http(profile)
             .map_err(|e| OAuthError::Setup(e.to_string()))?;
-        let url = match &s.revocation_endpoint {
-            Some(u) => crate::config::check_url(u).map_err(OAuthError::Setup)?,
+        let (url, announced) = match &s.revocation_endpoint {
+            Some(u) => (
+                crate::config::check_url(u).map_err(OAuthError::Setup)?,
+                s.revocation_auth,
+            ),
             None => {
                 let p = self
                     .profile(profile)
                     .map_err(|e| OAuthError::Setup(e.to_string()))?;
-                discovery::endpoints(http, &p)
-                    .await?
-                    .revocation
-                    .ok_or_else(|| {
-                        OAuthError::Setup("the provider does not support revocation".into())
-                    })?
+                let ep = discovery::endpoints(http, &p).await?;
+                let url = ep.revocation.ok_or_else(|| {
+                    OAuthError::Setup("the provider does not support revocation".into())
+                })?;
+                (url, ep.revocation_auth)
             }
         };
         // The refresh token first: revoking it ends the grant at most providers, and
@@ -153,6 +155,7 @@ impl Engine {
         let client = crate::oauth::client::ClientAuth::for_session(
             &s.client_id,
             self.profile(profile).ok().as_ref(),
+            announced,
         );
         if let Some(rt) = &s.refresh_token {
             revoke::revoke(http, &url, &client, rt, "refresh_token").await?;

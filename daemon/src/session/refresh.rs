@@ -386,18 +386,23 @@ impl Engine {
         let http = self
             .http(profile)
             .map_err(|e| OAuthError::Setup(e.to_string()))?;
-        let url = match &s.token_endpoint {
-            Some(u) => crate::config::check_url(u).map_err(OAuthError::Setup)?,
+        let (url, announced) = match &s.token_endpoint {
+            Some(u) => (
+                crate::config::check_url(u).map_err(OAuthError::Setup)?,
+                s.token_auth,
+            ),
             None => {
                 let p = self
                     .profile(profile)
                     .map_err(|e| OAuthError::Setup(e.to_string()))?;
-                discovery::endpoints(http, &p).await?.token
+                let ep = discovery::endpoints(http, &p).await?;
+                (ep.token, ep.token_auth)
             }
         };
         let config = self.profile(profile).ok();
         let resource = config.as_ref().and_then(|p| p.resource.clone());
-        let client = crate::oauth::client::ClientAuth::for_session(&s.client_id, config.as_ref());
+        let client =
+            crate::oauth::client::ClientAuth::for_session(&s.client_id, config.as_ref(), announced);
         let extra: Vec<(&str, &str)> = resource.iter().map(|r| ("resource", r.as_str())).collect();
         token::request(
             http,

@@ -120,6 +120,11 @@ pub struct FakeIdpConfig {
     /// When set, the client must authenticate with this secret (an "installed
     /// app" client, as Google's desktop ones).
     pub client_secret: Option<String>,
+    /// With `client_secret`: the one method the provider takes it by
+    /// (`client_secret_basic` or `client_secret_post`), announced in discovery
+    /// for the token and revocation endpoints; any other way is `invalid_client`.
+    /// `None` takes both and announces `none`. Default `None`.
+    pub client_secret_method: Option<&'static str>,
     /// The `iss` of authorization responses, success and error alike. Default
     /// `Absent`.
     pub iss_parameter: IssParameter,
@@ -155,6 +160,7 @@ impl Default for FakeIdpConfig {
             device_expiry_answered: true,
             expires_in_raw: None,
             client_secret: None,
+            client_secret_method: None,
             iss_parameter: IssParameter::Absent,
             announce_iss_parameter: false,
         }

@@ -350,9 +350,14 @@ impl State {
         };
         if let Some(want) = self.cfg.client_secret.clone() {
             let posted = params.get("client_secret");
+            let only = self.cfg.client_secret_method;
             match (basic, posted) {
-                (Some((_, s)), None) if s == want => self.counters.client_secret_basic += 1,
-                (None, Some(s)) if s == want => self.counters.client_secret_post += 1,
+                (Some((_, s)), None) if s == want && only != Some("client_secret_post") => {
+                    self.counters.client_secret_basic += 1
+                }
+                (None, Some(s)) if s == want && only != Some("client_secret_basic") => {
+                    self.counters.client_secret_post += 1
+                }
                 _ => return Err(OAuthError::invalid_client()),
             }
         }
@@ -888,7 +893,7 @@ impl State {
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_CODE_GRANT],
             "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["none"],
+            "token_endpoint_auth_methods_supported": [self.cfg.client_secret_method.unwrap_or("none")],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["none"],
@@ -899,7 +904,8 @@ impl State {
         }
         if self.cfg.revocation {
             doc["revocation_endpoint"] = json!(format!("{iss}/revoke"));
-            doc["revocation_endpoint_auth_methods_supported"] = json!(["none"]);
+            doc["revocation_endpoint_auth_methods_supported"] =
+                json!([self.cfg.client_secret_method.unwrap_or("none")]);
         }
         Some(doc)
     }

@@ -580,6 +580,8 @@ fn planted_home(issuer: &str) -> Home {
         token_endpoint: Some(format!("{issuer}/token")),
         revocation_endpoint: None,
         userinfo_endpoint: None,
+        token_auth: None,
+        revocation_auth: None,
     };
     vault.store(&lock, &session).expect("the session is stored");
     home

@@ -147,6 +147,40 @@ fn a_client_secret_goes_by_basic_or_in_the_form_and_nowhere_else() {
     }
 }
 
+/// SPEC §3: with no `client_auth` in the profile, the secret goes the way the
+/// provider's metadata announces, at login, refresh, revocation and the device
+/// flow alike, and the profile's own choice still wins.
+#[test]
+fn the_secret_goes_the_way_discovery_announces_unless_the_profile_says() {
+    const SECRET: &str = "announced-post-secret";
+    let world = World::new(FakeIdpConfig {
+        client_secret: Some(SECRET.into()),
+        client_secret_method: Some("client_secret_post"),
+        ..FakeIdpConfig::default()
+    });
+    world.set_work_keys(&format!("client_secret = \"{SECRET}\""));
+    world.login();
+    world.latchkey(["refresh"]).run().ok();
+    let out = world.latchkey(["logout", "--json"]).run();
+    out.ok();
+    assert_eq!(out.json()["outcome"], "revoked", "{}", out.stdout);
+    let c = world.idp.counters();
+    // The code exchange, the refresh, two revocations.
+    assert_eq!(c.client_secret_post, 4, "{c:?}");
+    assert_eq!(c.client_secret_basic, 0, "{c:?}");
+    world.latchkey(["login", "--device", "--json"]).run().ok();
+    assert_eq!(world.idp.counters().client_secret_basic, 0);
+
+    // The profile's own method wins over the announcement: this provider then
+    // refuses the client, a usage error that loses nothing.
+    world.set_work_keys("client_auth = \"basic\"");
+    let before = world.stored_session();
+    let run = world.latchkey(["refresh", "--json"]).run();
+    run.code(2);
+    assert_eq!(run.json()["error"]["category"], "usage", "{}", run.stdout);
+    assert_eq!(world.stored_session(), before, "the session is as it was");
+}
+
 #[test]
 fn a_session_without_refresh_token_or_expiry_is_served_until_refused() {
     let world = World::new(FakeIdpConfig {

@@ -68,6 +68,8 @@ fn plant(home: &Home, expires_in: i64) {
         token_endpoint: None,
         revocation_endpoint: None,
         userinfo_endpoint: None,
+        token_auth: None,
+        revocation_auth: None,
     };
     vault.store(&lock, &session).unwrap();
 }
