@@ -89,6 +89,49 @@ fn round_trip_and_generation_increments() {
     }
 }
 
+/// A refresh's write (into reserved space) keeps the file's KDF and salt even
+/// when the configured KDF changed, so it derives no key between the provider's
+/// answer and the fsync; the next plain store moves the vault to the new KDF.
+#[test]
+fn a_reserved_write_never_rekeys_and_a_plain_store_does() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    store(&Vault::new(state.clone(), FAST), "work", &session("at-1"));
+    let stronger = KdfParams::Scrypt {
+        log_n: 11,
+        r: 8,
+        p: 1,
+    };
+    let vault = Vault::new(state, stronger);
+    let header = |v: &Vault| {
+        let bytes = std::fs::read(v.path("work").unwrap()).unwrap();
+        codec::parse(&bytes).unwrap().header
+    };
+    let before = header(&vault);
+    vault.load("work").unwrap().unwrap();
+    assert_eq!(vault.kdf_derivations(), 1, "the load derives the file's key");
+
+    let lock = vault.lock("work", Duration::from_secs(30)).unwrap();
+    let reservation = vault.reserve(&lock).unwrap();
+    let stored = vault
+        .store_reserved(&lock, reservation, &session("at-2"))
+        .unwrap();
+    assert_eq!(stored.generation, 2);
+    let after = header(&vault);
+    assert_eq!((after.kdf, after.salt), (before.kdf, before.salt));
+    assert_eq!(vault.kdf_derivations(), 1, "no derivation in the window");
+
+    vault.store(&lock, &session("at-3")).unwrap();
+    let moved = header(&vault);
+    assert_eq!(moved.kdf, stronger);
+    assert_ne!(moved.salt, before.salt);
+    assert_eq!(vault.kdf_derivations(), 2);
+    assert_eq!(
+        vault.load("work").unwrap().unwrap().session,
+        session("at-3")
+    );
+}
+
 fn valid_vault_bytes() -> (tempfile::TempDir, Vault, Vec<u8>) {
     let d = tempfile::tempdir().unwrap();
     let vault = Vault::new(d.path().join("state"), FAST);

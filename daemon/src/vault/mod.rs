@@ -159,7 +159,7 @@ impl Vault {
         session: &SessionRecord,
     ) -> Result<Stored, StorageError> {
         self.ensure_dirs()?;
-        self.write(lock, session, None)
+        self.write(lock, session, None, Rekey::IfChanged)
     }
 
     /// Claims the space a rewrite of the profile's vault will need (see
@@ -172,14 +172,19 @@ impl Vault {
         fs::reserve(&self.profiles_dir, reservation_len(current))
     }
 
-    /// [`Vault::store`] into space claimed earlier by [`Vault::reserve`].
+    /// [`Vault::store`] into space claimed earlier by [`Vault::reserve`], keeping
+    /// the file's KDF parameters and salt even when the configured ones changed:
+    /// this is the write a refresh makes between the provider's answer and the
+    /// fsync, and a new key derivation there would widen the one window in which a
+    /// crash loses the session from milliseconds to the KDF's cost. The next
+    /// [`Vault::store`] (a login, a retried unsaved write) moves to the new KDF.
     pub fn store_reserved(
         &self,
         lock: &ProfileLock,
         reservation: fs::Reservation,
         session: &SessionRecord,
     ) -> Result<Stored, StorageError> {
-        self.write(lock, session, Some(reservation))
+        self.write(lock, session, Some(reservation), Rekey::Never)
     }
 
     fn write(
@@ -187,14 +192,16 @@ impl Vault {
         lock: &ProfileLock,
         session: &SessionRecord,
         reservation: Option<fs::Reservation>,
+        rekey: Rekey,
     ) -> Result<Stored, StorageError> {
         let path = self.path(lock.profile())?;
         let previous = fs::read_private(&path, MAX_FILE_LEN, false)?;
-        let (generation, salt) = match previous.as_ref().map(|(b, _)| codec::parse(b)) {
+        let (generation, kept) = match previous.as_ref().map(|(b, _)| codec::parse(b)) {
             None => (0, None),
             Some(Ok(p)) => (
                 p.header.generation,
-                (p.header.kdf == self.kdf).then_some(p.header.salt),
+                (p.header.kdf == self.kdf || rekey == Rekey::Never)
+                    .then_some((p.header.kdf, p.header.salt)),
             ),
             Some(Err(codec::DecodeError::UnsupportedVersion(v))) => {
                 return Err(decode_error(
@@ -206,12 +213,15 @@ impl Vault {
             // the old bytes could not be opened by anyone.
             Some(Err(_)) => (0, None),
         };
-        let salt = match salt {
-            Some(s) => s,
-            None => crypto::random::<SALT_LEN>().map_err(|_| StorageError::Random)?,
+        let (kdf, salt) = match kept {
+            Some(k) => k,
+            None => (
+                self.kdf,
+                crypto::random::<SALT_LEN>().map_err(|_| StorageError::Random)?,
+            ),
         };
         let header = VaultHeader {
-            kdf: self.kdf,
+            kdf,
             salt,
             nonce: crypto::random().map_err(|_| StorageError::Random)?,
             generation: generation.saturating_add(1),
@@ -324,6 +334,15 @@ impl Vault {
     pub fn delete(&self, lock: &ProfileLock) -> Result<bool, StorageError> {
         fs::remove(&self.path(lock.profile())?)
     }
+}
+
+/// Whether a write may move a vault to the configured KDF parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rekey {
+    /// When they differ from the file's: a new salt, and a new key derivation.
+    IfChanged,
+    /// Never: the file's parameters and salt are kept (the key is cached).
+    Never,
 }
 
 /// The least headroom a reservation adds to the current vault's size.
