@@ -17,11 +17,12 @@ use crate::vault::unix_now;
 /// the commands that read it.
 pub async fn profiles(engine: &std::sync::Arc<crate::Engine>) -> Vec<api::ProfileState> {
     let config = engine.config();
+    let unsaved = engine.unsaved_profiles();
     let mut states = Vec::new();
     for name in config.profile_names() {
         let current = engine.current(&name).await.ok().flatten();
         states.push(api::ProfileState {
-            unsaved: current.as_ref().is_some_and(|c| c.unsaved),
+            unsaved: unsaved.contains(&name),
             logged_in: current.as_ref().is_some_and(|c| !c.session.expired),
             generation: current.as_ref().map(|c| c.generation),
             expires_at: current

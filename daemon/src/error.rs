@@ -43,9 +43,10 @@ pub enum StorageError {
         waited_secs: u64,
         holder: Option<u32>,
     },
-    /// Another process holds the profile's lock for a session it refreshed but could
-    /// not save yet: the vault's refresh token is spent, so nobody else may use it.
-    #[error("the session of this profile was refreshed by {} but is not saved yet (the disk refused it); its lock {} stays held until it is", holder.map_or_else(|| "another process".to_string(), |p| format!("process {p}")), path.display())]
+    /// Another process holds the profile's lock for a change the disk refused: a
+    /// session it refreshed (the vault's refresh token is spent, so nobody else may
+    /// use it) or a logout (the vault's tokens are revoked or spent).
+    #[error("the session of this profile was refreshed or logged out by {}, and the disk refused the change; its lock {} stays held until the change is saved", holder.map_or_else(|| "another process".to_string(), |p| format!("process {p}")), path.display())]
     HeldUnsaved { path: PathBuf, holder: Option<u32> },
     #[error("the machine key {} is invalid ({reason})", path.display())]
     BadKey { path: PathBuf, reason: String },
@@ -129,7 +130,9 @@ pub enum EngineError {
     /// The provider rotated the session but writing it failed: the session lives
     /// only in this process's memory until a write succeeds (the engine keeps it as
     /// the current session; see `session::unsaved`).
-    #[error("the refreshed session of profile {profile:?} could not be saved: {source}")]
+    #[error(
+        "the change to the session of profile {profile:?} (a refresh or a logout) could not be saved: {source}"
+    )]
     Unsaved {
         profile: String,
         #[source]
@@ -304,7 +307,7 @@ impl EngineError {
                 "the owner decides what may be called: `allow` in [profiles.{profile}.proxy] of config.toml"
             )),
             EngineError::Unsaved { .. } => Some(
-                "free disk space or fix the state folder's permissions; a running daemon keeps the session and retries".into(),
+                "free disk space or fix the state folder's permissions; a running daemon keeps the change and retries".into(),
             ),
             _ => None,
         }

@@ -109,7 +109,11 @@ fn a_reserved_write_never_rekeys_and_a_plain_store_does() {
     };
     let before = header(&vault);
     vault.load("work").unwrap().unwrap();
-    assert_eq!(vault.kdf_derivations(), 1, "the load derives the file's key");
+    assert_eq!(
+        vault.kdf_derivations(),
+        1,
+        "the load derives the file's key"
+    );
 
     let lock = vault.lock("work", Duration::from_secs(30)).unwrap();
     let reservation = vault.reserve(&lock).unwrap();

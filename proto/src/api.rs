@@ -33,7 +33,8 @@ pub struct ProfileState {
     pub generation: Option<u64>,
     /// RFC 3339.
     pub expires_at: Option<String>,
-    /// The daemon holds a refreshed session it could not write yet (it retries).
+    /// The daemon holds a change it could not write yet (it retries): a refreshed
+    /// session it serves, or a logout whose vault it could not delete.
     #[serde(default)]
     pub unsaved: bool,
     /// The API the proxy serves for this profile (`[profiles.NAME.proxy]

@@ -64,10 +64,17 @@ impl Engine {
         self.profile(profile)?;
         let slot = self.sessions.slot(profile);
         let ex = self.exclusive(&slot, profile).await?;
-        let unsaved = slot.unsaved().map(|u| u.session);
         let name = profile.to_string();
-        let session = match unsaved {
-            Some(s) => Some(s),
+        let session = match slot.unsaved().map(|u| u.session) {
+            Some(Some(s)) => Some(s),
+            Some(None) => {
+                // Logged out already; only the vault's deletion is left to do.
+                let (_ex, deleted) = self
+                    .blocking_exclusive(ex, move |e, ex| e.forget(&name, ex))
+                    .await?;
+                deleted?;
+                return Ok(LogoutOutcome::NotLoggedIn);
+            }
             None => match self.blocking(move |e| e.vault().load(&name)).await? {
                 Ok(Some(l)) => Some(l.session),
                 Ok(None) => return Ok(LogoutOutcome::NotLoggedIn),
@@ -103,18 +110,28 @@ impl Engine {
 
     /// The local half of a logout, under the flight and file lock held by `ex`:
     /// forget an unsaved session, delete the vault, tell subscribers.
+    ///
+    /// When the deletion fails, the logout is kept as an unsaved change: this
+    /// process answers "not logged in" from then on and retries the deletion, and
+    /// the vault it could not delete (an older session whose refresh token may be
+    /// spent, or revoked tokens) is never read back into memory or refreshed.
     fn forget(&self, profile: &str, ex: &mut Exclusive) -> Result<bool, EngineError> {
         let slot = self.sessions.slot(profile);
-        // Forgotten before the deletion, which may fail: the person asked for this
-        // session to end, and memory is the one place it still lives.
-        if slot.view().unsaved.take().is_some()
-            && let Err(e) = ex.lock_mut()?.mark_unsaved(false)
-        {
-            tracing::debug!(profile, error = %e, "cannot clear the unsaved mark");
+        let had_unsaved = slot.view().unsaved.take().is_some();
+        match self.vault().delete(ex.lock()?) {
+            Ok(deleted) => {
+                if had_unsaved && let Err(e) = ex.lock_mut()?.mark_unsaved(false) {
+                    tracing::debug!(profile, error = %e, "cannot clear the unsaved mark");
+                }
+                self.settle(profile, &slot, None, Some(Change::Logout));
+                Ok(deleted)
+            }
+            Err(e) => {
+                self.keep_logout_unsaved(profile, &slot, ex, &e)?;
+                self.sessions.publish(profile, Change::Logout, None);
+                Err(e.into())
+            }
         }
-        let deleted = self.vault().delete(ex.lock()?);
-        self.settle(profile, &slot, None, Some(Change::Logout));
-        Ok(deleted?)
     }
 
     /// Deletes the local session of `profile` under its lock without contacting the

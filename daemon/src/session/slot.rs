@@ -8,8 +8,10 @@
 //!   operations, so no other process can take it and send the spent refresh token;
 //! - the view: the vault as last read and the file identity it was read at, so a
 //!   caller pays one `lstat` when nothing changed;
-//! - the unsaved session, when the provider rotated the session and the disk
-//!   refused it: it is the current session for every operation until written.
+//! - the unsaved change, when the disk refused what the provider or the person
+//!   already did: a session the provider rotated (it is the current session for
+//!   every operation until written), or a logout whose deletion failed (the
+//!   profile is logged out for every operation until the vault is gone).
 //!
 //! Lock order: the flight, then the file lock, then (briefly, never across an
 //! await) the view's std mutex.
@@ -89,11 +91,15 @@ pub struct RefreshStats {
     pub last: Option<(i64, String)>,
 }
 
-/// A session rotated at the provider that the disk refused.
+/// A change the disk refused after it happened elsewhere: a session rotated at
+/// the provider, or a logout.
 #[derive(Debug, Clone)]
 pub(crate) struct Unsaved {
-    pub session: SessionRecord,
-    /// The generation it gets when written (the file's, plus one).
+    /// The session to write; `None` for a logout: the vault still on disk must be
+    /// deleted, and until it is, nothing is served from it (its refresh token may
+    /// be spent, its tokens revoked).
+    pub session: Option<SessionRecord>,
+    /// The generation the session gets when written (the file's, plus one).
     pub generation: u64,
 }
 

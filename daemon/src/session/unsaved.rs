@@ -48,7 +48,7 @@ impl Engine {
             unsaved: true,
         };
         slot.view().unsaved = Some(Unsaved {
-            session,
+            session: Some(session),
             generation,
         });
         if let Err(e) = ex.lock_mut()?.mark_unsaved(true) {
@@ -71,24 +71,61 @@ impl Engine {
         let Some(unsaved) = slot.unsaved() else {
             return Ok(());
         };
-        let stored = self
-            .vault()
-            .store(ex.lock()?, &unsaved.session)
-            .map_err(|source| EngineError::Unsaved {
-                profile: profile.to_string(),
-                source,
-            })?;
+        let unsaved_error = |source| EngineError::Unsaved {
+            profile: profile.to_string(),
+            source,
+        };
+        let loaded = match unsaved.session {
+            Some(session) => {
+                let stored = self
+                    .vault()
+                    .store(ex.lock()?, &session)
+                    .map_err(unsaved_error)?;
+                tracing::info!(
+                    profile,
+                    generation = stored.generation,
+                    "the refreshed session is saved now"
+                );
+                Some(stored.loaded(session))
+            }
+            None => {
+                self.vault().delete(ex.lock()?).map_err(unsaved_error)?;
+                tracing::info!(profile, "the logged-out session's vault is deleted now");
+                None
+            }
+        };
         slot.view().unsaved = None;
         if let Err(e) = ex.lock_mut()?.mark_unsaved(false) {
             // Harmless: the lock is released when `ex` drops, which clears it.
             tracing::debug!(profile, error = %e, "cannot clear the unsaved mark");
         }
-        tracing::info!(
+        self.settle(profile, slot, loaded, None);
+        Ok(())
+    }
+
+    /// Holds a logout the disk refused: from now on the profile is logged out for
+    /// this process, whatever the vault still says, and the file lock stays held
+    /// (marked) so no other process sends the vault's refresh token, until the
+    /// deletion is retried ([`Engine::save_unsaved_locked`]) and succeeds.
+    pub(crate) fn keep_logout_unsaved(
+        &self,
+        profile: &str,
+        slot: &Arc<Slot>,
+        ex: &mut Exclusive,
+        error: &StorageError,
+    ) -> Result<(), EngineError> {
+        tracing::error!(
             profile,
-            generation = stored.generation,
-            "the refreshed session is saved now"
+            %error,
+            "the logged-out session's vault could not be deleted; the profile stays logged out here, and locked, until it is"
         );
-        self.settle(profile, slot, Some(stored.loaded(unsaved.session)), None);
+        slot.view().unsaved = Some(Unsaved {
+            session: None,
+            generation: 0,
+        });
+        if let Err(e) = ex.lock_mut()?.mark_unsaved(true) {
+            tracing::warn!(profile, error = %e, "cannot mark the profile lock as held for an unsaved logout");
+        }
         Ok(())
     }
 
@@ -146,9 +183,10 @@ impl Engine {
     pub fn save_all_unsaved(&self) -> Vec<(String, EngineError)> {
         let mut lost = Vec::new();
         for (profile, slot) in self.sessions.all() {
-            if slot.unsaved().is_none() {
+            let Some(unsaved) = slot.unsaved() else {
                 continue;
-            }
+            };
+            let logout = unsaved.session.is_none();
             let result = match slot.try_exclusive() {
                 Some(mut ex) => self.save_unsaved_locked(&profile, &slot, &mut ex),
                 None => Err(EngineError::Internal(
@@ -157,6 +195,10 @@ impl Engine {
             };
             match result {
                 Ok(()) => tracing::info!(profile, "the unsaved session was saved at the stop"),
+                Err(e) if logout => {
+                    tracing::error!(profile, error = %e, "the logged-out session's vault could not be deleted at the stop; delete it by hand or run latchkey logout again");
+                    lost.push((profile, e));
+                }
                 Err(e) => {
                     tracing::error!(profile, error = %e, "the unsaved session could not be saved at the stop and is lost; log in again");
                     lost.push((profile, e));

@@ -4,8 +4,9 @@
 //! the vault's (device, inode, size, mtime) with what was loaded; a change means a
 //! re-read (a decrypt with the cached key, never a new key derivation unless the
 //! salt changed), so a login or logout by any process is seen on the next call.
-//! The one exception is an unsaved session, which exists only here and is current
-//! until it is written or logged out.
+//! The one exception is an unsaved change, which exists only here: a session that
+//! is current until it is written or logged out, or a logout that holds until the
+//! vault is deleted.
 
 use std::sync::Arc;
 
@@ -68,8 +69,8 @@ impl Engine {
         self.profile(profile)?;
         let slot = self.sessions.slot(profile);
         if let Some(u) = slot.unsaved() {
-            return Ok(Cached::Hit(Some(Current {
-                session: u.session,
+            return Ok(Cached::Hit(u.session.map(|session| Current {
+                session,
                 generation: u.generation,
                 unsaved: true,
             })));

@@ -114,6 +114,75 @@ fn a_logout_ends_an_unsaved_session_for_good() {
     world.stop_daemons();
 }
 
+/// A logout of an unsaved session whose deletion the disk refuses: the older
+/// session still in the vault (its refresh token spent by the unsaved one) never
+/// comes back, is never refreshed by anyone, and the daemon deletes it once it can.
+#[test]
+fn a_logout_the_disk_cannot_delete_holds_until_the_vault_is_gone() {
+    let Some((world, _mount)) = on_tmpfs(FakeIdpConfig::default()) else {
+        return;
+    };
+    let (filler, _pid) = daemon_with_unsaved_session(&world);
+    let Some(read_only) = Mount::read_only(&world.home.state_dir().join("profiles")) else {
+        world.stop_daemons();
+        return;
+    };
+    let refreshes = world.idp.counters().token_requests.refresh_token;
+
+    world
+        .latchkey(["logout", "--json"])
+        .run()
+        .json_error(8, "local_storage");
+    assert!(world.vault_bytes().is_some(), "the disk kept the vault");
+    // Logged out for the daemon, whatever the vault still holds.
+    let status = world.latchkey(["status", "--json"]).run();
+    assert_eq!(status.json()["logged_in"], false, "{status:#?}");
+    world
+        .latchkey(["token", "--json"])
+        .run()
+        .json_error(3, "not_logged_in");
+    world
+        .latchkey(["refresh", "--json"])
+        .run()
+        .json_error(3, "not_logged_in");
+    assert!(
+        daemon_unsaved(&world),
+        "status shows the logout as not saved"
+    );
+    // Nobody refreshes from the old vault: not another process either.
+    world.idp.expire_access_tokens();
+    embedded(&world, &["refresh", "--json"])
+        .run()
+        .json_error(8, "local_storage");
+    // A second logout is told there is nothing left but the deletion.
+    world
+        .latchkey(["logout", "--json"])
+        .run()
+        .json_error(8, "local_storage");
+
+    drop(read_only);
+    std::fs::remove_file(&filler).expect("room again");
+    assert!(
+        eventually(Duration::from_secs(20), || world.vault_bytes().is_none()),
+        "the daemon deletes the vault once it can"
+    );
+    assert!(!daemon_unsaved(&world));
+    world
+        .latchkey(["token", "--json"])
+        .run()
+        .json_error(3, "not_logged_in");
+    assert_eq!(
+        world.idp.counters().token_requests.refresh_token,
+        refreshes,
+        "a refresh token of the logged-out session was sent"
+    );
+    assert_eq!(world.idp.counters().reuse_detections, 0);
+    world.stop_daemons();
+    embedded(&world, &["token", "--json"])
+        .run()
+        .json_error(3, "not_logged_in");
+}
+
 #[test]
 fn refreshes_of_an_unsaved_session_never_send_the_spent_refresh_token() {
     let Some((world, _mount)) = on_tmpfs(FakeIdpConfig::default()) else {
