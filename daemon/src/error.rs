@@ -144,6 +144,10 @@ pub enum EngineError {
     /// The API proxy could not forward a request.
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+    /// A graceful stop began before this work sent anything to the provider, so
+    /// it was not started (work already sent is always finished and saved).
+    #[error("latchkeyd is stopping; nothing was sent to the provider")]
+    Stopping,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -197,6 +201,7 @@ impl EngineError {
             EngineError::SessionExpired { .. } | EngineError::IdTokenNotRenewed { .. } => {
                 Category::SessionExpired
             }
+            EngineError::Stopping => Category::Transport,
             EngineError::OAuth { error, .. } => error.category(),
             EngineError::Delegation(e) => match e {
                 DelegationError::Invalid(_) | DelegationError::NotFound(_) => Category::Usage,
@@ -219,7 +224,7 @@ impl EngineError {
     /// Whether trying again later may succeed without the person doing anything.
     pub fn retryable(&self) -> bool {
         match self {
-            EngineError::Storage(StorageError::LockTimeout { .. }) => true,
+            EngineError::Storage(StorageError::LockTimeout { .. }) | EngineError::Stopping => true,
             EngineError::OAuth { error, .. } => error.retryable(),
             EngineError::Proxy(ProxyError::Unreachable { .. } | ProxyError::TooSlow { .. }) => true,
             _ => false,
@@ -306,6 +311,7 @@ impl EngineError {
             EngineError::Proxy(ProxyError::NotAllowed { profile, .. }) => Some(format!(
                 "the owner decides what may be called: `allow` in [profiles.{profile}.proxy] of config.toml"
             )),
+            EngineError::Stopping => Some("try again: the next call starts a daemon or works without one".into()),
             EngineError::Unsaved { .. } => Some(
                 "free disk space or fix the state folder's permissions; a running daemon keeps the change and retries".into(),
             ),

@@ -55,8 +55,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HEAD: usize = 32 * 1024;
 /// How long shutdown waits for open requests.
 pub const DRAIN: Duration = Duration::from_secs(5);
-/// How long shutdown waits for refreshes in flight (past the provider's timeouts).
-pub const REFRESH_DRAIN: Duration = Duration::from_secs(35);
+/// How long shutdown waits for refreshes and logouts that have not sent anything
+/// to the provider (those that have are always waited for: `Engine::shutdown`).
+pub const REFRESH_DRAIN: Duration = Duration::from_secs(5);
 
 /// Where connections come from: a listener and its peer check. The main socket's
 /// check is the only way to make a [`PeerVerified`], which makes a caller the
@@ -111,9 +112,9 @@ pub async fn run<L: Incoming>(
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("some connections were still open after the drain time");
     }
-    // A refresh in flight finishes and writes before the daemon exits (the provider
-    // call itself is bounded by the HTTP client's timeouts), and an unsaved session
-    // gets one last write.
+    // A refresh or logout that sent anything finishes and writes before the daemon
+    // exits (the provider call itself is bounded by the HTTP client's timeouts),
+    // none starts sending from here on, and an unsaved change gets one last write.
     let lost = daemon.engine.shutdown(REFRESH_DRAIN).await;
     if !lost.is_empty() {
         tracing::error!(

@@ -86,6 +86,11 @@ impl Engine {
                 }
             },
         };
+        // Held until the vault is deleted: revoked tokens must not stay behind
+        // because a graceful stop cut the logout short.
+        let Some(_committing) = self.sessions.begin_irreversible() else {
+            return Err(EngineError::Stopping);
+        };
         let outcome = match (&session, revoke_at_server) {
             (None, _) => LogoutOutcome::LocalOnly {
                 reason: "the local vault could not be read, so nothing could be revoked".into(),

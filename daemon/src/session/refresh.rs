@@ -180,6 +180,12 @@ impl Engine {
                 reservation,
             } => (current, sent, reservation),
         };
+        // Held until the answer is on disk: a graceful stop waits for it, and once
+        // a stop has begun, nothing is sent.
+        let Some(_committing) = self.sessions.begin_irreversible() else {
+            drop((ex, reservation));
+            return self.fall_short(profile, want, EngineError::Stopping).await;
+        };
         // The session the answer applies to: the one read under the lock (or, after a
         // retry, the one re-read), so nothing between the provider's answer and the
         // write can fail but the write itself.

@@ -201,6 +201,27 @@ impl Drop for Exclusive {
     }
 }
 
+/// Provider work that cannot be taken back once sent (a refresh token spent, a
+/// revocation): how many are running, and whether a graceful stop has begun.
+#[derive(Debug, Default, Clone, Copy)]
+struct Irreversible {
+    stopping: bool,
+    running: usize,
+}
+
+/// One piece of irreversible work, from before it is sent until its result is on
+/// disk (or kept unsaved). A graceful stop waits for every one of these and lets
+/// no new one begin.
+#[derive(Debug)]
+pub(crate) struct Committing(Arc<tokio::sync::watch::Sender<Irreversible>>);
+
+impl Drop for Committing {
+    fn drop(&mut self) {
+        self.0
+            .send_modify(|i| i.running = i.running.saturating_sub(1));
+    }
+}
+
 /// Every profile's slot, the refresh tasks, the change feed and the statistics.
 #[derive(Debug)]
 pub(crate) struct Sessions {
@@ -212,6 +233,7 @@ pub(crate) struct Sessions {
     pub tasks: TaskTracker,
     changes: broadcast::Sender<SessionChange>,
     stats: Mutex<RefreshStats>,
+    irreversible: Arc<tokio::sync::watch::Sender<Irreversible>>,
 }
 
 impl Default for Sessions {
@@ -221,6 +243,7 @@ impl Default for Sessions {
             tasks: TaskTracker::new(),
             changes: broadcast::channel(256).0,
             stats: Mutex::new(RefreshStats::default()),
+            irreversible: Arc::new(tokio::sync::watch::channel(Irreversible::default()).0),
         }
     }
 }
@@ -286,5 +309,34 @@ impl Sessions {
 
     pub fn stats(&self) -> RefreshStats {
         lock(&self.stats).clone()
+    }
+
+    /// Begins a piece of irreversible work; `None` once a graceful stop began (the
+    /// caller must then send nothing). The check and the count are one step under
+    /// the channel's lock, so a stop never misses work that is about to send.
+    pub fn begin_irreversible(&self) -> Option<Committing> {
+        let mut begun = false;
+        self.irreversible.send_modify(|i| {
+            if !i.stopping {
+                i.running += 1;
+                begun = true;
+            }
+        });
+        begun.then(|| Committing(self.irreversible.clone()))
+    }
+
+    /// Lets no new irreversible work begin, and waits for what is running to end.
+    /// Unbounded here: each piece is bounded by the HTTP client's timeouts and the
+    /// disk's writes.
+    pub async fn stop_irreversible(&self) {
+        self.irreversible.send_modify(|i| i.stopping = true);
+        let mut rx = self.irreversible.subscribe();
+        if rx.borrow().running > 0 {
+            tracing::info!("waiting for work sent to the provider to be saved");
+        }
+        if rx.wait_for(|i| i.running == 0).await.is_err() {
+            // The sender lives in `self`: it cannot be gone while we borrow it.
+            tracing::debug!("the irreversible-work channel closed");
+        }
     }
 }

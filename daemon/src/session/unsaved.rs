@@ -153,17 +153,21 @@ impl Engine {
             .collect()
     }
 
-    /// A graceful stop: waits up to `wait` for refreshes in flight, then makes one
-    /// last attempt to write every unsaved session. Says in the log whether each
-    /// one survived; the `Err`s are the sessions that are lost.
+    /// A graceful stop: lets no refresh or logout send anything from now on, waits
+    /// for every one that already did until its result is on disk (however long
+    /// the provider's timeouts allow), waits up to `wait` for the others (which
+    /// sent nothing, so dropping them loses nothing), then makes one last attempt
+    /// to write every unsaved change. Says in the log whether each one survived;
+    /// the `Err`s are the sessions that are lost.
     pub async fn shutdown(self: &Arc<Self>, wait: Duration) -> Vec<(String, EngineError)> {
         self.sessions.tasks.close();
+        self.sessions.stop_irreversible().await;
         if tokio::time::timeout(wait, self.sessions.tasks.wait())
             .await
             .is_err()
         {
             tracing::warn!(
-                "a refresh was still running after {} s; stopping anyway",
+                "a refresh or logout that had sent nothing was still waiting after {} s; stopping without it",
                 wait.as_secs()
             );
         }

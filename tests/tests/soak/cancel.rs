@@ -119,3 +119,120 @@ fn a_refresh_whose_caller_hangs_up_is_still_written() {
     }
     world.stop_daemons();
 }
+
+/// Whether process `pid` (a child of this test) has exited: gone, or a zombie.
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Waits up to `limit` for `done`.
+fn within(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+/// docs/behaviour.md, "The refresh transaction": a graceful stop waits for a
+/// refresh the provider has answered, longer than it waits for anything else,
+/// until the rotated session is on disk.
+#[test]
+fn a_graceful_stop_waits_for_a_refresh_the_provider_answered() {
+    let world = World::default_provider();
+    world.login();
+    let (url, answered, release) = holding_proxy(world.idp.addr());
+    let vault = latchkey_daemon::vault::Vault::new(
+        world.home.state_dir(),
+        KdfParams::Scrypt {
+            log_n: 10,
+            r: 8,
+            p: 1,
+        },
+    );
+    let mut session = world.stored_session();
+    session.token_endpoint = Some(url);
+    {
+        let lock = vault
+            .lock("work", Duration::from_secs(5))
+            .expect("the lock");
+        vault
+            .store(&lock, &session)
+            .expect("the session is planted");
+    }
+    let pid = world.start_daemon();
+    let mut caller = UnixStream::connect(world.socket()).expect("the daemon listens");
+    caller
+        .write_all(b"POST /v1/profiles/work/refresh HTTP/1.1\r\nHost: latchkeyd\r\nLatchkey-Protocol: 1\r\nContent-Length: 0\r\n\r\n")
+        .expect("the request is sent");
+    answered
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the provider answered the daemon's refresh");
+    drop(caller);
+    World::signal(pid, "TERM");
+    // Past the daemon's wait for work that sent nothing (5 s).
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(!exited(pid), "the daemon left before the refresh was saved");
+    let _ = release.send(());
+    assert!(
+        within(Duration::from_secs(10), || exited(pid)),
+        "the daemon stops once the refresh is saved"
+    );
+    let stored = world.stored_session();
+    assert_eq!(
+        stored.refresh_token.as_ref().map(|t| t.expose()),
+        Some(world.newest(TokenKind::RefreshToken).as_str()),
+        "the rotated session reached the vault"
+    );
+    world.stop_daemons();
+    assert!(
+        world
+            .daemon_logs()
+            .contains("waiting for work sent to the provider")
+    );
+}
+
+/// A refresh still waiting for the profile's lock when a graceful stop begins
+/// never sends anything, and the daemon does not wait for the lock to stop.
+#[test]
+fn a_graceful_stop_sends_nothing_it_had_not_sent_yet() {
+    let world = World::default_provider();
+    world.login();
+    let pid = world.start_daemon();
+    let lock = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(world.home.state_dir().join("profiles/work.lock"))
+        .expect("the profile's lock file");
+    lock.lock().expect("this test holds the profile's lock");
+    let refreshes = world.idp.counters().token_requests.refresh_token;
+
+    let mut caller = UnixStream::connect(world.socket()).expect("the daemon listens");
+    caller
+        .write_all(b"POST /v1/profiles/work/refresh HTTP/1.1\r\nHost: latchkeyd\r\nLatchkey-Protocol: 1\r\nContent-Length: 0\r\n\r\n")
+        .expect("the request is sent");
+    std::thread::sleep(Duration::from_millis(500));
+    World::signal(pid, "TERM");
+    assert!(
+        within(Duration::from_secs(20), || exited(pid)),
+        "the daemon waited for a lock it had no use for any more"
+    );
+    drop(caller);
+    drop(lock);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        world.idp.counters().token_requests.refresh_token,
+        refreshes,
+        "a refresh was sent after the stop began"
+    );
+    world.stop_daemons();
+    crate::embedded(&world, &["refresh", "--json"]).run().ok();
+    assert_eq!(world.idp.counters().reuse_detections, 0);
+}

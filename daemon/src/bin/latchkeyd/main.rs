@@ -124,7 +124,7 @@ fn main() -> ExitCode {
     let socket = listen::served_path(&listener, activation, &socket);
     let engine = Engine::new(paths, config);
     let daemon = Daemon::new(engine, socket.clone(), activation);
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let incoming = match listen::incoming(listener) {
             Ok(l) => l,
             #[cfg(windows)]
@@ -164,7 +164,13 @@ fn main() -> ExitCode {
         listen::remove_socket(&socket, activation);
         tracing::info!("latchkeyd stopped");
         ExitCode::SUCCESS
-    })
+    });
+    // What is still on the blocking pool now sent nothing to the provider (a stop
+    // waits for all work that did): a wait for another process's profile lock, a
+    // read. Dropping the runtime would wait for them (up to the lock's 30 s); the
+    // process exits instead, and the kernel releases whatever they held.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
 }
 
 /// Resolves when the daemon is asked to stop: SIGTERM or SIGINT (Unix), Ctrl-C or
