@@ -144,6 +144,11 @@ pub enum EngineError {
     /// The API proxy could not forward a request.
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+    /// The profile was logged out while this login was pending, which ends it.
+    #[error(
+        "the login of profile {profile:?} ended: the profile was logged out while it was pending"
+    )]
+    LoginAbandoned { profile: String },
     /// A graceful stop began before this work sent anything to the provider, so
     /// it was not started (work already sent is always finished and saved).
     #[error("latchkeyd is stopping; nothing was sent to the provider")]
@@ -195,9 +200,9 @@ impl EngineError {
             | EngineError::Storage(_)
             | EngineError::Unsaved { .. } => Category::LocalStorage,
             EngineError::Config(_) | EngineError::Paths(_) => Category::Usage,
-            EngineError::NotLoggedIn { .. } | EngineError::NoIdToken { .. } => {
-                Category::NotLoggedIn
-            }
+            EngineError::NotLoggedIn { .. }
+            | EngineError::NoIdToken { .. }
+            | EngineError::LoginAbandoned { .. } => Category::NotLoggedIn,
             EngineError::SessionExpired { .. } | EngineError::IdTokenNotRenewed { .. } => {
                 Category::SessionExpired
             }
@@ -234,7 +239,9 @@ impl EngineError {
     /// The next step for the person, when there is one.
     pub fn hint(&self) -> Option<String> {
         match self {
-            EngineError::NotLoggedIn { profile } | EngineError::SessionExpired { profile, .. } => {
+            EngineError::NotLoggedIn { profile }
+            | EngineError::SessionExpired { profile, .. }
+            | EngineError::LoginAbandoned { profile } => {
                 Some(format!("run `latchkey login --profile {profile}`"))
             }
             EngineError::IdTokenNotRenewed { profile } => Some(format!(

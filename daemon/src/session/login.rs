@@ -77,12 +77,43 @@ impl PollObserver for Observer<'_> {
 
 impl Engine {
     /// Runs an interactive login for `profile` and saves the session.
+    ///
+    /// A logout of the profile in this process while the login is pending ends it
+    /// (`LoginAbandoned`): the person asked for the profile to be logged out, and a
+    /// device code approved later or a browser tab finished afterwards must not
+    /// log it back in. The check that decides it runs under the profile's flight,
+    /// as the logout does, so exactly one of them comes last.
     pub async fn login(
         self: &Arc<Self>,
         profile: &str,
         flow: Flow,
         timeout: Duration,
         ui: &dyn LoginUi,
+    ) -> Result<LoggedIn, EngineError> {
+        self.profile(profile)?;
+        let mut logouts = self.sessions.slot(profile).logouts();
+        let started = *logouts.borrow_and_update();
+        let abandoned = || EngineError::LoginAbandoned {
+            profile: profile.to_string(),
+        };
+        tokio::select! {
+            done = self.login_unless(profile, flow, timeout, ui, started) => done,
+            changed = logouts.changed() => match changed {
+                Ok(()) => Err(abandoned()),
+                // The slot, and the sender with it, lives as long as the engine.
+                Err(_) => Err(EngineError::Internal("the logout feed closed".into())),
+            },
+        }
+    }
+
+    /// [`Engine::login`], saving only if no logout happened since `started`.
+    async fn login_unless(
+        self: &Arc<Self>,
+        profile: &str,
+        flow: Flow,
+        timeout: Duration,
+        ui: &dyn LoginUi,
+        started: u64,
     ) -> Result<LoggedIn, EngineError> {
         let oauth = |error| EngineError::OAuth {
             profile: profile.to_string(),
@@ -230,7 +261,7 @@ impl Engine {
         let expires_at = session.expires_at;
         let name = profile.to_string();
         let (_ex, saved) = self
-            .blocking_exclusive(ex, move |e, ex| e.save_login(&name, ex, session))
+            .blocking_exclusive(ex, move |e, ex| e.save_login(&name, ex, session, started))
             .await?;
         let (generation, set_aside) = saved?;
         Ok(LoggedIn {
@@ -251,8 +282,14 @@ impl Engine {
         profile: &str,
         ex: &mut Exclusive,
         session: SessionRecord,
+        started: u64,
     ) -> Result<(u64, Option<std::path::PathBuf>), EngineError> {
         let slot = self.sessions.slot(profile);
+        if *slot.logouts().borrow() != started {
+            return Err(EngineError::LoginAbandoned {
+                profile: profile.to_string(),
+            });
+        }
         let set_aside = self.set_aside_unreadable(profile, ex.lock()?)?;
         let stored = self.vault().store(ex.lock()?, &session)?;
         if slot.view().unsaved.take().is_some()

@@ -77,7 +77,11 @@ impl Engine {
             }
             None => match self.blocking(move |e| e.vault().load(&name)).await? {
                 Ok(Some(l)) => Some(l.session),
-                Ok(None) => return Ok(LogoutOutcome::NotLoggedIn),
+                Ok(None) => {
+                    // Nothing to delete, but a pending login ends all the same.
+                    slot.logged_out();
+                    return Ok(LogoutOutcome::NotLoggedIn);
+                }
                 Err(e) => {
                     // An unreadable vault cannot be revoked, but logging out must
                     // still forget it: that is what the person asked for.
@@ -122,6 +126,7 @@ impl Engine {
     /// spent, or revoked tokens) is never read back into memory or refreshed.
     fn forget(&self, profile: &str, ex: &mut Exclusive) -> Result<bool, EngineError> {
         let slot = self.sessions.slot(profile);
+        slot.logged_out();
         let had_unsaved = slot.view().unsaved.take().is_some();
         match self.vault().delete(ex.lock()?) {
             Ok(deleted) => {

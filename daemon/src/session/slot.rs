@@ -125,6 +125,18 @@ pub(crate) struct Slot {
     flight: Arc<tokio::sync::Mutex<Option<ProfileLock>>>,
     /// std Mutex: short sections that never await.
     view: Mutex<View>,
+    /// How many logouts this process ran on the profile: a pending login ends
+    /// when it changes.
+    logouts: Logouts,
+}
+
+#[derive(Debug)]
+struct Logouts(tokio::sync::watch::Sender<u64>);
+
+impl Default for Logouts {
+    fn default() -> Self {
+        Logouts(tokio::sync::watch::channel(0).0)
+    }
 }
 
 impl Slot {
@@ -135,6 +147,16 @@ impl Slot {
     /// The unsaved session, if any.
     pub fn unsaved(&self) -> Option<Unsaved> {
         self.view().unsaved.clone()
+    }
+
+    /// The count of logouts, to watch.
+    pub fn logouts(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.logouts.0.subscribe()
+    }
+
+    /// Counts a logout (under the flight): pending logins of the profile end.
+    pub fn logged_out(&self) {
+        self.logouts.0.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Waits for the single flight. The returned guard may already hold the file

@@ -332,6 +332,61 @@ fn socket_logins_are_shared_and_token_requests_never_wait() {
     world.latchkey(["token"]).run().ok();
 }
 
+/// A logout ends a pending socket login: a device code approved afterwards does
+/// not log the profile back in.
+#[test]
+fn a_logout_ends_a_pending_socket_login() {
+    let world = World::new(FakeIdpConfig {
+        device_approval: DeviceApproval::Manual,
+        device_interval: Some(1),
+        ..FakeIdpConfig::default()
+    });
+    world.start_daemon();
+    let sock = world.socket();
+    let (status, pending) = api(
+        &sock,
+        "POST",
+        "/v1/profiles/work/login",
+        Some(r#"{"flow":"device"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{pending}");
+    assert_eq!(pending["state"], "pending");
+
+    let out = world.latchkey(["logout", "--json"]).run();
+    assert_eq!(out.ok().json()["outcome"], "not_logged_in");
+    let id = pending["id"].as_str().unwrap();
+    let (_, ended) = api(&sock, "GET", &format!("/v1/logins/{id}?wait=10"), None).unwrap();
+    assert_eq!(ended["state"], "failed", "{ended}");
+    assert_eq!(ended["error"]["category"], "not_logged_in", "{ended}");
+    assert!(
+        ended["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("logged out while it was pending")),
+        "{ended}"
+    );
+    // The person approves the code after all: nothing comes of it.
+    assert!(
+        world
+            .idp
+            .approve_device(pending["user_code"].as_str().unwrap())
+    );
+    let polls = world.idp.counters().token_requests.device_code;
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        world.idp.counters().token_requests.device_code,
+        polls,
+        "the ended login still polls"
+    );
+    assert!(world.vault_bytes().is_none());
+    world
+        .latchkey(["token", "--json"])
+        .run()
+        .json_error(3, "not_logged_in");
+    // A new login works as ever.
+    world.login();
+}
+
 #[test]
 fn kill_9_falls_back_at_once_and_a_new_daemon_replaces_the_stale_socket() {
     let world = World::default_provider();
