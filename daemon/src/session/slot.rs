@@ -110,6 +110,10 @@ pub(crate) struct View {
     /// only a change against an earlier view is news for subscribers.
     pub seen: bool,
     pub identity: Option<FileIdentity>,
+    /// The vault file `identity` names, held open so its inode number stays its
+    /// own ([`crate::vault::fs::pin`]); `None` when there is none or it could not
+    /// be opened (the identity then changes anyway on the next look).
+    pub pin: Option<std::fs::File>,
     pub loaded: Option<Loaded>,
     pub unsaved: Option<Unsaved>,
     /// +1 on every change of the view. A read that ran outside the flight (on the
@@ -294,6 +298,7 @@ impl Sessions {
             let mut v = slot.view();
             v.seen = false;
             v.identity = None;
+            v.pin = None;
             v.loaded = None;
             v.epoch = v.epoch.wrapping_add(1);
         }

@@ -1,8 +1,10 @@
 //! The current session of a profile, from memory when the vault did not change.
 //!
 //! Architecture invariant: memory is a cache of the vault. Every read first compares
-//! the vault's (device, inode, size, mtime) with what was loaded; a change means a
-//! re-read (a decrypt with the cached key, never a new key derivation unless the
+//! the vault's (device, inode, size, mtime) with what was loaded, and the loaded
+//! file is kept open so that no other file can get its inode number (a logout and
+//! a login by another process within one mtime tick would otherwise look like no
+//! change); a change means a re-read (a decrypt with the cached key, never a new key derivation unless the
 //! salt changed), so a login or logout by any process is seen on the next call.
 //! The one exception is an unsaved change, which exists only here: a session that
 //! is current until it is written or logged out, or a logout that holds until the
@@ -110,6 +112,9 @@ impl Engine {
         loaded: Option<Loaded>,
         epoch: Option<u64>,
     ) {
+        let pin = loaded
+            .as_ref()
+            .and_then(|l| self.vault().pin(profile, l.identity));
         let change = {
             let mut v = slot.view();
             if epoch.is_some_and(|e| e != v.epoch) {
@@ -123,6 +128,7 @@ impl Engine {
             };
             v.seen = true;
             v.identity = loaded.as_ref().map(|l| l.identity);
+            v.pin = pin;
             v.loaded = loaded;
             change.map(|c| (c, v.loaded.as_ref().map(|l| l.generation)))
         };
@@ -141,10 +147,14 @@ impl Engine {
         change: Option<Change>,
     ) {
         let generation = loaded.as_ref().map(|l| l.generation);
+        let pin = loaded
+            .as_ref()
+            .and_then(|l| self.vault().pin(profile, l.identity));
         {
             let mut v = slot.view();
             v.seen = true;
             v.identity = loaded.as_ref().map(|l| l.identity);
+            v.pin = pin;
             v.loaded = loaded;
             v.epoch = v.epoch.wrapping_add(1);
         }

@@ -18,13 +18,15 @@ use crate::error::StorageError;
 
 /// The identity of a file as far as cache invalidation cares (docs/behaviour.md,
 /// "Cache invalidation by file identity"): a change of any field means the file was
-/// replaced or rewritten.
+/// replaced or rewritten. The status-change time is there because no program can
+/// set it back, as it can the modification time (a restore that keeps times).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileIdentity {
     pub dev: u64,
     pub ino: u64,
     pub size: u64,
     pub mtime_ns: i128,
+    pub ctime_ns: i128,
 }
 
 impl FileIdentity {
@@ -37,6 +39,7 @@ impl FileIdentity {
                 ino: meta.ino(),
                 size: meta.size(),
                 mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+                ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             }
         }
         #[cfg(not(unix))]
@@ -51,6 +54,7 @@ impl FileIdentity {
                 ino: 0,
                 size: meta.len(),
                 mtime_ns,
+                ctime_ns: 0,
             }
         }
     }
@@ -170,6 +174,28 @@ fn open_nofollow(path: &Path) -> std::io::Result<File> {
         opts.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     }
     opts.open(path)
+}
+
+/// Keeps the file at `path` open while it still has `identity`, so that its inode
+/// number cannot be given to another file for as long as the pin lives: a cache
+/// keyed by [`FileIdentity`] then always sees a replaced file as changed, even when
+/// the new one has the old one's size and (coarse) modification time and the file
+/// system reuses inode numbers at once (ext4, XFS). `None` when the file is gone
+/// or already another one; on systems without inode numbers, always `None`.
+pub fn pin(path: &Path, identity: FileIdentity) -> Option<File> {
+    #[cfg(unix)]
+    {
+        let file = open_nofollow(path).ok()?;
+        let meta = file.metadata().ok()?;
+        (FileIdentity::of(&meta) == identity).then_some(file)
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows reports no inode number here (and an open file there can stand
+        // in the way of a rename over it): nothing to pin.
+        let _unused = (path, identity);
+        None
+    }
 }
 
 /// Reads a private file whole: `Ok(None)` when it does not exist. Refuses symlinks,
@@ -390,6 +416,39 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         // No temp file is left behind.
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_pinned_file_keeps_its_inode_number_from_its_successor() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("v");
+        write_atomic(&p, b"one", Replace::Overwrite).unwrap();
+        let first = identity(&p).unwrap().unwrap();
+        let pinned = pin(&p, first).expect("the file is what the identity says");
+        fs::remove_file(&p).unwrap();
+        // ext4 and XFS hand a freed inode number to the next new file at once.
+        write_atomic(&p, b"two", Replace::Overwrite).unwrap();
+        let second = identity(&p).unwrap().unwrap();
+        assert_ne!(first.ino, second.ino, "the pinned inode number was reused");
+        assert_ne!(first, second);
+        assert!(pin(&p, first).is_none(), "a replaced file is not pinned");
+        drop(pinned);
+        // Rewritten in place with its modification time put back: still a change.
+        let before = identity(&p).unwrap().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"TWO", 0).unwrap();
+        f.set_modified(
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_nanos(u64::try_from(before.mtime_ns).unwrap()),
+        )
+        .unwrap();
+        let after = identity(&p).unwrap().unwrap();
+        assert_eq!(
+            (after.ino, after.size, after.mtime_ns),
+            (before.ino, before.size, before.mtime_ns)
+        );
+        assert_ne!(after, before, "the status-change time tells them apart");
     }
 
     #[test]

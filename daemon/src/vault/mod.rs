@@ -126,6 +126,12 @@ impl Vault {
         fs::identity(&self.path(profile)?)
     }
 
+    /// Pins the profile's vault while it has `identity` ([`fs::pin`]), for a cache
+    /// that compares identities.
+    pub fn pin(&self, profile: &str, identity: FileIdentity) -> Option<std::fs::File> {
+        fs::pin(&self.path(profile).ok()?, identity)
+    }
+
     /// Reads and decrypts the profile's vault; `Ok(None)` when there is none.
     pub fn load(&self, profile: &str) -> Result<Option<Loaded>, StorageError> {
         let path = self.path(profile)?;

@@ -207,6 +207,60 @@ fn next_change(world: &World, rx: &std::sync::mpsc::Receiver<String>) -> String 
     panic!("no event within 10 s");
 }
 
+/// docs/behaviour.md, "Cache invalidation by file identity": another process logs
+/// out and writes a new session of the same size, with the old modification time
+/// put back, into a file system that reuses inode numbers at once (ext4 here): the
+/// daemon still sees the change and never serves the logged-out session.
+#[test]
+fn a_replaced_vault_that_looks_like_the_old_one_is_still_read_again() {
+    let world = World::default_provider();
+    world.login();
+    world.start_daemon();
+    let first = world.latchkey(["token"]).run();
+    let first = first.ok().stdout.trim_end().to_string();
+
+    let vault_path = world.home.state_dir().join("profiles/work.vault");
+    let old = std::fs::metadata(&vault_path).expect("the vault");
+    let mut planted = world.stored_session();
+    let other = "Z".repeat(first.len());
+    planted.access_token = latchkey_proto::secret::Secret::new(other.clone());
+    std::fs::remove_file(&vault_path).expect("logged out by another process");
+    let vault = latchkey_daemon::vault::Vault::new(
+        world.home.state_dir(),
+        latchkey_proto::vault::KdfParams::Scrypt {
+            log_n: 10,
+            r: 8,
+            p: 1,
+        },
+    );
+    let lock = vault
+        .lock("work", Duration::from_secs(5))
+        .expect("the lock");
+    vault.store(&lock, &planted).expect("logged in again");
+    drop(lock);
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&vault_path)
+        .expect("the new vault");
+    file.set_modified(old.modified().expect("an mtime"))
+        .expect("the old mtime put back");
+    drop(file);
+    let new = std::fs::metadata(&vault_path).expect("the new vault");
+    assert_eq!(
+        (new.len(), new.modified().ok()),
+        (old.len(), old.modified().ok()),
+        "the new vault looks like the old one"
+    );
+
+    let served = world.latchkey(["token"]).run();
+    assert_eq!(
+        served.ok().stdout.trim_end(),
+        other,
+        "the daemon served the session that was logged out"
+    );
+    world.stop_daemons();
+}
+
 #[test]
 fn logins_and_logouts_by_other_processes_are_seen_and_announced() {
     let world = World::default_provider();
