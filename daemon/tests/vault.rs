@@ -136,6 +136,36 @@ fn a_reserved_write_never_rekeys_and_a_plain_store_does() {
     );
 }
 
+/// Temporary files a killed process left in the profiles folder are removed by
+/// the next reservation once they are old; young ones (another process's live
+/// reservation) and other files stay.
+#[test]
+fn a_reservation_sweeps_old_temporary_files_only() {
+    let d = tempfile::tempdir().unwrap();
+    let vault = Vault::new(d.path().join("state"), FAST);
+    store(&vault, "work", &session("at-1"));
+    let profiles = d.path().join("state/profiles");
+    let old = profiles.join(".latchkey-left.tmp");
+    let young = profiles.join(".latchkey-live.tmp");
+    let other = profiles.join("notes.tmp");
+    for f in [&old, &young, &other] {
+        std::fs::write(f, vec![0u8; 8192]).unwrap();
+    }
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for f in [&old, &other] {
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
+    let lock = vault.lock("work", Duration::from_secs(30)).unwrap();
+    drop(vault.reserve(&lock).unwrap());
+    assert!(!old.exists(), "the old temporary file is removed");
+    assert!(young.exists() && other.exists());
+}
+
 fn valid_vault_bytes() -> (tempfile::TempDir, Vault, Vec<u8>) {
     let d = tempfile::tempdir().unwrap();
     let vault = Vault::new(d.path().join("state"), FAST);

@@ -328,20 +328,27 @@ impl Engine {
                 dead.expired = true;
                 // The rejected refresh token is spent: drop it so it is never sent again.
                 dead.refresh_token = None;
-                let stored = self
-                    .vault()
-                    .store_reserved(ex.lock()?, reservation, &dead)?;
                 tracing::info!(
                     profile,
                     "the provider rejected the refresh token; the session is expired"
                 );
                 let error = super::expired(profile, &dead);
-                self.settle(
-                    profile,
-                    &slot,
-                    Some(stored.loaded(dead)),
-                    Some(Change::Expired),
-                );
+                match self.vault().store_reserved(ex.lock()?, reservation, &dead) {
+                    Ok(stored) => self.settle(
+                        profile,
+                        &slot,
+                        Some(stored.loaded(dead)),
+                        Some(Change::Expired),
+                    ),
+                    Err(e) => {
+                        // The vault still holds the rejected token: hold the
+                        // expired session unsaved, so nobody sends it again.
+                        tracing::error!(profile, error = %e, "the expired session could not be saved; it is kept in memory, and the profile locked, until it is");
+                        let generation = current.generation.saturating_add(1);
+                        self.hold_unsaved(profile, &slot, ex, Some(dead), generation)?;
+                        self.sessions.publish(profile, Change::Expired, None);
+                    }
+                }
                 Err(error)
             }
             Err(error) => {

@@ -47,17 +47,31 @@ impl Engine {
             generation,
             unsaved: true,
         };
+        self.hold_unsaved(profile, slot, ex, Some(session), generation)?;
+        self.sessions.publish(profile, Change::Refresh, None);
+        Ok(current.token(Served::Refreshed))
+    }
+
+    /// Makes `session` (`None`: a logout) the unsaved change of `profile`, and keeps
+    /// the file lock held and marked until it is written.
+    pub(crate) fn hold_unsaved(
+        &self,
+        profile: &str,
+        slot: &Arc<Slot>,
+        ex: &mut Exclusive,
+        session: Option<SessionRecord>,
+        generation: u64,
+    ) -> Result<(), EngineError> {
         slot.view().unsaved = Some(Unsaved {
-            session: Some(session),
+            session,
             generation,
         });
         if let Err(e) = ex.lock_mut()?.mark_unsaved(true) {
             // Other processes then wait out the lock timeout instead of failing at
             // once; they still cannot take the lock.
-            tracing::warn!(profile, error = %e, "cannot mark the profile lock as held for an unsaved session");
+            tracing::warn!(profile, error = %e, "cannot mark the profile lock as held for an unsaved change");
         }
-        self.sessions.publish(profile, Change::Refresh, None);
-        Ok(current.token(Served::Refreshed))
+        Ok(())
     }
 
     /// Writes the unsaved session of `profile`, if there is one, under the flight
@@ -119,14 +133,7 @@ impl Engine {
             %error,
             "the logged-out session's vault could not be deleted; the profile stays logged out here, and locked, until it is"
         );
-        slot.view().unsaved = Some(Unsaved {
-            session: None,
-            generation: 0,
-        });
-        if let Err(e) = ex.lock_mut()?.mark_unsaved(true) {
-            tracing::warn!(profile, error = %e, "cannot mark the profile lock as held for an unsaved logout");
-        }
-        Ok(())
+        self.hold_unsaved(profile, slot, ex, None, 0)
     }
 
     /// Tries to write the unsaved session of `profile`; `Ok` when none is left.

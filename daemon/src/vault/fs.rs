@@ -266,13 +266,54 @@ pub struct Reservation {
     dir: std::path::PathBuf,
 }
 
+/// How temporary files of atomic writes and reservations are named.
+const TEMP_PREFIX: &str = ".latchkey-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Removes the temporary files in `dir` older than `age`: what a process killed
+/// between a reservation and its commit left behind (at least a reservation's
+/// size each; a kill -9 soak would otherwise fill the folder). A live reservation
+/// is never that old: it lasts one provider call. Failures are only logged: this
+/// is housekeeping, and the caller's own write does not depend on it.
+pub fn sweep_stale_temps(dir: &Path, age: std::time::Duration) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)) {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(fs::Metadata::is_file)
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if stale {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(
+                    file = name,
+                    "removed a temporary file a stopped process left behind"
+                ),
+                Err(e) => {
+                    tracing::debug!(file = name, error = %e, "cannot remove a stale temporary file")
+                }
+            }
+        }
+    }
+}
+
 /// Reserves `len` bytes for a write into `dir` (which must already be private).
 pub fn reserve(dir: &Path, len: u64) -> Result<Reservation, StorageError> {
     // tempfile creates with O_EXCL and mode 0600 on Unix: no other user can open the
     // file between its creation and the rename, whatever the umask.
     let mut tmp = tempfile::Builder::new()
-        .prefix(".latchkey-")
-        .suffix(".tmp")
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)
         .map_err(|e| StorageError::io("create a temporary file in", dir, e))?;
     if len > 0 {

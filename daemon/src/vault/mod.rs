@@ -174,6 +174,7 @@ impl Vault {
     pub fn reserve(&self, lock: &ProfileLock) -> Result<fs::Reservation, StorageError> {
         let path = self.path(lock.profile())?;
         self.ensure_dirs()?;
+        fs::sweep_stale_temps(&self.profiles_dir, STALE_TEMP_AGE);
         let current = fs::identity(&path)?.map_or(0, |i| i.size);
         fs::reserve(&self.profiles_dir, reservation_len(current))
     }
@@ -350,6 +351,10 @@ enum Rekey {
     /// Never: the file's parameters and salt are kept (the key is cached).
     Never,
 }
+
+/// Temporary files older than this in the profiles folder were left by a process
+/// that stopped mid-write; [`Vault::reserve`] removes them.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
 /// The least headroom a reservation adds to the current vault's size.
 pub const RESERVE_HEADROOM: u64 = 8 * 1024;

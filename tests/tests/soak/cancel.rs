@@ -18,8 +18,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use latchkey_proto::vault::KdfParams;
-use latchkey_tests::fake_idp::TokenKind;
-use latchkey_tests::harness::World;
+use latchkey_tests::fake_idp::{Endpoint, Fault, TokenKind};
+use latchkey_tests::harness::{Mount, World};
 
 /// Reads one HTTP message (head, then a Content-Length body) from `s`.
 fn read_message(s: &mut impl Read) -> Vec<u8> {
@@ -65,12 +65,8 @@ fn holding_proxy(upstream: std::net::SocketAddr) -> (String, mpsc::Receiver<()>,
     (url, answered, release)
 }
 
-#[test]
-fn a_refresh_whose_caller_hangs_up_is_still_written() {
-    let world = World::default_provider();
-    world.login();
-    let (url, answered, release) = holding_proxy(world.idp.addr());
-    // Point the stored session's token endpoint at the proxy.
+/// Rewrites the stored session so its refreshes go to `url`.
+fn point_token_endpoint_at(world: &World, url: String) {
     let vault = latchkey_daemon::vault::Vault::new(
         world.home.state_dir(),
         KdfParams::Scrypt {
@@ -81,20 +77,27 @@ fn a_refresh_whose_caller_hangs_up_is_still_written() {
     );
     let mut session = world.stored_session();
     session.token_endpoint = Some(url);
-    {
-        let lock = vault
-            .lock("work", Duration::from_secs(5))
-            .expect("the lock");
-        vault
-            .store(&lock, &session)
-            .expect("the session is planted");
-    }
+    let lock = vault
+        .lock("work", Duration::from_secs(5))
+        .expect("the lock");
+    vault
+        .store(&lock, &session)
+        .expect("the session is planted");
+}
+
+const REFRESH: &[u8] = b"POST /v1/profiles/work/refresh HTTP/1.1\r\nHost: latchkeyd\r\nLatchkey-Protocol: 1\r\nContent-Length: 0\r\n\r\n";
+
+#[test]
+fn a_refresh_whose_caller_hangs_up_is_still_written() {
+    let world = World::default_provider();
+    world.login();
+    let (url, answered, release) = holding_proxy(world.idp.addr());
+    // Point the stored session's token endpoint at the proxy.
+    point_token_endpoint_at(&world, url);
     world.start_daemon();
 
     let mut caller = UnixStream::connect(world.socket()).expect("the daemon listens");
-    caller
-        .write_all(b"POST /v1/profiles/work/refresh HTTP/1.1\r\nHost: latchkeyd\r\nLatchkey-Protocol: 1\r\nContent-Length: 0\r\n\r\n")
-        .expect("the request is sent");
+    caller.write_all(REFRESH).expect("the request is sent");
     answered
         .recv_timeout(Duration::from_secs(20))
         .expect("the provider answered the daemon's refresh");
@@ -149,29 +152,10 @@ fn a_graceful_stop_waits_for_a_refresh_the_provider_answered() {
     let world = World::default_provider();
     world.login();
     let (url, answered, release) = holding_proxy(world.idp.addr());
-    let vault = latchkey_daemon::vault::Vault::new(
-        world.home.state_dir(),
-        KdfParams::Scrypt {
-            log_n: 10,
-            r: 8,
-            p: 1,
-        },
-    );
-    let mut session = world.stored_session();
-    session.token_endpoint = Some(url);
-    {
-        let lock = vault
-            .lock("work", Duration::from_secs(5))
-            .expect("the lock");
-        vault
-            .store(&lock, &session)
-            .expect("the session is planted");
-    }
+    point_token_endpoint_at(&world, url);
     let pid = world.start_daemon();
     let mut caller = UnixStream::connect(world.socket()).expect("the daemon listens");
-    caller
-        .write_all(b"POST /v1/profiles/work/refresh HTTP/1.1\r\nHost: latchkeyd\r\nLatchkey-Protocol: 1\r\nContent-Length: 0\r\n\r\n")
-        .expect("the request is sent");
+    caller.write_all(REFRESH).expect("the request is sent");
     answered
         .recv_timeout(Duration::from_secs(20))
         .expect("the provider answered the daemon's refresh");
@@ -215,9 +199,7 @@ fn a_graceful_stop_sends_nothing_it_had_not_sent_yet() {
     let refreshes = world.idp.counters().token_requests.refresh_token;
 
     let mut caller = UnixStream::connect(world.socket()).expect("the daemon listens");
-    caller
-        .write_all(b"POST /v1/profiles/work/refresh HTTP/1.1\r\nHost: latchkeyd\r\nLatchkey-Protocol: 1\r\nContent-Length: 0\r\n\r\n")
-        .expect("the request is sent");
+    caller.write_all(REFRESH).expect("the request is sent");
     std::thread::sleep(Duration::from_millis(500));
     World::signal(pid, "TERM");
     assert!(
@@ -235,4 +217,60 @@ fn a_graceful_stop_sends_nothing_it_had_not_sent_yet() {
     world.stop_daemons();
     crate::embedded(&world, &["refresh", "--json"]).run().ok();
     assert_eq!(world.idp.counters().reuse_detections, 0);
+}
+
+/// The provider rejects the refresh token while the disk refuses the write that
+/// records it (expired, no refresh token): the daemon holds the expired session
+/// unsaved, so neither it nor another process ever sends the rejected token again
+/// or serves the session's access token, and it writes the record once it can.
+#[test]
+fn a_rejected_refresh_token_the_disk_will_not_forget_is_never_sent_again() {
+    let world = World::default_provider();
+    world.login();
+    let (url, answered, release) = holding_proxy(world.idp.addr());
+    point_token_endpoint_at(&world, url);
+    world
+        .idp
+        .push_faults(Endpoint::Token, Fault::InvalidGrant, 1);
+    world.start_daemon();
+    let mut caller = UnixStream::connect(world.socket()).expect("the daemon listens");
+    caller.write_all(REFRESH).expect("the request is sent");
+    answered
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the provider answered the daemon's refresh");
+    let Some(read_only) = Mount::read_only(&world.home.state_dir().join("profiles")) else {
+        let _ = release.send(());
+        world.stop_daemons();
+        return;
+    };
+    let _ = release.send(());
+    let answer = String::from_utf8_lossy(&read_message(&mut caller)).into_owned();
+    assert!(answer.contains("session_expired"), "{answer}");
+
+    world
+        .latchkey(["token", "--json"])
+        .run()
+        .json_error(4, "session_expired");
+    world
+        .latchkey(["refresh", "--json"])
+        .run()
+        .json_error(4, "session_expired");
+    crate::embedded(&world, &["refresh", "--json"])
+        .run()
+        .json_error(8, "local_storage");
+    let status = world.latchkey(["daemon", "status", "--json"]).run();
+    assert_eq!(status.ok().json()["profiles"][0]["unsaved"], true);
+
+    drop(read_only);
+    assert!(
+        within(Duration::from_secs(20), || {
+            let s = world.stored_session();
+            s.expired && s.refresh_token.is_none()
+        }),
+        "the daemon writes the expired session once it can"
+    );
+    world.stop_daemons();
+    crate::embedded(&world, &["token", "--json"])
+        .run()
+        .json_error(4, "session_expired");
 }
