@@ -387,6 +387,27 @@ impl World {
     }
 
     /// The `work` vault's bytes.
+    /// Rewrites the stored `work` session so that its refreshes go to `url` (a
+    /// stand-in token endpoint: one that holds, drops or counts requests).
+    pub fn point_token_endpoint_at(&self, url: &str) {
+        let vault = latchkey_daemon::vault::Vault::new(
+            self.home.state_dir(),
+            latchkey_proto::vault::KdfParams::Scrypt {
+                log_n: 10,
+                r: 8,
+                p: 1,
+            },
+        );
+        let mut session = self.stored_session();
+        session.token_endpoint = Some(url.to_string());
+        let lock = vault
+            .lock("work", std::time::Duration::from_secs(5))
+            .expect("the lock");
+        vault
+            .store(&lock, &session)
+            .expect("the session is planted");
+    }
+
     pub fn vault_bytes(&self) -> Option<Vec<u8>> {
         std::fs::read(self.home.state_dir().join("profiles/work.vault")).ok()
     }

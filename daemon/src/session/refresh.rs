@@ -15,6 +15,11 @@
 //!    when none came back). If even that fails, the session is kept unsaved
 //!    ([`super::unsaved`]) and the file lock stays held until it is written.
 //!
+//! A caller that waited for the flight while an attempt for the same session failed
+//! at the provider takes that failure as its outcome instead of asking again
+//! ([`super::slot::Slot::failed_since`]): single flight for failures as for
+//! successes.
+//!
 //! On `invalid_grant` or HTTP 409 the vault is re-read: if it holds a different
 //! refresh token than the one just sent (a writer we could not exclude), the refresh
 //! is retried once with it; otherwise the session is marked expired, keeping the
@@ -39,7 +44,7 @@ use latchkey_proto::vault::SessionRecord;
 
 use latchkey_proto::secret::Secret;
 
-use super::slot::{Change, Current, Exclusive};
+use super::slot::{Change, Current, Exclusive, Failure};
 use crate::engine::{AccessToken, Engine, Served};
 use crate::error::EngineError;
 use crate::oauth::token::{self, Grant, TokenSet};
@@ -86,6 +91,10 @@ enum Prepared {
     Done(AccessToken),
     /// A refresh cannot start now ([`Engine::fall_short`] decides what to serve).
     Short(EngineError),
+    /// An attempt at the provider for this very session failed while this call
+    /// waited for the flight: its outcome is this call's too, without asking again
+    /// (single flight for failures as for successes).
+    Joined { current: Loaded, error: OAuthError },
     /// Spend `sent` at the provider; the new vault's space is reserved.
     Spend {
         current: Loaded,
@@ -163,17 +172,22 @@ impl Engine {
         want: Want,
     ) -> Result<AccessToken, EngineError> {
         let slot = self.sessions.slot(profile);
+        let began = Instant::now();
         let ex = match self.exclusive(&slot, profile).await {
             Ok(ex) => ex,
             Err(e) => return self.fall_short(profile, want, e).await,
         };
         let name = profile.to_string();
         let (ex, prepared) = self
-            .blocking_exclusive(ex, move |e, ex| e.prepare(&name, ex, want))
+            .blocking_exclusive(ex, move |e, ex| e.prepare(&name, ex, want, began))
             .await?;
         let (current, sent, reservation) = match prepared? {
             Prepared::Done(token) => return Ok(token),
             Prepared::Short(e) => return self.fall_short(profile, want, e).await,
+            Prepared::Joined { current, error } => {
+                drop(ex);
+                return self.failed(profile, want, &current, error);
+            }
             Prepared::Spend {
                 current,
                 sent,
@@ -235,6 +249,7 @@ impl Engine {
         profile: &str,
         ex: &mut Exclusive,
         want: Want,
+        began: Instant,
     ) -> Result<Prepared, EngineError> {
         let slot = self.sessions.slot(profile);
         if let Err(e) = self.save_unsaved_locked(profile, &slot, ex) {
@@ -268,6 +283,12 @@ impl Engine {
                 _ => Err(super::expired(profile, s)),
             };
         };
+        if let Some(failure) = slot.failed_since(current.generation, began) {
+            return Ok(Prepared::Joined {
+                current,
+                error: failure.error,
+            });
+        }
         match self.vault().reserve(ex.lock()?) {
             Ok(reservation) => Ok(Prepared::Spend {
                 current,
@@ -295,6 +316,14 @@ impl Engine {
             reservation,
             answered,
         } = spent;
+        slot.attempted(match &attempt {
+            Err(error) if !error.is_invalid_grant() => Some(Failure {
+                generation: current.generation,
+                at: Instant::now(),
+                error: error.clone(),
+            }),
+            _ => None,
+        });
         match attempt {
             Ok(tokens) => {
                 let updated = apply(base, tokens);
@@ -353,20 +382,30 @@ impl Engine {
             }
             Err(error) => {
                 drop(reservation);
-                // When the provider is unreachable or failing, a token that has not
-                // expired yet is still worth serving.
-                let s = &current.session;
-                let outage = matches!(error.category(), Category::Transport | Category::Server);
-                if matches!(want, Want::Fresh { .. }) && still_valid(s) && outage {
-                    tracing::warn!(profile, %error, "refresh failed; serving the still-valid access token");
-                    return Ok(Current::from_loaded(&current).token(Served::AsHeld));
-                }
-                Err(EngineError::OAuth {
-                    profile: profile.to_string(),
-                    error,
-                })
+                self.failed(profile, want, &current, error)
             }
         }
+    }
+
+    /// The outcome of a failed attempt at the provider for the session `current`.
+    /// When the provider is unreachable or failing, a token that has not expired
+    /// yet is still worth serving to a token request.
+    fn failed(
+        &self,
+        profile: &str,
+        want: Want,
+        current: &Loaded,
+        error: OAuthError,
+    ) -> Result<AccessToken, EngineError> {
+        let outage = matches!(error.category(), Category::Transport | Category::Server);
+        if matches!(want, Want::Fresh { .. }) && still_valid(&current.session) && outage {
+            tracing::warn!(profile, %error, "refresh failed; serving the still-valid access token");
+            return Ok(Current::from_loaded(current).token(Served::AsHeld));
+        }
+        Err(EngineError::OAuth {
+            profile: profile.to_string(),
+            error,
+        })
     }
 
     /// A refresh that could not start: the lock is held for another process's

@@ -132,6 +132,18 @@ pub(crate) struct Slot {
     /// How many logouts this process ran on the profile: a pending login ends
     /// when it changes.
     logouts: Logouts,
+    /// The last refresh attempt that failed at the provider (unreachable, 5xx...),
+    /// for the callers that waited for it to join instead of asking again.
+    failure: Mutex<Option<Failure>>,
+}
+
+/// A refresh attempt that failed at the provider.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    /// The vault generation of the session it tried to refresh.
+    pub generation: u64,
+    pub at: std::time::Instant,
+    pub error: crate::oauth::OAuthError,
 }
 
 #[derive(Debug)]
@@ -151,6 +163,20 @@ impl Slot {
     /// The unsaved session, if any.
     pub fn unsaved(&self) -> Option<Unsaved> {
         self.view().unsaved.clone()
+    }
+
+    /// The last failed attempt, if it was at `generation` and came after `since`:
+    /// a caller that waited from `since` for the flight joins that outcome.
+    pub fn failed_since(&self, generation: u64, since: std::time::Instant) -> Option<Failure> {
+        lock(&self.failure)
+            .as_ref()
+            .filter(|f| f.generation == generation && f.at >= since)
+            .cloned()
+    }
+
+    /// Records the outcome of an attempt at the provider (`None`: it succeeded).
+    pub fn attempted(&self, failure: Option<Failure>) {
+        *lock(&self.failure) = failure;
     }
 
     /// The count of logouts, to watch.

@@ -303,3 +303,76 @@ fn a_library_caller_timing_out_mid_refresh_does_not_cancel_it() {
     });
     assert_eq!(world.idp.counters().grants_revoked, 0);
 }
+
+/// A token endpoint that takes each request, holds it for `hold`, then closes the
+/// connection without an answer (a provider failing slowly); counts the requests.
+fn failing_slowly(hold: Duration) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let url = format!("http://{}/token", listener.local_addr().expect("bound"));
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            seen.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                std::thread::sleep(hold);
+            });
+        }
+    });
+    (url, count)
+}
+
+/// Single flight holds for failures too: callers that waited for the flight
+/// while an attempt was failing at the provider join its outcome instead of each
+/// asking again (a proxy's burst of 401s, or token requests at expiry, against a
+/// provider that is down would otherwise queue one timeout each). Asked on the
+/// socket directly: a client would stop waiting after 500 ms and go on alone.
+#[test]
+fn callers_waiting_for_a_failing_refresh_join_its_outcome() {
+    use std::sync::atomic::Ordering;
+    let world = world_due_for_refresh(FakeIdpConfig::default(), Duration::from_secs(8));
+    let (url, attempts) = failing_slowly(Duration::from_millis(1500));
+    world.point_token_endpoint_at(&url);
+    world.start_daemon();
+    let held = world.stored_session().access_token.expose().to_string();
+    let ask = |method: &'static str, path: &'static str| {
+        let socket = world.socket();
+        std::thread::spawn(move || latchkey_tests::harness::api(&socket, method, path, None))
+    };
+
+    // Token requests due for a refresh: one attempt; all get the token that is
+    // still valid.
+    let asks: Vec<_> = (0..8)
+        .map(|_| ask("GET", "/v1/profiles/work/token"))
+        .collect();
+    for a in asks {
+        let (status, body) = a.join().unwrap().expect("an answer");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["access_token"], held.as_str());
+    }
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        1,
+        "one attempt at the provider"
+    );
+
+    // Forced refreshes: one more attempt; all fail with its category.
+    let asks: Vec<_> = (0..8)
+        .map(|_| ask("POST", "/v1/profiles/work/refresh"))
+        .collect();
+    for a in asks {
+        let (_, body) = a.join().unwrap().expect("an answer");
+        assert_eq!(body["error"]["category"], "transport", "{body}");
+    }
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "one more attempt, not eight"
+    );
+    world.stop_daemons();
+}

@@ -17,7 +17,6 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use latchkey_proto::vault::KdfParams;
 use latchkey_tests::fake_idp::{Endpoint, Fault, TokenKind};
 use latchkey_tests::harness::{Mount, World};
 
@@ -65,26 +64,6 @@ fn holding_proxy(upstream: std::net::SocketAddr) -> (String, mpsc::Receiver<()>,
     (url, answered, release)
 }
 
-/// Rewrites the stored session so its refreshes go to `url`.
-fn point_token_endpoint_at(world: &World, url: String) {
-    let vault = latchkey_daemon::vault::Vault::new(
-        world.home.state_dir(),
-        KdfParams::Scrypt {
-            log_n: 10,
-            r: 8,
-            p: 1,
-        },
-    );
-    let mut session = world.stored_session();
-    session.token_endpoint = Some(url);
-    let lock = vault
-        .lock("work", Duration::from_secs(5))
-        .expect("the lock");
-    vault
-        .store(&lock, &session)
-        .expect("the session is planted");
-}
-
 const REFRESH: &[u8] = b"POST /v1/profiles/work/refresh HTTP/1.1\r\nHost: latchkeyd\r\nLatchkey-Protocol: 1\r\nContent-Length: 0\r\n\r\n";
 
 #[test]
@@ -93,7 +72,7 @@ fn a_refresh_whose_caller_hangs_up_is_still_written() {
     world.login();
     let (url, answered, release) = holding_proxy(world.idp.addr());
     // Point the stored session's token endpoint at the proxy.
-    point_token_endpoint_at(&world, url);
+    world.point_token_endpoint_at(&url);
     world.start_daemon();
 
     let mut caller = UnixStream::connect(world.socket()).expect("the daemon listens");
@@ -152,7 +131,7 @@ fn a_graceful_stop_waits_for_a_refresh_the_provider_answered() {
     let world = World::default_provider();
     world.login();
     let (url, answered, release) = holding_proxy(world.idp.addr());
-    point_token_endpoint_at(&world, url);
+    world.point_token_endpoint_at(&url);
     let pid = world.start_daemon();
     let mut caller = UnixStream::connect(world.socket()).expect("the daemon listens");
     caller.write_all(REFRESH).expect("the request is sent");
@@ -228,7 +207,7 @@ fn a_rejected_refresh_token_the_disk_will_not_forget_is_never_sent_again() {
     let world = World::default_provider();
     world.login();
     let (url, answered, release) = holding_proxy(world.idp.addr());
-    point_token_endpoint_at(&world, url);
+    world.point_token_endpoint_at(&url);
     world
         .idp
         .push_faults(Endpoint::Token, Fault::InvalidGrant, 1);
