@@ -13,6 +13,13 @@
 //!
 //! Both check, before connecting, that the socket is this user's and, after, that
 //! the listener runs as this user; anything else is `Refused`.
+//!
+//! Both tell a busy daemon from a hung one the same way ([`split`]): when no
+//! answer came in the first part of the deadline, a health request on a second
+//! connection asks whether the daemon is alive. A daemon that answers it is busy
+//! (a token request waiting for a refresh at a slow provider) and is waited for up
+//! to [`BUSY_LIMIT`]; one that does not is `Hung`, within the same deadline as
+//! before.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -29,6 +36,18 @@ use latchkey_proto::secret::Secret;
 use serde::de::DeserializeOwned;
 
 use crate::wire::{self, AnswerHead, MAX_REPLY, Outgoing, Reach};
+
+/// How long a daemon that proved alive is waited for: past its own per-request
+/// deadline, so it is the daemon that ends a request that takes too long.
+pub const BUSY_LIMIT: Duration = Duration::from_secs(60);
+
+/// The two parts of a `deadline`: how long to wait for the answer before asking
+/// whether the daemon is alive, and how long that question may take. Together
+/// they are the deadline: a hung daemon is found as soon as before.
+pub fn split(deadline: Duration) -> (Duration, Duration) {
+    let first = deadline * 3 / 5;
+    (first, deadline.saturating_sub(first))
+}
 
 /// Idle connections kept for reuse; more concurrent callers open their own.
 const MAX_IDLE: usize = 16;
@@ -133,17 +152,45 @@ impl Transport {
         }
     }
 
-    /// Sends one request of the proto's set and waits at most `deadline` for the
-    /// whole answer.
+    /// Sends one request of the proto's set and waits for the whole answer: up to
+    /// `deadline`, or up to [`BUSY_LIMIT`] when the daemon proves alive meanwhile
+    /// (see the module documentation).
     pub async fn call<R: Request>(&self, request: &R, deadline: Duration) -> Reach<R::Answer> {
         let out = match Outgoing::new(request) {
             Ok(o) => o,
             Err(why) => return Reach::Broken(why),
         };
-        match tokio::time::timeout(deadline, self.exchange(out)).await {
-            Ok(r) => r,
-            Err(_) => Reach::Hung,
+        let exchange = self.exchange(out);
+        tokio::pin!(exchange);
+        let (first, probe) = split(deadline);
+        if let Ok(reach) = tokio::time::timeout(first, &mut exchange).await {
+            return reach;
         }
+        let alive = tokio::select! {
+            reach = &mut exchange => return reach,
+            alive = self.alive(probe) => alive,
+        };
+        if !alive {
+            return Reach::Hung;
+        }
+        tracing::debug!("the daemon is alive and busy; waiting for its answer");
+        tokio::time::timeout(BUSY_LIMIT, &mut exchange)
+            .await
+            .unwrap_or(Reach::Hung)
+    }
+
+    /// Whether the daemon answers a health request (any answer, an error of the
+    /// delegate listener's access rules included) within `deadline`. The busy
+    /// request holds its own connection, so this one goes on another.
+    async fn alive(&self, deadline: Duration) -> bool {
+        let Ok(out) = Outgoing::new(&rq::Health) else {
+            return false;
+        };
+        let probe = self.exchange::<<rq::Health as Request>::Answer>(out);
+        matches!(
+            tokio::time::timeout(deadline, probe).await,
+            Ok(Reach::Answer(_))
+        )
     }
 
     /// [`call_blocking`] with this transport's socket and client token.
@@ -459,8 +506,9 @@ async fn connect<T>(socket: &Path, owner: bool) -> Result<tokio::net::UnixStream
 
 /// One exchange without an async runtime, for `latchkey token`'s hot path: a
 /// process that asks once and exits gains nothing from tokio and hyper but their
-/// start-up cost (docs/benchmarks.md). Same checks, head and classification as
-/// [`Transport::call`]; the connection is closed after the answer.
+/// start-up cost (docs/benchmarks.md). Same checks, head, classification and
+/// busy-or-hung rule as [`Transport::call`]; the connection is closed after the
+/// answer.
 #[cfg(unix)]
 pub fn call_blocking<R: Request>(
     socket: &Path,
@@ -469,8 +517,31 @@ pub fn call_blocking<R: Request>(
     bearer: Option<&Secret>,
     check_owner: bool,
 ) -> Reach<R::Answer> {
+    let (first, probe) = split(deadline);
+    let alive = || {
+        matches!(
+            exchange_blocking(socket, &rq::Health, probe, bearer, check_owner, &|| false),
+            Reach::Answer(_)
+        )
+    };
+    exchange_blocking(socket, request, first, bearer, check_owner, &alive)
+}
+
+/// [`call_blocking`]'s exchange: when `first` passes without an answer, waits up
+/// to [`BUSY_LIMIT`] more if `alive` says the daemon is, else it is `Hung`.
+#[cfg(unix)]
+fn exchange_blocking<R: Request>(
+    socket: &Path,
+    request: &R,
+    first: Duration,
+    bearer: Option<&Secret>,
+    check_owner: bool,
+    alive: &dyn Fn() -> bool,
+) -> Reach<R::Answer> {
     use std::io::{Read, Write};
     let start = std::time::Instant::now();
+    let mut deadline = first;
+    let mut asked = false;
     let out = match Outgoing::new(request) {
         Ok(o) => o,
         Err(why) => return Reach::Broken(why),
@@ -499,7 +570,7 @@ pub fn call_blocking<R: Request>(
     let mut message = zeroize::Zeroizing::new(out.head_once(bearer).into_bytes());
     message.extend_from_slice(out.body.as_deref().unwrap_or_default());
     if let Err(e) = stream
-        .set_write_timeout(Some(deadline))
+        .set_write_timeout(Some(first))
         .and_then(|()| stream.write_all(&message))
     {
         return if timed_out(&e) {
@@ -515,7 +586,12 @@ pub fn call_blocking<R: Request>(
             .checked_sub(start.elapsed())
             .filter(|d| !d.is_zero())
         else {
-            return Reach::Hung;
+            if asked || !alive() {
+                return Reach::Hung;
+            }
+            asked = true;
+            deadline = start.elapsed() + BUSY_LIMIT;
+            continue;
         };
         if let Err(e) = stream.set_read_timeout(Some(left)) {
             return Reach::Dead(e.to_string());
@@ -532,7 +608,8 @@ pub fn call_blocking<R: Request>(
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if timed_out(&e) => return Reach::Hung,
+            // The loop's head decides: ask whether the daemon is alive, or give up.
+            Err(e) if timed_out(&e) => {}
             Err(e) => return Reach::Dead(e.to_string()),
         }
     }

@@ -7,6 +7,7 @@
 use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use latchkey_tests::harness::{Run, World, bin};
 
@@ -148,9 +149,10 @@ fn a_hung_daemon_is_waited_for_once_not_by_both_binaries() {
         run.stderr.contains("did not answer within 500 ms"),
         "{run:#?}"
     );
+    // The front's request and its question whether the daemon is alive.
     assert_eq!(
         accepted.load(Ordering::SeqCst),
-        1,
+        2,
         "the full program asked the hung daemon again after the front's handover"
     );
     // The handover names the front's pid: a child that inherits it asks as usual.
@@ -159,7 +161,44 @@ fn a_hung_daemon_is_waited_for_once_not_by_both_binaries() {
         .env("LATCHKEY_FRONT_HANDOVER", "1 hung")
         .run();
     child.ok();
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(accepted.load(Ordering::SeqCst), 4);
+}
+
+/// A daemon that takes longer than the client's deadline because it is working
+/// (a refresh at a slow provider) is not hung: it proves alive on a second
+/// connection and is waited for, with no fallback, no key derivation in the
+/// client and no warning; through the front, the full program and the library.
+#[test]
+fn a_daemon_busy_with_a_slow_refresh_is_waited_for() {
+    use latchkey_tests::fake_idp::{Endpoint, Fault};
+    let world = World::default_provider();
+    world.login();
+    world.start_daemon();
+    for (label, extra) in [
+        ("front", None),
+        ("full program", Some(("LATCHKEY_LOG", "warn"))),
+    ] {
+        world
+            .idp
+            .push_faults(Endpoint::Token, Fault::Slow(Duration::from_millis(1500)), 1);
+        let before = world.idp.counters().refresh_successes;
+        let mut cmd = world.latchkey(["refresh", "--json"]);
+        if let Some((k, v)) = extra {
+            cmd = cmd.env(k, v);
+        }
+        let run = cmd.run();
+        run.ok();
+        assert!(run.stderr.is_empty(), "{label}: {run:#?}");
+        assert_eq!(
+            world.idp.counters().refresh_successes,
+            before + 1,
+            "{label}: one refresh, the daemon's"
+        );
+    }
+    let status = world.latchkey(["daemon", "status", "--json"]).run();
+    let status = status.ok().json();
+    assert_eq!(status["counters"]["refreshes_ok"], 2, "{status}");
+    world.stop_daemons();
 }
 
 /// ELF `e_type` of a binary: 3 is `ET_DYN`, a position-independent executable
