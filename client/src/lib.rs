@@ -8,8 +8,9 @@
 //! | daemon                                      | outcome   | client does                                  |
 //! |---------------------------------------------|-----------|----------------------------------------------|
 //! | no socket / nobody listening / went away    | `Dead`    | autostart it (unless disabled), else embedded at once |
-//! | connected, no answer within 500 ms          | `Hung`    | embedded, with a notice                      |
+//! | connected, no answer within 500 ms, nor to a health check | `Hung` | embedded, with a notice        |
 //! | answers with another protocol version       | `Stale`   | embedded, notice: `latchkey daemon restart`  |
+//! | same protocol, "no such endpoint" (older)   | `Outdated`| embedded, notice: `latchkey daemon restart`  |
 //! | socket, folder or listener not this user's  | `Refused` | embedded, notice saying why; nothing sent    |
 //! | answers, but not in the protocol            | `Broken`  | error `internal` (exit 1): no autostart, no fallback |
 //! | answers (success or typed error)            | `Answer`  | that answer is final: no fallback            |
@@ -64,6 +65,10 @@ pub use latchkey_proto::profile::ProfileName;
 pub use latchkey_proto::secret::Secret;
 use transport::Transport;
 use wire::Reach;
+
+/// What the client says of a daemon older than the request it was sent.
+const OUTDATED: &str =
+    "the running latchkeyd is older than this client and does not know this request";
 
 /// How long the daemon may take to answer before the client falls back.
 pub const DAEMON_DEADLINE: Duration = Duration::from_millis(500);
@@ -641,6 +646,10 @@ impl Client {
                 ),
                 Some("run `latchkey daemon restart`".into()),
             )),
+            Reach::Outdated => Err(Error::usage(
+                OUTDATED.to_string(),
+                Some("run `latchkey daemon restart`".into()),
+            )),
             Reach::Refused(why) => Err(refused(why)),
             Reach::Dead(_) | Reach::Hung => Ok(None),
         }
@@ -649,7 +658,7 @@ impl Client {
     /// Asks a running daemon to stop; `Ok(false)` when none answered.
     pub async fn daemon_shutdown(&self) -> Result<bool, Error> {
         match self.transport.call(&rq::Shutdown, self.deadline).await {
-            Reach::Answer(Ok(_)) | Reach::Stale { .. } => Ok(true),
+            Reach::Answer(Ok(_)) | Reach::Stale { .. } | Reach::Outdated => Ok(true),
             Reach::Answer(Err(e)) => Err(Error::Remote(e)),
             Reach::Broken(why) => Err(self.broken(why)),
             Reach::Refused(why) => Err(refused(why)),
@@ -826,6 +835,13 @@ impl Client {
                 ));
                 None
             }
+            Reach::Outdated => {
+                // Not marked unusable: it answers what it knows.
+                self.notice(format!(
+                    "{OUTDATED}; {instead} (run `latchkey daemon restart`)"
+                ));
+                None
+            }
         }
     }
 
@@ -877,6 +893,14 @@ impl Client {
                 ),
                 Some(if self.delegated {
                     "use a latchkey of the daemon's version".into()
+                } else {
+                    "run `latchkey daemon restart`".into()
+                }),
+            )),
+            Reach::Outdated => Err(Error::usage(
+                format!("{OUTDATED} (at {socket})"),
+                Some(if self.delegated {
+                    "ask the owner to restart it: `latchkey daemon restart`".into()
                 } else {
                     "run `latchkey daemon restart`".into()
                 }),

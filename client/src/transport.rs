@@ -17,9 +17,10 @@
 //! Both tell a busy daemon from a hung one the same way ([`split`]): when no
 //! answer came in the first part of the deadline, a health request on a second
 //! connection asks whether the daemon is alive. A daemon that answers it is busy
-//! (a token request waiting for a refresh at a slow provider) and is waited for up
-//! to [`BUSY_LIMIT`]; one that does not is `Hung`, within the same deadline as
-//! before.
+//! (a token request waiting for a refresh at a slow provider) and is waited for,
+//! asked again every [`PROBE_EVERY`], up to [`BUSY_LIMIT`]; one that does not
+//! answer, the first time or any later one, is `Hung` (the first time within the
+//! same deadline as before).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -37,9 +38,12 @@ use serde::de::DeserializeOwned;
 
 use crate::wire::{self, AnswerHead, MAX_REPLY, Outgoing, Reach};
 
-/// How long a daemon that proved alive is waited for: past its own per-request
-/// deadline, so it is the daemon that ends a request that takes too long.
-pub const BUSY_LIMIT: Duration = Duration::from_secs(60);
+/// How long a daemon that keeps proving alive is waited for: just past its own
+/// per-request deadline (40 s), so it is the daemon that ends a request that
+/// takes too long.
+pub const BUSY_LIMIT: Duration = Duration::from_secs(45);
+/// How often a busy daemon is asked again whether it is alive.
+pub const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// The two parts of a `deadline`: how long to wait for the answer before asking
 /// whether the daemon is alive, and how long that question may take. Together
@@ -82,6 +86,7 @@ fn describe(reach: Reach<()>) -> String {
         Reach::Dead(why) | Reach::Broken(why) | Reach::Refused(why) => why,
         Reach::Hung => "no answer".into(),
         Reach::Stale { theirs } => format!("protocol {theirs}"),
+        Reach::Outdated => "an older latchkeyd without this endpoint".into(),
         Reach::Answer(_) => "an answer".into(),
     }
 }
@@ -166,17 +171,20 @@ impl Transport {
         if let Ok(reach) = tokio::time::timeout(first, &mut exchange).await {
             return reach;
         }
-        let alive = tokio::select! {
-            reach = &mut exchange => return reach,
-            alive = self.alive(probe) => alive,
-        };
-        if !alive {
-            return Reach::Hung;
+        let busy_since = tokio::time::Instant::now();
+        loop {
+            let alive = tokio::select! {
+                reach = &mut exchange => return reach,
+                alive = self.alive(probe) => alive,
+            };
+            if !alive || busy_since.elapsed() >= BUSY_LIMIT {
+                return Reach::Hung;
+            }
+            tracing::debug!("the daemon is alive and busy; waiting for its answer");
+            if let Ok(reach) = tokio::time::timeout(PROBE_EVERY, &mut exchange).await {
+                return reach;
+            }
         }
-        tracing::debug!("the daemon is alive and busy; waiting for its answer");
-        tokio::time::timeout(BUSY_LIMIT, &mut exchange)
-            .await
-            .unwrap_or(Reach::Hung)
     }
 
     /// Whether the daemon answers a health request (any answer, an error of the
@@ -527,8 +535,9 @@ pub fn call_blocking<R: Request>(
     exchange_blocking(socket, request, first, bearer, check_owner, &alive)
 }
 
-/// [`call_blocking`]'s exchange: when `first` passes without an answer, waits up
-/// to [`BUSY_LIMIT`] more if `alive` says the daemon is, else it is `Hung`.
+/// [`call_blocking`]'s exchange: when `first` passes without an answer, waits
+/// [`PROBE_EVERY`] more each time `alive` says the daemon is, up to
+/// [`BUSY_LIMIT`]; else it is `Hung`.
 #[cfg(unix)]
 fn exchange_blocking<R: Request>(
     socket: &Path,
@@ -541,7 +550,6 @@ fn exchange_blocking<R: Request>(
     use std::io::{Read, Write};
     let start = std::time::Instant::now();
     let mut deadline = first;
-    let mut asked = false;
     let out = match Outgoing::new(request) {
         Ok(o) => o,
         Err(why) => return Reach::Broken(why),
@@ -586,11 +594,10 @@ fn exchange_blocking<R: Request>(
             .checked_sub(start.elapsed())
             .filter(|d| !d.is_zero())
         else {
-            if asked || !alive() {
+            if start.elapsed() >= first + BUSY_LIMIT || !alive() {
                 return Reach::Hung;
             }
-            asked = true;
-            deadline = start.elapsed() + BUSY_LIMIT;
+            deadline = start.elapsed() + PROBE_EVERY;
             continue;
         };
         if let Err(e) = stream.set_read_timeout(Some(left)) {

@@ -14,6 +14,8 @@
 //! - `Hung`: connected but no whole answer within the deadline (a stopped or
 //!   wedged daemon).
 //! - `Stale`: the answer carries another protocol version (or none).
+//! - `Outdated`: a daemon of this protocol answered that it has no such endpoint:
+//!   an older latchkeyd than this client.
 //! - `Refused`: something listens, but not this user's daemon; never talked to.
 //! - `Broken`: something of our protocol answered, but not in it: not HTTP, no
 //!   Content-Length, too large, or a body that is not the endpoint's JSON (a 2xx
@@ -25,7 +27,7 @@
 //! byte.
 
 use latchkey_proto::PROTOCOL_HEADER;
-use latchkey_proto::error::{ErrorBody, ErrorDocument};
+use latchkey_proto::error::{ErrorBody, ErrorDocument, NO_SUCH_ENDPOINT};
 use latchkey_proto::request::Request;
 use serde::de::DeserializeOwned;
 
@@ -63,6 +65,9 @@ pub enum Reach<T> {
     Stale {
         theirs: String,
     },
+    /// A daemon of this protocol that has no route for the request: an older
+    /// latchkeyd, from before the request existed (nothing happened there).
+    Outdated,
     /// Only Unix checks files and peers; on Windows the pipe's DACL does it.
     #[cfg_attr(not(unix), allow(dead_code))]
     Refused(String),
@@ -79,6 +84,7 @@ impl<T> Reach<T> {
             Reach::Dead(why) => Reach::Dead(why),
             Reach::Hung => Reach::Hung,
             Reach::Stale { theirs } => Reach::Stale { theirs },
+            Reach::Outdated => Reach::Outdated,
             Reach::Refused(why) => Reach::Refused(why),
             Reach::Broken(why) => Reach::Broken(why),
         }
@@ -188,6 +194,7 @@ pub fn decode<T: DeserializeOwned>(status: u16, body: &[u8]) -> Reach<T> {
         };
     }
     match serde_json::from_slice::<ErrorDocument>(body) {
+        Ok(doc) if status == 404 && doc.error.message == NO_SUCH_ENDPOINT => Reach::Outdated,
         Ok(doc) => Reach::Answer(Err(doc.error)),
         Err(_) => Reach::Broken(format!(
             "the daemon answered HTTP {status} without an error document"

@@ -136,34 +136,73 @@ fn a_reserved_write_never_rekeys_and_a_plain_store_does() {
     );
 }
 
-/// Temporary files a killed process left in the profiles folder are removed by
-/// the next reservation once they are old; young ones (another process's live
-/// reservation) and other files stay.
+/// Temporary files a killed process left for a profile's vault are removed by
+/// that profile's next reservation (under its lock, so none is live, whatever its
+/// age); another profile's and foreign files stay.
 #[test]
-fn a_reservation_sweeps_old_temporary_files_only() {
+fn a_reservation_sweeps_its_own_profiles_temporary_files_only() {
     let d = tempfile::tempdir().unwrap();
     let vault = Vault::new(d.path().join("state"), FAST);
     store(&vault, "work", &session("at-1"));
     let profiles = d.path().join("state/profiles");
-    let old = profiles.join(".latchkey-left.tmp");
-    let young = profiles.join(".latchkey-live.tmp");
-    let other = profiles.join("notes.tmp");
-    for f in [&old, &young, &other] {
+    let left = profiles.join(".latchkey-work@left.tmp");
+    let other_profile = profiles.join(".latchkey-work2@live.tmp");
+    let foreign = profiles.join("notes.tmp");
+    for f in [&left, &other_profile, &foreign] {
         std::fs::write(f, vec![0u8; 8192]).unwrap();
     }
-    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-    for f in [&old, &other] {
-        std::fs::File::options()
-            .write(true)
-            .open(f)
-            .unwrap()
-            .set_modified(hour_ago)
-            .unwrap();
+    let lock = vault.lock("work", Duration::from_secs(30)).unwrap();
+    let reservation = vault.reserve(&lock).unwrap();
+    assert!(!left.exists(), "the left-behind file is removed");
+    assert!(other_profile.exists() && foreign.exists());
+    vault
+        .store_reserved(&lock, reservation, &session("at-2"))
+        .unwrap();
+    let names: Vec<String> = std::fs::read_dir(&profiles)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".latchkey-work@"))
+        .collect();
+    assert!(
+        names.is_empty(),
+        "the reservation itself was committed: {names:?}"
+    );
+}
+
+/// A vault whose folder refuses its deletion but whose file takes a write is
+/// emptied in place, so it can never be read back as the logged-out session.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_vault_that_cannot_be_deleted_is_erased_in_place() {
+    let d = tempfile::tempdir().unwrap();
+    let vault = Vault::new(d.path().join("state"), FAST);
+    store(&vault, "work", &session("at-1"));
+    let profiles = d.path().join("state/profiles");
+    // The append-only attribute lets files in a folder be written but not removed
+    // (root included); not every file system has it.
+    let chattr = |flag: &str| {
+        Command::new("chattr")
+            .arg(flag)
+            .arg(&profiles)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+a") {
+        eprintln!("skipped: chattr +a is not available here");
+        return;
     }
     let lock = vault.lock("work", Duration::from_secs(30)).unwrap();
-    drop(vault.reserve(&lock).unwrap());
-    assert!(!old.exists(), "the old temporary file is removed");
-    assert!(young.exists() && other.exists());
+    let deleted = vault.delete(&lock);
+    let len = std::fs::metadata(vault.path("work").unwrap()).map(|m| m.len());
+    assert!(chattr("-a"), "the attribute is taken back");
+    assert!(deleted.is_err(), "the folder refused the deletion");
+    assert_eq!(len.unwrap(), 0, "the vault was emptied in place");
+    let err = vault.load("work").unwrap_err();
+    assert_eq!(
+        category(err),
+        Category::LocalStorage,
+        "empty reads as corrupt"
+    );
 }
 
 fn valid_vault_bytes() -> (tempfile::TempDir, Vault, Vec<u8>) {

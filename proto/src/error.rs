@@ -94,6 +94,12 @@ impl std::fmt::Display for Category {
     }
 }
 
+/// The message of the daemon's answer to a request it has no route for. A client
+/// that gets it from a daemon of its own protocol is talking to an older
+/// latchkeyd that predates the request: it goes on without it and says to
+/// restart it.
+pub const NO_SUCH_ENDPOINT: &str = "no such endpoint";
+
 /// The body of the JSON error document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

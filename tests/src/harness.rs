@@ -386,7 +386,6 @@ impl World {
             .expect("the provider issued one")
     }
 
-    /// The `work` vault's bytes.
     /// Rewrites the stored `work` session so that its refreshes go to `url` (a
     /// stand-in token endpoint: one that holds, drops or counts requests).
     pub fn point_token_endpoint_at(&self, url: &str) {
@@ -408,6 +407,7 @@ impl World {
             .expect("the session is planted");
     }
 
+    /// The `work` vault's bytes.
     pub fn vault_bytes(&self) -> Option<Vec<u8>> {
         std::fs::read(self.home.state_dir().join("profiles/work.vault")).ok()
     }

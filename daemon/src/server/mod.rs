@@ -107,6 +107,9 @@ pub async fn run<L: Incoming>(
         socket,
         tcp
     );
+    // From here on nothing new is sent to a provider, not even by the requests
+    // still being answered during the drain or by a maintenance pass.
+    daemon.engine.begin_stop();
     delegates.remove_socket();
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {

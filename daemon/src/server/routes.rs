@@ -701,7 +701,7 @@ async fn not_found(Extension(_): Extension<Caller>) -> Response {
         StatusCode::NOT_FOUND,
         ErrorBody {
             category: Category::Usage,
-            message: "no such endpoint".into(),
+            message: latchkey_proto::error::NO_SUCH_ENDPOINT.into(),
             hint: Some("see docs/openapi.yaml".into()),
             retryable: false,
         },

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::slot::{Change, Exclusive};
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::oauth::{OAuthError, discovery, revoke};
+use crate::oauth::{OAuthError, revoke};
 
 /// What a logout did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,9 +127,19 @@ impl Engine {
     fn forget(&self, profile: &str, ex: &mut Exclusive) -> Result<bool, EngineError> {
         let slot = self.sessions.slot(profile);
         slot.logged_out();
-        let had_unsaved = slot.view().unsaved.take().is_some();
+        // Logged out in memory before the deletion, so that no reader between the
+        // two is answered from the vault (an unsaved session's predecessor).
+        let had_unsaved = slot
+            .view()
+            .unsaved
+            .replace(super::slot::Unsaved {
+                session: None,
+                generation: 0,
+            })
+            .is_some();
         match self.vault().delete(ex.lock()?) {
             Ok(deleted) => {
+                slot.view().unsaved = None;
                 if had_unsaved && let Err(e) = ex.lock_mut()?.mark_unsaved(false) {
                     tracing::debug!(profile, error = %e, "cannot clear the unsaved mark");
                 }
@@ -161,22 +171,9 @@ impl Engine {
         let http = self
             .http(profile)
             .map_err(|e| OAuthError::Setup(e.to_string()))?;
-        let (url, announced) = match &s.revocation_endpoint {
-            Some(u) => (
-                crate::config::check_url(u).map_err(OAuthError::Setup)?,
-                s.revocation_auth,
-            ),
-            None => {
-                let p = self
-                    .profile(profile)
-                    .map_err(|e| OAuthError::Setup(e.to_string()))?;
-                let ep = discovery::endpoints(http, &p).await?;
-                let url = ep.revocation.ok_or_else(|| {
-                    OAuthError::Setup("the provider does not support revocation".into())
-                })?;
-                (url, ep.revocation_auth)
-            }
-        };
+        let (url, announced) = self
+            .session_endpoint(profile, s, super::SessionEndpoint::Revocation)
+            .await?;
         // The refresh token first: revoking it ends the grant at most providers, and
         // if only one call gets through, it is the one that matters.
         let client = crate::oauth::client::ClientAuth::for_session(

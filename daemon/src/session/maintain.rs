@@ -14,7 +14,7 @@ impl Engine {
     pub async fn maintain(self: &Arc<Self>) {
         for profile in self.unsaved_profiles() {
             if let Err(e) = self.save_unsaved(&profile).await {
-                tracing::warn!(profile, error = %e, "still cannot save the refreshed session");
+                tracing::warn!(profile, error = %e, "still cannot save the change to the session");
             }
         }
         for profile in self.config().profile_names() {

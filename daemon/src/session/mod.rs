@@ -23,9 +23,60 @@ pub mod status;
 pub mod unsaved;
 pub mod view;
 
-use latchkey_proto::vault::SessionRecord;
+use latchkey_proto::vault::{ClientAuthMethod, SessionRecord};
 
+use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::oauth::OAuthError;
+use crate::oauth::discovery::{self, Endpoints};
+
+/// Which of a provider's endpoints a session operation needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SessionEndpoint {
+    Token,
+    Revocation,
+}
+
+impl Engine {
+    /// The endpoint `which` of the session `s`'s provider, and how the provider
+    /// announced a client secret goes there: what login stored in the session,
+    /// else (a session from before they were stored) discovery now.
+    pub(crate) async fn session_endpoint(
+        &self,
+        profile: &str,
+        s: &SessionRecord,
+        which: SessionEndpoint,
+    ) -> Result<(url::Url, Option<ClientAuthMethod>), OAuthError> {
+        let (stored, announced) = match which {
+            SessionEndpoint::Token => (&s.token_endpoint, s.token_auth),
+            SessionEndpoint::Revocation => (&s.revocation_endpoint, s.revocation_auth),
+        };
+        if let Some(u) = stored {
+            return Ok((
+                crate::config::check_url(u).map_err(OAuthError::Setup)?,
+                announced,
+            ));
+        }
+        let setup = |e: EngineError| OAuthError::Setup(e.to_string());
+        let http = self.http(profile).map_err(setup)?;
+        let p = self.profile(profile).map_err(setup)?;
+        let Endpoints {
+            token,
+            token_auth,
+            revocation,
+            revocation_auth,
+            ..
+        } = discovery::endpoints(http, &p).await?;
+        match which {
+            SessionEndpoint::Token => Ok((token, token_auth)),
+            SessionEndpoint::Revocation => {
+                revocation.map(|url| (url, revocation_auth)).ok_or_else(|| {
+                    OAuthError::Setup("the provider does not support revocation".into())
+                })
+            }
+        }
+    }
+}
 
 /// The best name for who owns a session, for messages.
 pub(crate) fn who(s: &SessionRecord) -> Option<String> {

@@ -47,8 +47,8 @@ use latchkey_proto::secret::Secret;
 use super::slot::{Change, Current, Exclusive, Failure};
 use crate::engine::{AccessToken, Engine, Served};
 use crate::error::EngineError;
+use crate::oauth::OAuthError;
 use crate::oauth::token::{self, Grant, TokenSet};
-use crate::oauth::{OAuthError, discovery};
 use crate::policy;
 use crate::vault::fs::Reservation;
 use crate::vault::{Loaded, unix_now};
@@ -289,6 +289,25 @@ impl Engine {
                 error: failure.error,
             });
         }
+        // The configured KDF changed: move the vault to it now, before anything is
+        // sent, since the write after the provider's answer keeps the file's
+        // parameters (no key derivation in the window). A failure here only
+        // postpones it.
+        let current = if self.vault().kdf_outdated(&current.kdf) {
+            match self.vault().store(ex.lock()?, &current.session) {
+                Ok(stored) => {
+                    let rekeyed = stored.loaded(current.session.clone());
+                    self.settle(profile, &slot, Some(rekeyed.clone()), None);
+                    rekeyed
+                }
+                Err(e) => {
+                    tracing::warn!(profile, error = %e, "cannot move the vault to the configured KDF yet");
+                    current
+                }
+            }
+        } else {
+            current
+        };
         match self.vault().reserve(ex.lock()?) {
             Ok(reservation) => Ok(Prepared::Spend {
                 current,
@@ -350,9 +369,11 @@ impl Engine {
                 }
             }
             Err(e) if e.is_invalid_grant() => {
-                let mut dead = match self.load(profile)? {
-                    Some(l) => l.session,
-                    None => base,
+                // The freshest record to mark, but never a reason to keep the
+                // rejected token: any read failure marks the session sent.
+                let mut dead = match self.load(profile) {
+                    Ok(Some(l)) => l.session,
+                    Ok(None) | Err(_) => base,
                 };
                 dead.expired = true;
                 // The rejected refresh token is spent: drop it so it is never sent again.
@@ -438,19 +459,9 @@ impl Engine {
         let http = self
             .http(profile)
             .map_err(|e| OAuthError::Setup(e.to_string()))?;
-        let (url, announced) = match &s.token_endpoint {
-            Some(u) => (
-                crate::config::check_url(u).map_err(OAuthError::Setup)?,
-                s.token_auth,
-            ),
-            None => {
-                let p = self
-                    .profile(profile)
-                    .map_err(|e| OAuthError::Setup(e.to_string()))?;
-                let ep = discovery::endpoints(http, &p).await?;
-                (ep.token, ep.token_auth)
-            }
-        };
+        let (url, announced) = self
+            .session_endpoint(profile, s, super::SessionEndpoint::Token)
+            .await?;
         let config = self.profile(profile).ok();
         let resource = config.as_ref().and_then(|p| p.resource.clone());
         let client =

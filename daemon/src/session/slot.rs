@@ -110,10 +110,6 @@ pub(crate) struct View {
     /// only a change against an earlier view is news for subscribers.
     pub seen: bool,
     pub identity: Option<FileIdentity>,
-    /// The vault file `identity` names, held open so its inode number stays its
-    /// own ([`crate::vault::fs::pin`]); `None` when there is none or it could not
-    /// be opened (the identity then changes anyway on the next look).
-    pub pin: Option<std::fs::File>,
     pub loaded: Option<Loaded>,
     pub unsaved: Option<Unsaved>,
     /// +1 on every change of the view. A read that ran outside the flight (on the
@@ -324,7 +320,6 @@ impl Sessions {
             let mut v = slot.view();
             v.seen = false;
             v.identity = None;
-            v.pin = None;
             v.loaded = None;
             v.epoch = v.epoch.wrapping_add(1);
         }
@@ -378,11 +373,16 @@ impl Sessions {
         begun.then(|| Committing(self.irreversible.clone()))
     }
 
+    /// Lets no new irreversible work begin, from now on.
+    pub fn begin_stop(&self) {
+        self.irreversible.send_modify(|i| i.stopping = true);
+    }
+
     /// Lets no new irreversible work begin, and waits for what is running to end.
     /// Unbounded here: each piece is bounded by the HTTP client's timeouts and the
     /// disk's writes.
     pub async fn stop_irreversible(&self) {
-        self.irreversible.send_modify(|i| i.stopping = true);
+        self.begin_stop();
         let mut rx = self.irreversible.subscribe();
         if rx.borrow().running > 0 {
             tracing::info!("waiting for work sent to the provider to be saved");

@@ -160,6 +160,13 @@ impl Engine {
             .collect()
     }
 
+    /// The first moment of a graceful stop: no refresh or logout sends anything to
+    /// the provider from now on (requests still being answered get a still-valid
+    /// token or a retryable error). [`Engine::shutdown`] does the rest.
+    pub fn begin_stop(&self) {
+        self.sessions.begin_stop();
+    }
+
     /// A graceful stop: lets no refresh or logout send anything from now on, waits
     /// for every one that already did until its result is on disk (however long
     /// the provider's timeouts allow), waits up to `wait` for the others (which

@@ -112,9 +112,6 @@ impl Engine {
         loaded: Option<Loaded>,
         epoch: Option<u64>,
     ) {
-        let pin = loaded
-            .as_ref()
-            .and_then(|l| self.vault().pin(profile, l.identity));
         let change = {
             let mut v = slot.view();
             if epoch.is_some_and(|e| e != v.epoch) {
@@ -128,7 +125,6 @@ impl Engine {
             };
             v.seen = true;
             v.identity = loaded.as_ref().map(|l| l.identity);
-            v.pin = pin;
             v.loaded = loaded;
             change.map(|c| (c, v.loaded.as_ref().map(|l| l.generation)))
         };
@@ -147,14 +143,10 @@ impl Engine {
         change: Option<Change>,
     ) {
         let generation = loaded.as_ref().map(|l| l.generation);
-        let pin = loaded
-            .as_ref()
-            .and_then(|l| self.vault().pin(profile, l.identity));
         {
             let mut v = slot.view();
             v.seen = true;
             v.identity = loaded.as_ref().map(|l| l.identity);
-            v.pin = pin;
             v.loaded = loaded;
             v.epoch = v.epoch.wrapping_add(1);
         }

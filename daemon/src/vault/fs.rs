@@ -176,26 +176,39 @@ fn open_nofollow(path: &Path) -> std::io::Result<File> {
     opts.open(path)
 }
 
-/// Keeps the file at `path` open while it still has `identity`, so that its inode
-/// number cannot be given to another file for as long as the pin lives: a cache
-/// keyed by [`FileIdentity`] then always sees a replaced file as changed, even when
-/// the new one has the old one's size and (coarse) modification time and the file
-/// system reuses inode numbers at once (ext4, XFS). `None` when the file is gone
-/// or already another one; on systems without inode numbers, always `None`.
-pub fn pin(path: &Path, identity: FileIdentity) -> Option<File> {
+/// A file kept open so that its inode number cannot be given to another file
+/// for as long as the pin lives: a cache keyed by [`FileIdentity`] then always
+/// sees a replaced file as changed, even when the new one has the old one's size
+/// and (coarse) times and the file system reuses inode numbers at once (ext4,
+/// XFS). Windows reports no inode number (and an open file there can stand in the
+/// way of a rename over it), so nothing is pinned there.
+pub type Pin = Option<std::sync::Arc<File>>;
+
+fn pin_of(file: File) -> Pin {
     #[cfg(unix)]
     {
-        let file = open_nofollow(path).ok()?;
-        let meta = file.metadata().ok()?;
-        (FileIdentity::of(&meta) == identity).then_some(file)
+        Some(std::sync::Arc::new(file))
     }
     #[cfg(not(unix))]
     {
-        // Windows reports no inode number here (and an open file there can stand
-        // in the way of a rename over it): nothing to pin.
-        let _unused = (path, identity);
+        drop(file);
         None
     }
+}
+
+/// The identity of the file at `path` with a [`Pin`] on it: opened without
+/// following a symlink, then `fstat`, so both describe the same file. `None` when
+/// missing.
+pub fn open_identity(path: &Path) -> Result<Option<(FileIdentity, Pin)>, StorageError> {
+    let file = match open_nofollow(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io("open", path, e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| StorageError::io("inspect", path, e))?;
+    Ok(Some((FileIdentity::of(&meta), pin_of(file))))
 }
 
 /// Reads a private file whole: `Ok(None)` when it does not exist. Refuses symlinks,
@@ -205,6 +218,15 @@ pub fn read_private(
     max_len: u64,
     private: bool,
 ) -> Result<Option<(Vec<u8>, FileIdentity)>, StorageError> {
+    Ok(read_private_pinned(path, max_len, private)?.map(|(bytes, identity, _)| (bytes, identity)))
+}
+
+/// [`read_private`], with a [`Pin`] on the very file read.
+pub fn read_private_pinned(
+    path: &Path,
+    max_len: u64,
+    private: bool,
+) -> Result<Option<(Vec<u8>, FileIdentity, Pin)>, StorageError> {
     let file = match open_nofollow(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -229,10 +251,11 @@ pub fn read_private(
         });
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    file.take(max_len + 1)
+    (&file)
+        .take(max_len + 1)
         .read_to_end(&mut buf)
         .map_err(|e| StorageError::io("read", path, e))?;
-    Ok(Some((buf, FileIdentity::of(&meta))))
+    Ok(Some((buf, FileIdentity::of(&meta), pin_of(file))))
 }
 
 /// The identity of a file without reading it (one `lstat`), `None` when missing.
@@ -266,53 +289,55 @@ pub struct Reservation {
     dir: std::path::PathBuf,
 }
 
-/// How temporary files of atomic writes and reservations are named.
+/// How temporary files of atomic writes and reservations are named: this prefix,
+/// then for a profile's vault `<profile>@` (a character no profile name has), a
+/// random part, and the suffix.
 const TEMP_PREFIX: &str = ".latchkey-";
 const TEMP_SUFFIX: &str = ".tmp";
 
-/// Removes the temporary files in `dir` older than `age`: what a process killed
-/// between a reservation and its commit left behind (at least a reservation's
-/// size each; a kill -9 soak would otherwise fill the folder). A live reservation
-/// is never that old: it lasts one provider call. Failures are only logged: this
-/// is housekeeping, and the caller's own write does not depend on it.
-pub fn sweep_stale_temps(dir: &Path, age: std::time::Duration) {
+fn temp_prefix(owner: Option<&str>) -> String {
+    match owner {
+        Some(profile) => format!("{TEMP_PREFIX}{profile}@"),
+        None => TEMP_PREFIX.to_string(),
+    }
+}
+
+/// Removes the temporary files of `profile`'s vault in `dir`: what a process
+/// killed between a reservation (or a write) and its commit left behind, at least
+/// a reservation's size each. The caller holds the profile's lock, so none of them
+/// is anyone's live reservation, however old or young. Failures are only logged:
+/// this is housekeeping, and the caller's own write does not depend on it.
+pub fn sweep_temps_of(dir: &Path, profile: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    let now = std::time::SystemTime::now();
+    let prefix = temp_prefix(Some(profile));
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)) {
+        if !(name.starts_with(&prefix) && name.ends_with(TEMP_SUFFIX)) {
             continue;
         }
-        let stale = entry
-            .metadata()
-            .ok()
-            .filter(fs::Metadata::is_file)
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|elapsed| elapsed > age);
-        if stale {
-            match fs::remove_file(entry.path()) {
-                Ok(()) => tracing::info!(
-                    file = name,
-                    "removed a temporary file a stopped process left behind"
-                ),
-                Err(e) => {
-                    tracing::debug!(file = name, error = %e, "cannot remove a stale temporary file")
-                }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => tracing::info!(
+                file = name,
+                "removed a temporary file a stopped process left behind"
+            ),
+            Err(e) => {
+                tracing::debug!(file = name, error = %e, "cannot remove a stale temporary file")
             }
         }
     }
 }
 
-/// Reserves `len` bytes for a write into `dir` (which must already be private).
-pub fn reserve(dir: &Path, len: u64) -> Result<Reservation, StorageError> {
+/// Reserves `len` bytes for a write into `dir` (which must already be private),
+/// in a temporary file named for `owner` (a profile) when given.
+pub fn reserve(dir: &Path, len: u64, owner: Option<&str>) -> Result<Reservation, StorageError> {
     // tempfile creates with O_EXCL and mode 0600 on Unix: no other user can open the
     // file between its creation and the rename, whatever the umask.
+    let prefix = temp_prefix(owner);
     let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+        .prefix(&prefix)
         .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)
         .map_err(|e| StorageError::io("create a temporary file in", dir, e))?;
@@ -364,7 +389,13 @@ impl Reservation {
             Replace::CreateNew => self.tmp.persist_noclobber(path).map(drop),
         }
         .map_err(|e| StorageError::io("replace", path, e.error))?;
-        sync_dir_after_change(&self.dir);
+        match replace {
+            Replace::Overwrite => sync_dir_after_change(&self.dir),
+            // A file made once (the machine key) must be durable before anything
+            // depends on it: vaults written with a key that a power cut then loses
+            // could never be opened again.
+            Replace::CreateNew => sync_dir(&self.dir)?,
+        }
         Ok(())
     }
 }
@@ -376,7 +407,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], replace: Replace) -> Result<(), S
         path: path.to_path_buf(),
         reason: "it has no parent folder".into(),
     })?;
-    reserve(dir, 0)?.commit(path, bytes, replace)
+    reserve(dir, 0, None)?.commit(path, bytes, replace)
 }
 
 /// Renames a file within its folder durably (the folder is fsync'd); `Ok(false)`
@@ -406,6 +437,22 @@ pub fn remove(path: &Path) -> Result<bool, StorageError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(StorageError::io("delete", path, e)),
     }
+}
+
+/// Empties the file at `path` in place (no symlink followed) and flushes it;
+/// whether that worked. For a file that must stop saying anything when its folder
+/// refuses to let it be deleted.
+pub fn erase_in_place(path: &Path) -> bool {
+    let mut opts = OpenOptions::new();
+    opts.write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    opts.open(path)
+        .and_then(|f| f.set_len(0).and_then(|()| f.sync_all()))
+        .is_ok()
 }
 
 /// fsyncs a folder after a rename or removal in it has happened, so the change
@@ -463,22 +510,28 @@ mod tests {
     fn a_pinned_file_keeps_its_inode_number_from_its_successor() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("v");
+        // Control: does this file system hand a freed inode number out at once
+        // (ext4, XFS)? tmpfs does not, and then there is nothing to show here.
         write_atomic(&p, b"one", Replace::Overwrite).unwrap();
-        let first = identity(&p).unwrap().unwrap();
-        let pinned = pin(&p, first).expect("the file is what the identity says");
+        let unpinned = identity(&p).unwrap().unwrap();
         fs::remove_file(&p).unwrap();
-        // ext4 and XFS hand a freed inode number to the next new file at once.
         write_atomic(&p, b"two", Replace::Overwrite).unwrap();
+        if identity(&p).unwrap().unwrap().ino != unpinned.ino {
+            eprintln!("skipped: this file system does not reuse inode numbers at once");
+            return;
+        }
+        let (_, first, pinned) = read_private_pinned(&p, 10, false).unwrap().unwrap();
+        fs::remove_file(&p).unwrap();
+        write_atomic(&p, b"six", Replace::Overwrite).unwrap();
         let second = identity(&p).unwrap().unwrap();
         assert_ne!(first.ino, second.ino, "the pinned inode number was reused");
         assert_ne!(first, second);
-        assert!(pin(&p, first).is_none(), "a replaced file is not pinned");
         drop(pinned);
         // Rewritten in place with its modification time put back: still a change.
         let before = identity(&p).unwrap().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         let f = OpenOptions::new().write(true).open(&p).unwrap();
-        std::os::unix::fs::FileExt::write_all_at(&f, b"TWO", 0).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"SIX", 0).unwrap();
         f.set_modified(
             std::time::UNIX_EPOCH
                 + std::time::Duration::from_nanos(u64::try_from(before.mtime_ns).unwrap()),

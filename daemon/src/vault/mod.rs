@@ -31,15 +31,22 @@ pub struct Loaded {
     /// Unix seconds of the write.
     pub written_at: i64,
     pub identity: FileIdentity,
+    /// The file `identity` describes, kept open while this value lives
+    /// ([`fs::Pin`]): a cache that holds it cannot mistake a successor for it.
+    pub pin: fs::Pin,
+    /// The KDF parameters the file was written with.
+    pub kdf: KdfParams,
 }
 
 /// The result of a successful write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Stored {
     pub generation: u64,
     /// Unix seconds, as in the header.
     pub written_at: i64,
     pub identity: FileIdentity,
+    pub pin: fs::Pin,
+    pub kdf: KdfParams,
 }
 
 impl Stored {
@@ -50,6 +57,8 @@ impl Stored {
             generation: self.generation,
             written_at: self.written_at,
             identity: self.identity,
+            pin: self.pin,
+            kdf: self.kdf,
         }
     }
 }
@@ -99,6 +108,11 @@ impl Vault {
         &self.state_dir
     }
 
+    /// Whether a vault written with `kdf` should move to the configured parameters.
+    pub fn kdf_outdated(&self, kdf: &KdfParams) -> bool {
+        *kdf != self.kdf
+    }
+
     /// How many key derivations this process ran.
     pub fn kdf_derivations(&self) -> u64 {
         self.keys.derivations()
@@ -126,19 +140,14 @@ impl Vault {
         fs::identity(&self.path(profile)?)
     }
 
-    /// Pins the profile's vault while it has `identity` ([`fs::pin`]), for a cache
-    /// that compares identities.
-    pub fn pin(&self, profile: &str, identity: FileIdentity) -> Option<std::fs::File> {
-        fs::pin(&self.path(profile).ok()?, identity)
-    }
-
     /// Reads and decrypts the profile's vault; `Ok(None)` when there is none.
     pub fn load(&self, profile: &str) -> Result<Option<Loaded>, StorageError> {
         let path = self.path(profile)?;
         if !fs::check_dir(&self.state_dir)? || !fs::check_dir(&self.profiles_dir)? {
             return Ok(None);
         }
-        let Some((bytes, identity)) = fs::read_private(&path, MAX_FILE_LEN, false)? else {
+        let Some((bytes, identity, pin)) = fs::read_private_pinned(&path, MAX_FILE_LEN, false)?
+        else {
             return Ok(None);
         };
         self.reads.fetch_add(1, Ordering::Relaxed);
@@ -152,6 +161,8 @@ impl Vault {
             generation: parsed.header.generation,
             written_at: parsed.header.written_at,
             identity,
+            pin,
+            kdf: parsed.header.kdf,
         }))
     }
 
@@ -174,17 +185,22 @@ impl Vault {
     pub fn reserve(&self, lock: &ProfileLock) -> Result<fs::Reservation, StorageError> {
         let path = self.path(lock.profile())?;
         self.ensure_dirs()?;
-        fs::sweep_stale_temps(&self.profiles_dir, STALE_TEMP_AGE);
+        fs::sweep_temps_of(&self.profiles_dir, lock.profile());
         let current = fs::identity(&path)?.map_or(0, |i| i.size);
-        fs::reserve(&self.profiles_dir, reservation_len(current))
+        fs::reserve(
+            &self.profiles_dir,
+            reservation_len(current),
+            Some(lock.profile()),
+        )
     }
 
     /// [`Vault::store`] into space claimed earlier by [`Vault::reserve`], keeping
     /// the file's KDF parameters and salt even when the configured ones changed:
     /// this is the write a refresh makes between the provider's answer and the
     /// fsync, and a new key derivation there would widen the one window in which a
-    /// crash loses the session from milliseconds to the KDF's cost. The next
-    /// [`Vault::store`] (a login, a retried unsaved write) moves to the new KDF.
+    /// crash loses the session from milliseconds to the KDF's cost. A refresh
+    /// moves the vault to a changed KDF with [`Vault::store`] before it sends
+    /// anything ([`Vault::kdf_outdated`]).
     pub fn store_reserved(
         &self,
         lock: &ProfileLock,
@@ -242,9 +258,17 @@ impl Vault {
             })?;
         match reservation {
             Some(r) => r.commit(&path, &bytes, fs::Replace::Overwrite)?,
-            None => fs::write_atomic(&path, &bytes, fs::Replace::Overwrite)?,
+            None => {
+                fs::sweep_temps_of(&self.profiles_dir, lock.profile());
+                fs::reserve(&self.profiles_dir, 0, Some(lock.profile()))?.commit(
+                    &path,
+                    &bytes,
+                    fs::Replace::Overwrite,
+                )?;
+            }
         }
-        let identity = fs::identity(&path)?.ok_or_else(|| {
+        // Under the profile's lock no writer of ours can replace it meanwhile.
+        let (identity, pin) = fs::open_identity(&path)?.ok_or_else(|| {
             StorageError::io(
                 "inspect",
                 &path,
@@ -258,6 +282,8 @@ impl Vault {
             generation: header.generation,
             written_at: header.written_at,
             identity,
+            pin,
+            kdf: header.kdf,
         })
     }
 
@@ -338,8 +364,18 @@ impl Vault {
 
     /// Deletes the profile's vault; `Ok(false)` when there was none. A newer-format
     /// file is deleted too: logging out is an explicit request to forget it.
+    ///
+    /// When the folder refuses the deletion but the file takes a write (a folder
+    /// made read-only by its mode), the file is emptied in place before the error
+    /// is returned: an empty vault reads as corrupt, never as a session, so no
+    /// later process can bring the logged-out session back from it.
     pub fn delete(&self, lock: &ProfileLock) -> Result<bool, StorageError> {
-        fs::remove(&self.path(lock.profile())?)
+        let path = self.path(lock.profile())?;
+        fs::remove(&path).inspect_err(|_| {
+            if fs::erase_in_place(&path) {
+                tracing::warn!(path = %path.display(), "the vault could not be deleted; its content is erased in place");
+            }
+        })
     }
 }
 
@@ -351,10 +387,6 @@ enum Rekey {
     /// Never: the file's parameters and salt are kept (the key is cached).
     Never,
 }
-
-/// Temporary files older than this in the profiles folder were left by a process
-/// that stopped mid-write; [`Vault::reserve`] removes them.
-pub const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
 /// The least headroom a reservation adds to the current vault's size.
 pub const RESERVE_HEADROOM: u64 = 8 * 1024;

@@ -224,3 +224,54 @@ fn both_binaries_stay_position_independent() {
         assert!(text.contains("DYN"), "{text}");
     }
 }
+
+/// A listener that speaks this protocol but knows no endpoint at all: the way an
+/// older latchkeyd answers a request that came after it.
+fn outdated_daemon(world: &World) {
+    use std::io::{Read, Write};
+    let socket = world.socket();
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let listener = UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let body = r#"{"error":{"category":"usage","message":"no such endpoint","hint":"see docs/openapi.yaml","retryable":false}}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 404 Not Found\r\nLatchkey-Protocol: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+}
+
+/// A daemon of this protocol that predates a request ("no such endpoint") is not
+/// the final word: the client answers from the file and says to restart it.
+#[test]
+fn an_older_daemon_without_the_endpoint_is_answered_around_with_a_restart_hint() {
+    let world = World::default_provider();
+    world.login();
+    outdated_daemon(&world);
+    let run = world.latchkey(["token"]).run();
+    assert_eq!(
+        run.ok().stdout.trim_end(),
+        world.newest(latchkey_tests::fake_idp::TokenKind::AccessToken)
+    );
+    assert!(
+        run.stderr.contains("older than this client")
+            && run.stderr.contains("latchkey daemon restart"),
+        "{run:#?}"
+    );
+    let status = world.latchkey(["daemon", "status", "--json"]).run();
+    let error = status.json_error(2, "usage");
+    assert!(
+        error["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("latchkey daemon restart")),
+        "{error}"
+    );
+}

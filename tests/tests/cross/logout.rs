@@ -296,9 +296,18 @@ fn a_deletion_refused_after_revocation_still_exits_8() {
             .is_some_and(|m| m.contains(&path.display().to_string())),
         "names the file: {err}"
     );
-    // The provider was told first; the local file is exactly as it was.
+    // The provider was told first. The folder kept the file, but its content is
+    // erased in place: it reads as corrupt, never as the logged-out session.
     assert_eq!(world.idp.counters().revocations, 2);
-    assert_eq!(std::fs::read(&path).expect("still there"), bytes);
+    let left = std::fs::read(&path).expect("still there");
+    assert!(left.is_empty() && !bytes.is_empty(), "emptied in place");
+    world
+        .latchkey(["token", "--json"])
+        .run()
+        .json_error(8, "local_storage");
+    drop(_guard);
+    world.login();
+    world.latchkey(["token"]).run().ok();
 }
 
 /// Regression: a logout through the daemon whose caller hung up mid-revocation was

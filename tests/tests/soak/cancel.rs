@@ -111,18 +111,6 @@ fn exited(pid: u32) -> bool {
     })
 }
 
-/// Waits up to `limit` for `done`.
-fn within(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
-}
-
 /// docs/behaviour.md, "The refresh transaction": a graceful stop waits for a
 /// refresh the provider has answered, longer than it waits for anything else,
 /// until the rotated session is on disk.
@@ -145,7 +133,7 @@ fn a_graceful_stop_waits_for_a_refresh_the_provider_answered() {
     assert!(!exited(pid), "the daemon left before the refresh was saved");
     let _ = release.send(());
     assert!(
-        within(Duration::from_secs(10), || exited(pid)),
+        crate::eventually(Duration::from_secs(10), || exited(pid)),
         "the daemon stops once the refresh is saved"
     );
     let stored = world.stored_session();
@@ -163,9 +151,10 @@ fn a_graceful_stop_waits_for_a_refresh_the_provider_answered() {
 }
 
 /// A refresh still waiting for the profile's lock when a graceful stop begins
-/// never sends anything, and the daemon does not wait for the lock to stop.
-#[test]
-fn a_graceful_stop_sends_nothing_it_had_not_sent_yet() {
+/// never sends anything, whether the lock comes free while the daemon still drains
+/// the connection that asked (`free_after`) or not at all (the daemon then does not
+/// wait for it to stop).
+fn stop_with_a_refresh_waiting_for_the_lock(free_after: Option<Duration>) {
     let world = World::default_provider();
     world.login();
     let pid = world.start_daemon();
@@ -181,12 +170,19 @@ fn a_graceful_stop_sends_nothing_it_had_not_sent_yet() {
     caller.write_all(REFRESH).expect("the request is sent");
     std::thread::sleep(Duration::from_millis(500));
     World::signal(pid, "TERM");
+    let lock = match free_after {
+        Some(after) => {
+            std::thread::sleep(after);
+            drop(lock);
+            None
+        }
+        None => Some(lock),
+    };
     assert!(
-        within(Duration::from_secs(20), || exited(pid)),
-        "the daemon waited for a lock it had no use for any more"
+        crate::eventually(Duration::from_secs(20), || exited(pid)),
+        "the daemon stops without waiting for the lock"
     );
-    drop(caller);
-    drop(lock);
+    drop((caller, lock));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         world.idp.counters().token_requests.refresh_token,
@@ -196,6 +192,16 @@ fn a_graceful_stop_sends_nothing_it_had_not_sent_yet() {
     world.stop_daemons();
     crate::embedded(&world, &["refresh", "--json"]).run().ok();
     assert_eq!(world.idp.counters().reuse_detections, 0);
+}
+
+#[test]
+fn a_graceful_stop_sends_nothing_it_had_not_sent_yet() {
+    stop_with_a_refresh_waiting_for_the_lock(None);
+}
+
+#[test]
+fn a_graceful_stop_sends_nothing_even_when_the_lock_frees_during_the_drain() {
+    stop_with_a_refresh_waiting_for_the_lock(Some(Duration::from_secs(1)));
 }
 
 /// The provider rejects the refresh token while the disk refuses the write that
@@ -242,7 +248,7 @@ fn a_rejected_refresh_token_the_disk_will_not_forget_is_never_sent_again() {
 
     drop(read_only);
     assert!(
-        within(Duration::from_secs(20), || {
+        crate::eventually(Duration::from_secs(20), || {
             let s = world.stored_session();
             s.expired && s.refresh_token.is_none()
         }),

@@ -53,6 +53,18 @@ pub(crate) fn assert_vault_decrypts(world: &World) -> latchkey_daemon::vault::Lo
 }
 
 /// A daemon-less `latchkey` command of `world`.
+/// Waits up to `limit` for `done`.
+pub(crate) fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    done()
+}
+
 pub(crate) fn embedded<'w>(
     world: &'w World,
     args: &[&str],

@@ -10,7 +10,7 @@
 //! that is simply full fails the reservation, before the provider is asked.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use latchkey_tests::fake_idp::{FakeIdpConfig, TokenKind};
 use latchkey_tests::harness::{Mount, World};
@@ -72,18 +72,6 @@ fn daemon_with_unsaved_session(world: &World) -> (PathBuf, u32) {
         "the daemon holds the session unsaved"
     );
     (filler, pid)
-}
-
-/// Waits up to `limit` for `done`.
-fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    done()
 }
 
 #[test]
@@ -163,7 +151,7 @@ fn a_logout_the_disk_cannot_delete_holds_until_the_vault_is_gone() {
     drop(read_only);
     std::fs::remove_file(&filler).expect("room again");
     assert!(
-        eventually(Duration::from_secs(20), || world.vault_bytes().is_none()),
+        crate::eventually(Duration::from_secs(20), || world.vault_bytes().is_none()),
         "the daemon deletes the vault once it can"
     );
     assert!(!daemon_unsaved(&world));
@@ -225,7 +213,7 @@ fn refreshes_of_an_unsaved_session_never_send_the_spent_refresh_token() {
     let token = world.latchkey(["token"]).run();
     token.ok();
     assert!(
-        eventually(Duration::from_secs(15), || !daemon_unsaved(&world)),
+        crate::eventually(Duration::from_secs(15), || !daemon_unsaved(&world)),
         "the daemon saves the session once there is room"
     );
     world.latchkey(["refresh", "--json"]).run().ok();
@@ -327,9 +315,9 @@ fn processes_falling_back_from_a_hung_daemon_leave_its_unsaved_session_alone() {
         world.newest(TokenKind::AccessToken),
         "the unsaved session is served, without a login"
     );
-    assert!(eventually(Duration::from_secs(15), || !daemon_unsaved(
-        &world
-    )));
+    assert!(crate::eventually(Duration::from_secs(15), || {
+        !daemon_unsaved(&world)
+    }));
     assert_eq!(world.idp.counters().reuse_detections, 0);
     world.stop_daemons();
     embedded(&world, &["refresh", "--json"]).run().ok();
@@ -375,7 +363,7 @@ fn a_graceful_stop_writes_the_unsaved_session() {
     World::signal(pid, "TERM");
     // The daemon removes its socket last, after the final write.
     assert!(
-        eventually(Duration::from_secs(10), || !world.socket().exists()),
+        crate::eventually(Duration::from_secs(10), || !world.socket().exists()),
         "the daemon stops"
     );
     let log = world.daemon_logs();

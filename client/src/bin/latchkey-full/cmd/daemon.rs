@@ -44,7 +44,7 @@ pub async fn run(ctx: &Ctx, cmd: DaemonCommand) -> Result<Output, Error> {
                             _ => String::new(),
                         },
                         if p.unsaved {
-                            "; a refreshed session is NOT SAVED yet (the daemon retries the write)"
+                            "; a change to the session (a refresh or a logout) is NOT SAVED yet (the daemon retries the write)"
                         } else {
                             ""
                         }
@@ -170,16 +170,29 @@ async fn stop(ctx: &Ctx) -> Result<bool, Error> {
     if !asked && !ctx.client.terminate_daemon()? {
         return Ok(false);
     }
-    for _ in 0..250 {
+    let start = std::time::Instant::now();
+    while start.elapsed() < STOP_WAIT {
         match ctx.client.daemon_pid() {
             Some(pid) if pid == old => tokio::time::sleep(Duration::from_millis(20)).await,
             _ => return Ok(true),
         }
     }
-    Err(Error::Internal(format!(
-        "latchkeyd (pid {old}) did not stop within 5 s"
-    )))
+    Err(Error::Daemon {
+        category: latchkey_proto::error::Category::Transport,
+        message: format!(
+            "latchkeyd (pid {old}) did not stop within {} s",
+            STOP_WAIT.as_secs()
+        ),
+        hint: Some(format!(
+            "see its log (`latchkey daemon status` names it); `kill -9 {old}` stops it at once, losing a refresh it may have sent"
+        )),
+    })
 }
+
+/// How long `latchkey daemon stop` waits for the daemon to be gone: a graceful
+/// stop waits for the work it already sent to a provider (a discovery and two
+/// calls of 30 s at most), as the service files allow.
+const STOP_WAIT: Duration = Duration::from_secs(150);
 
 /// What to say after stopping a daemon that a service manager may restart.
 fn activation_note(activation: Option<Activation>) -> &'static str {

@@ -208,7 +208,7 @@ async fn daemon_check(ctx: &Ctx) -> Check {
             "daemon",
             Status::Warn,
             format!(
-                "running, pid {}, holding refreshed sessions it could not save: {}",
+                "running, pid {}, holding session changes (refreshes or logouts) it could not save: {}",
                 st.pid,
                 st.profiles.iter().filter(|p| p.unsaved).map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
             ),

@@ -128,7 +128,7 @@ fn sentences(s: &api::Session, daemon: Option<&api::DaemonStatus>, answered: boo
     });
     out.push_str(&format!("  storage: {STORAGE} at {}\n", s.storage.path));
     if s.unsaved {
-        out.push_str("  NOT SAVED: the session was refreshed but the disk refused the write; the daemon keeps it and retries (free disk space, see `latchkey doctor`)\n");
+        out.push_str("  NOT SAVED: the session changed (refreshed, or found expired) but the disk refused the write; the daemon keeps it and retries (free disk space, see `latchkey doctor`)\n");
     }
     match daemon {
         Some(d) => out.push_str(&format!(
