@@ -389,6 +389,14 @@ impl World {
     /// Rewrites the stored `work` session so that its refreshes go to `url` (a
     /// stand-in token endpoint: one that holds, drops or counts requests).
     pub fn point_token_endpoint_at(&self, url: &str) {
+        let mut session = self.stored_session();
+        session.token_endpoint = Some(url.to_string());
+        self.store_session(&session);
+    }
+
+    /// Writes `session` as the `work` vault, as another process would (the
+    /// engine's own vault code, under the profile's lock, with the machine key).
+    pub fn store_session(&self, session: &latchkey_proto::vault::SessionRecord) {
         let vault = latchkey_daemon::vault::Vault::new(
             self.home.state_dir(),
             latchkey_proto::vault::KdfParams::Scrypt {
@@ -397,14 +405,10 @@ impl World {
                 p: 1,
             },
         );
-        let mut session = self.stored_session();
-        session.token_endpoint = Some(url.to_string());
         let lock = vault
             .lock("work", std::time::Duration::from_secs(5))
             .expect("the lock");
-        vault
-            .store(&lock, &session)
-            .expect("the session is planted");
+        vault.store(&lock, session).expect("the session is stored");
     }
 
     /// The `work` vault's bytes.

@@ -228,19 +228,7 @@ fn a_replaced_vault_that_looks_like_the_old_one_is_still_read_again() {
     let other = "Z".repeat(first.len());
     planted.access_token = latchkey_proto::secret::Secret::new(other.clone());
     std::fs::remove_file(&vault_path).expect("logged out by another process");
-    let vault = latchkey_daemon::vault::Vault::new(
-        world.home.state_dir(),
-        latchkey_proto::vault::KdfParams::Scrypt {
-            log_n: 10,
-            r: 8,
-            p: 1,
-        },
-    );
-    let lock = vault
-        .lock("work", Duration::from_secs(5))
-        .expect("the lock");
-    vault.store(&lock, &planted).expect("logged in again");
-    drop(lock);
+    world.store_session(&planted);
     let file = std::fs::File::options()
         .write(true)
         .open(&vault_path)

@@ -66,20 +66,45 @@ fn holding_proxy(upstream: std::net::SocketAddr) -> (String, mpsc::Receiver<()>,
 
 const REFRESH: &[u8] = b"POST /v1/profiles/work/refresh HTTP/1.1\r\nHost: latchkeyd\r\nLatchkey-Protocol: 1\r\nContent-Length: 0\r\n\r\n";
 
-#[test]
-fn a_refresh_whose_caller_hangs_up_is_still_written() {
+/// A logged-in world whose daemon (its pid) is refreshing through
+/// [`holding_proxy`]: the provider has answered (rotated, or whatever `before`
+/// set up for it), and the answer waits for `release`. `caller` asked for the
+/// refresh and waits too.
+struct Holding {
+    world: World,
+    pid: u32,
+    caller: UnixStream,
+    release: mpsc::Sender<()>,
+}
+
+fn daemon_refresh_held(before: impl FnOnce(&World)) -> Holding {
     let world = World::default_provider();
     world.login();
     let (url, answered, release) = holding_proxy(world.idp.addr());
-    // Point the stored session's token endpoint at the proxy.
     world.point_token_endpoint_at(&url);
-    world.start_daemon();
-
+    before(&world);
+    let pid = world.start_daemon();
     let mut caller = UnixStream::connect(world.socket()).expect("the daemon listens");
     caller.write_all(REFRESH).expect("the request is sent");
     answered
         .recv_timeout(Duration::from_secs(20))
         .expect("the provider answered the daemon's refresh");
+    Holding {
+        world,
+        pid,
+        caller,
+        release,
+    }
+}
+
+#[test]
+fn a_refresh_whose_caller_hangs_up_is_still_written() {
+    let Holding {
+        world,
+        caller,
+        release,
+        ..
+    } = daemon_refresh_held(|_| {});
     // The provider has rotated the refresh token. The caller hangs up, as a killed
     // `latchkey refresh` would; then the answer reaches the daemon.
     drop(caller);
@@ -116,16 +141,12 @@ fn exited(pid: u32) -> bool {
 /// until the rotated session is on disk.
 #[test]
 fn a_graceful_stop_waits_for_a_refresh_the_provider_answered() {
-    let world = World::default_provider();
-    world.login();
-    let (url, answered, release) = holding_proxy(world.idp.addr());
-    world.point_token_endpoint_at(&url);
-    let pid = world.start_daemon();
-    let mut caller = UnixStream::connect(world.socket()).expect("the daemon listens");
-    caller.write_all(REFRESH).expect("the request is sent");
-    answered
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the provider answered the daemon's refresh");
+    let Holding {
+        world,
+        pid,
+        caller,
+        release,
+    } = daemon_refresh_held(|_| {});
     drop(caller);
     World::signal(pid, "TERM");
     // Past the daemon's wait for work that sent nothing (5 s).
@@ -210,19 +231,16 @@ fn a_graceful_stop_sends_nothing_even_when_the_lock_frees_during_the_drain() {
 /// or serves the session's access token, and it writes the record once it can.
 #[test]
 fn a_rejected_refresh_token_the_disk_will_not_forget_is_never_sent_again() {
-    let world = World::default_provider();
-    world.login();
-    let (url, answered, release) = holding_proxy(world.idp.addr());
-    world.point_token_endpoint_at(&url);
-    world
-        .idp
-        .push_faults(Endpoint::Token, Fault::InvalidGrant, 1);
-    world.start_daemon();
-    let mut caller = UnixStream::connect(world.socket()).expect("the daemon listens");
-    caller.write_all(REFRESH).expect("the request is sent");
-    answered
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the provider answered the daemon's refresh");
+    let Holding {
+        world,
+        mut caller,
+        release,
+        ..
+    } = daemon_refresh_held(|world| {
+        world
+            .idp
+            .push_faults(Endpoint::Token, Fault::InvalidGrant, 1)
+    });
     let Some(read_only) = Mount::read_only(&world.home.state_dir().join("profiles")) else {
         let _ = release.send(());
         world.stop_daemons();
