@@ -330,6 +330,16 @@ impl Transport {
         if !sender.is_closed() {
             self.put_idle(sender);
         }
+        // An older daemon of this protocol, from before the proxy: its own 404,
+        // not an upstream's (no Latchkey-Proxied), and nothing was forwarded.
+        if parts.status == hyper::StatusCode::NOT_FOUND
+            && !parts
+                .headers
+                .contains_key(latchkey_proto::proxy::PROXIED_HEADER)
+            && matches!(wire::decode::<()>(404, &body), Reach::Outdated)
+        {
+            return ProxyReach::Unsent(Reach::Outdated);
+        }
         ProxyReach::Answer(hyper::Response::from_parts(parts, body))
     }
 

@@ -89,11 +89,11 @@ fn round_trip_and_generation_increments() {
     }
 }
 
-/// A refresh's write (into reserved space) keeps the file's KDF and salt even
-/// when the configured KDF changed, so it derives no key between the provider's
-/// answer and the fsync; the next plain store moves the vault to the new KDF.
+/// A refresh's write (into reserved space) derives no key between the
+/// provider's answer and the fsync: it keeps the file's KDF and salt, or moves to
+/// the configured ones prepared (and derived for) before anything was sent.
 #[test]
-fn a_reserved_write_never_rekeys_and_a_plain_store_does() {
+fn a_reserved_write_never_derives_a_key() {
     let d = tempfile::tempdir().unwrap();
     let state = d.path().join("state");
     store(&Vault::new(state.clone(), FAST), "work", &session("at-1"));
@@ -118,21 +118,32 @@ fn a_reserved_write_never_rekeys_and_a_plain_store_does() {
     let lock = vault.lock("work", Duration::from_secs(30)).unwrap();
     let reservation = vault.reserve(&lock).unwrap();
     let stored = vault
-        .store_reserved(&lock, reservation, &session("at-2"))
+        .store_reserved(&lock, reservation, &session("at-2"), None)
         .unwrap();
     assert_eq!(stored.generation, 2);
     let after = header(&vault);
     assert_eq!((after.kdf, after.salt), (before.kdf, before.salt));
     assert_eq!(vault.kdf_derivations(), 1, "no derivation in the window");
 
-    vault.store(&lock, &session("at-3")).unwrap();
+    // A refresh prepares the move before it sends anything: the derivation
+    // happens then, and the write after the provider's answer derives nothing.
+    let loaded = vault.load("work").unwrap().unwrap();
+    let rekey = vault.prepare_rekey(&loaded).expect("the KDF changed");
+    assert_eq!(vault.kdf_derivations(), 2, "derived while preparing");
+    let reservation = vault.reserve(&lock).unwrap();
+    let stored = vault
+        .store_reserved(&lock, reservation, &session("at-3"), Some(rekey))
+        .unwrap();
+    assert_eq!(stored.generation, 3, "one write, one generation");
     let moved = header(&vault);
     assert_eq!(moved.kdf, stronger);
     assert_ne!(moved.salt, before.salt);
-    assert_eq!(vault.kdf_derivations(), 2);
-    assert_eq!(
-        vault.load("work").unwrap().unwrap().session,
-        session("at-3")
+    assert_eq!(vault.kdf_derivations(), 2, "no derivation in the window");
+    let reloaded = vault.load("work").unwrap().unwrap();
+    assert_eq!(reloaded.session, session("at-3"));
+    assert!(
+        vault.prepare_rekey(&reloaded).is_none(),
+        "nothing left to move"
     );
 }
 
@@ -156,7 +167,7 @@ fn a_reservation_sweeps_its_own_profiles_temporary_files_only() {
     assert!(!left.exists(), "the left-behind file is removed");
     assert!(other_profile.exists() && foreign.exists());
     vault
-        .store_reserved(&lock, reservation, &session("at-2"))
+        .store_reserved(&lock, reservation, &session("at-2"), None)
         .unwrap();
     let names: Vec<String> = std::fs::read_dir(&profiles)
         .unwrap()

@@ -9,7 +9,9 @@
 //! 4. Re-read the vault. If another process already refreshed (the token is now
 //!    fresh enough, or a forced refresh finds a newer generation), use that.
 //! 5. Reserve the space the new vault needs ([`crate::vault::fs::Reservation`]): a
-//!    full or read-only disk fails here, before the refresh token is spent.
+//!    full or read-only disk fails here, before the refresh token is spent. When
+//!    the configured KDF changed, derive its key now ([`crate::vault::Vault::prepare_rekey`]),
+//!    so that step 7 derives nothing.
 //! 6. Call the token endpoint with the stored refresh token.
 //! 7. Write the new session into the reserved space (keeping the old refresh token
 //!    when none came back). If even that fails, the session is kept unsaved
@@ -51,7 +53,7 @@ use crate::oauth::OAuthError;
 use crate::oauth::token::{self, Grant, TokenSet};
 use crate::policy;
 use crate::vault::fs::Reservation;
-use crate::vault::{Loaded, unix_now};
+use crate::vault::{Loaded, Rekeyed, unix_now};
 
 /// Why a refresh is wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,7 @@ struct Spent {
     /// The session the answer applies to.
     base: SessionRecord,
     reservation: Reservation,
+    rekey: Option<Rekeyed>,
     /// When the provider answered: the start of the window a crash can lose.
     answered: Instant,
 }
@@ -100,6 +103,8 @@ enum Prepared {
         current: Loaded,
         sent: Secret,
         reservation: Reservation,
+        /// The configured KDF to move the vault to in the same write.
+        rekey: Option<Rekeyed>,
     },
 }
 
@@ -181,7 +186,7 @@ impl Engine {
         let (ex, prepared) = self
             .blocking_exclusive(ex, move |e, ex| e.prepare(&name, ex, want, began))
             .await?;
-        let (current, sent, reservation) = match prepared? {
+        let (current, sent, reservation, rekey) = match prepared? {
             Prepared::Done(token) => return Ok(token),
             Prepared::Short(e) => return self.fall_short(profile, want, e).await,
             Prepared::Joined { current, error } => {
@@ -192,7 +197,8 @@ impl Engine {
                 current,
                 sent,
                 reservation,
-            } => (current, sent, reservation),
+                rekey,
+            } => (current, sent, reservation, rekey),
         };
         // Held until the answer is on disk: a graceful stop waits for it, and once
         // a stop has begun, nothing is sent.
@@ -234,6 +240,7 @@ impl Engine {
                         current,
                         base,
                         reservation,
+                        rekey,
                         answered,
                     },
                     attempt,
@@ -289,30 +296,15 @@ impl Engine {
                 error: failure.error,
             });
         }
-        // The configured KDF changed: move the vault to it now, before anything is
-        // sent, since the write after the provider's answer keeps the file's
-        // parameters (no key derivation in the window). A failure here only
-        // postpones it.
-        let current = if self.vault().kdf_outdated(&current.kdf) {
-            match self.vault().store(ex.lock()?, &current.session) {
-                Ok(stored) => {
-                    let rekeyed = stored.loaded(current.session.clone());
-                    self.settle(profile, &slot, Some(rekeyed.clone()), None);
-                    rekeyed
-                }
-                Err(e) => {
-                    tracing::warn!(profile, error = %e, "cannot move the vault to the configured KDF yet");
-                    current
-                }
-            }
-        } else {
-            current
-        };
+        // The configured KDF changed: the new key is derived now, before anything
+        // is sent, and the refresh's one write moves the vault to it.
+        let rekey = self.vault().prepare_rekey(&current);
         match self.vault().reserve(ex.lock()?) {
             Ok(reservation) => Ok(Prepared::Spend {
                 current,
                 sent,
                 reservation,
+                rekey,
             }),
             Err(e) => Ok(Prepared::Short(e.into())),
         }
@@ -333,6 +325,7 @@ impl Engine {
             current,
             base,
             reservation,
+            rekey,
             answered,
         } = spent;
         slot.attempted(match &attempt {
@@ -349,7 +342,7 @@ impl Engine {
                 let generation = current.generation.saturating_add(1);
                 match self
                     .vault()
-                    .store_reserved(ex.lock()?, reservation, &updated)
+                    .store_reserved(ex.lock()?, reservation, &updated, rekey)
                 {
                     Ok(stored) => {
                         let window_us =
@@ -383,7 +376,10 @@ impl Engine {
                     "the provider rejected the refresh token; the session is expired"
                 );
                 let error = super::expired(profile, &dead);
-                match self.vault().store_reserved(ex.lock()?, reservation, &dead) {
+                match self
+                    .vault()
+                    .store_reserved(ex.lock()?, reservation, &dead, rekey)
+                {
                     Ok(stored) => self.settle(
                         profile,
                         &slot,

@@ -108,9 +108,25 @@ impl Vault {
         &self.state_dir
     }
 
-    /// Whether a vault written with `kdf` should move to the configured parameters.
-    pub fn kdf_outdated(&self, kdf: &KdfParams) -> bool {
-        *kdf != self.kdf
+    /// When `loaded` was written with other KDF parameters than the configured
+    /// ones: a new salt for them, with its key derived now, so that the write that
+    /// moves the vault ([`Vault::store_reserved`]) derives nothing. `None` when
+    /// nothing is to move, or the key cannot be derived now (the move waits).
+    pub fn prepare_rekey(&self, loaded: &Loaded) -> Option<Rekeyed> {
+        if loaded.kdf == self.kdf {
+            return None;
+        }
+        let salt = crypto::random::<SALT_LEN>().ok()?;
+        match self.keys.vault_key(&self.kdf, &salt, false) {
+            Ok(_) => Some(Rekeyed {
+                kdf: self.kdf,
+                salt,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot move the vault to the configured KDF yet");
+                None
+            }
+        }
     }
 
     /// How many key derivations this process ran.
@@ -194,20 +210,24 @@ impl Vault {
         )
     }
 
-    /// [`Vault::store`] into space claimed earlier by [`Vault::reserve`], keeping
-    /// the file's KDF parameters and salt even when the configured ones changed:
-    /// this is the write a refresh makes between the provider's answer and the
-    /// fsync, and a new key derivation there would widen the one window in which a
-    /// crash loses the session from milliseconds to the KDF's cost. A refresh
-    /// moves the vault to a changed KDF with [`Vault::store`] before it sends
-    /// anything ([`Vault::kdf_outdated`]).
+    /// [`Vault::store`] into space claimed earlier by [`Vault::reserve`]. It never
+    /// derives a key: this is the write a refresh makes between the provider's
+    /// answer and the fsync, and a derivation there would widen the one window in
+    /// which a crash loses the session from milliseconds to the KDF's cost. So it
+    /// keeps the file's KDF parameters and salt, or moves to the ones `rekey`
+    /// prepared (and derived for) before anything was sent.
     pub fn store_reserved(
         &self,
         lock: &ProfileLock,
         reservation: fs::Reservation,
         session: &SessionRecord,
+        rekey: Option<Rekeyed>,
     ) -> Result<Stored, StorageError> {
-        self.write(lock, session, Some(reservation), Rekey::Never)
+        let rekey = match rekey {
+            Some(r) => Rekey::To(r),
+            None => Rekey::Never,
+        };
+        self.write(lock, session, Some(reservation), rekey)
     }
 
     fn write(
@@ -223,8 +243,13 @@ impl Vault {
             None => (0, None),
             Some(Ok(p)) => (
                 p.header.generation,
-                (p.header.kdf == self.kdf || rekey == Rekey::Never)
-                    .then_some((p.header.kdf, p.header.salt)),
+                match rekey {
+                    Rekey::To(r) => Some((r.kdf, r.salt)),
+                    Rekey::Never => Some((p.header.kdf, p.header.salt)),
+                    Rekey::IfChanged => {
+                        (p.header.kdf == self.kdf).then_some((p.header.kdf, p.header.salt))
+                    }
+                },
             ),
             Some(Err(codec::DecodeError::UnsupportedVersion(v))) => {
                 return Err(decode_error(
@@ -267,17 +292,26 @@ impl Vault {
                 )?;
             }
         }
-        // Under the profile's lock no writer of ours can replace it meanwhile.
-        let (identity, pin) = fs::open_identity(&path)?.ok_or_else(|| {
-            StorageError::io(
-                "inspect",
-                &path,
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "vanished right after the write",
-                ),
-            )
-        })?;
+        // Under the profile's lock no writer of ours can replace it meanwhile. The
+        // write is done: failing to pin it (no file descriptor left) only costs
+        // the pin, never the write's success.
+        let pinned = fs::open_identity(&path).ok().flatten();
+        let (identity, pin) = match pinned {
+            Some(p) => p,
+            None => (
+                fs::identity(&path)?.ok_or_else(|| {
+                    StorageError::io(
+                        "inspect",
+                        &path,
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "vanished right after the write",
+                        ),
+                    )
+                })?,
+                None,
+            ),
+        };
         Ok(Stored {
             generation: header.generation,
             written_at: header.written_at,
@@ -372,7 +406,8 @@ impl Vault {
     pub fn delete(&self, lock: &ProfileLock) -> Result<bool, StorageError> {
         let path = self.path(lock.profile())?;
         fs::remove(&path).inspect_err(|_| {
-            if fs::erase_in_place(&path) {
+            let empty = std::fs::symlink_metadata(&path).is_ok_and(|m| m.len() == 0);
+            if !empty && fs::erase_in_place(&path) {
                 tracing::warn!(path = %path.display(), "the vault could not be deleted; its content is erased in place");
             }
         })
@@ -386,6 +421,16 @@ enum Rekey {
     IfChanged,
     /// Never: the file's parameters and salt are kept (the key is cached).
     Never,
+    /// To these, whose key [`Vault::prepare_rekey`] derived already.
+    To(Rekeyed),
+}
+
+/// KDF parameters and a salt whose key is derived and cached: what a refresh moves
+/// its vault to without deriving inside its crash window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rekeyed {
+    kdf: KdfParams,
+    salt: [u8; SALT_LEN],
 }
 
 /// The least headroom a reservation adds to the current vault's size.

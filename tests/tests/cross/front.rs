@@ -274,4 +274,15 @@ fn an_older_daemon_without_the_endpoint_is_answered_around_with_a_restart_hint()
             .is_some_and(|h| h.contains("latchkey daemon restart")),
         "{error}"
     );
+    // A daemon from before the API proxy: its 404 is its own, not an upstream's,
+    // and nothing was forwarded, so the request goes through the embedded engine.
+    latchkey_tests::upstream::set_work_proxy(
+        &world.home.config_file(),
+        &format!("upstream = \"{}\"", world.idp.issuer()),
+    );
+    let api = world.latchkey(["api", "/userinfo"]).run();
+    let body: serde_json::Value =
+        serde_json::from_str(&api.ok().stdout).expect("the upstream's JSON");
+    assert!(body["sub"].is_string(), "{body}");
+    assert!(api.stderr.contains("latchkey daemon restart"), "{api:#?}");
 }
