@@ -28,7 +28,11 @@ type KeyId = (KdfParams, [u8; SALT_LEN]);
 #[derive(Debug)]
 pub struct KeyCache {
     key_file: PathBuf,
-    machine_key: Mutex<Option<Arc<KeyBytes>>>,
+    /// The machine key, with the identity of the file it was read from: a
+    /// derivation first checks that the file is still that one (a state folder
+    /// reset while the daemon runs gets a new key, and the vaults written since
+    /// need it).
+    machine_key: Mutex<Option<(Arc<KeyBytes>, fs::FileIdentity)>>,
     derived: Mutex<Vec<(KeyId, Arc<KeyBytes>)>>,
     /// The derivation running for each key, if any (see [`KeyCache::vault_key`]).
     flights: Mutex<Vec<(KeyId, Arc<Mutex<()>>)>>,
@@ -109,12 +113,20 @@ impl KeyCache {
             .map(|(_, k)| k.clone())
     }
 
+    /// The machine key, read again when its file is not the one it was read from
+    /// (one `lstat`, on a derivation only: rare by design).
     fn machine_key(&self, create: bool) -> Result<Arc<KeyBytes>, StorageError> {
-        if let Some(k) = lock(&self.machine_key).as_ref() {
+        let now = fs::identity(&self.key_file)?;
+        if let Some((k, read_from)) = lock(&self.machine_key).as_ref()
+            && now == Some(*read_from)
+        {
             return Ok(k.clone());
         }
         let key = Arc::new(load_or_create(&self.key_file, create)?);
-        *lock(&self.machine_key) = Some(key.clone());
+        match fs::identity(&self.key_file)? {
+            Some(identity) => *lock(&self.machine_key) = Some((key.clone(), identity)),
+            None => *lock(&self.machine_key) = None,
+        }
         Ok(key)
     }
 }

@@ -252,6 +252,32 @@ fn a_replaced_vault_that_looks_like_the_old_one_is_still_read_again() {
     world.stop_daemons();
 }
 
+/// The state folder is reset while the daemon runs (its machine key with it),
+/// and a process without the daemon logs in, making a new key: the daemon reads
+/// the new vault with the new key instead of failing until it is restarted.
+#[test]
+fn a_state_folder_reset_under_the_daemon_is_read_with_its_new_key() {
+    let world = World::default_provider();
+    world.login();
+    world.start_daemon();
+    world.latchkey(["token"]).run().ok();
+    std::fs::remove_dir_all(world.home.state_dir()).expect("the state folder is reset");
+    let browser = world.auto_browser();
+    world
+        .latchkey(["login", "--json", "--timeout", "30"])
+        .env("LATCHKEY_BROWSER", &browser)
+        .env("LATCHKEY_NO_DAEMON", "1")
+        .run()
+        .ok();
+    let token = world.latchkey(["token"]).run();
+    assert_eq!(
+        token.ok().stdout.trim_end(),
+        world.newest(TokenKind::AccessToken),
+        "the daemon serves the new session"
+    );
+    world.stop_daemons();
+}
+
 #[test]
 fn logins_and_logouts_by_other_processes_are_seen_and_announced() {
     let world = World::default_provider();
