@@ -285,7 +285,7 @@ impl Engine {
         started: u64,
     ) -> Result<(u64, Option<std::path::PathBuf>), EngineError> {
         let slot = self.sessions.slot(profile);
-        if *slot.logouts().borrow() != started {
+        if slot.logout_count() != started {
             return Err(EngineError::LoginAbandoned {
                 profile: profile.to_string(),
             });

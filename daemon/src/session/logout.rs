@@ -147,8 +147,7 @@ impl Engine {
                 Ok(deleted)
             }
             Err(e) => {
-                self.keep_logout_unsaved(profile, &slot, ex, &e)?;
-                self.sessions.publish(profile, Change::Logout, None);
+                self.hold_unsaved(profile, ex, None, 0, Change::Logout, &e)?;
                 Err(e.into())
             }
         }

@@ -358,7 +358,7 @@ impl Engine {
                         self.settle(profile, &slot, Some(loaded), Some(Change::Refresh));
                         Ok(token)
                     }
-                    Err(e) => self.keep_unsaved(profile, &slot, ex, updated, generation, e),
+                    Err(e) => self.keep_unsaved(profile, ex, updated, generation, e),
                 }
             }
             Err(e) if e.is_invalid_grant() => {
@@ -386,13 +386,18 @@ impl Engine {
                         Some(stored.loaded(dead)),
                         Some(Change::Expired),
                     ),
+                    // The vault still holds the rejected token: hold the expired
+                    // session unsaved, so nobody sends it again.
                     Err(e) => {
-                        // The vault still holds the rejected token: hold the
-                        // expired session unsaved, so nobody sends it again.
-                        tracing::error!(profile, error = %e, "the expired session could not be saved; it is kept in memory, and the profile locked, until it is");
                         let generation = current.generation.saturating_add(1);
-                        self.hold_unsaved(profile, &slot, ex, Some(dead), generation)?;
-                        self.sessions.publish(profile, Change::Expired, None);
+                        self.hold_unsaved(
+                            profile,
+                            ex,
+                            Some(dead),
+                            generation,
+                            Change::Expired,
+                            &e,
+                        )?;
                     }
                 }
                 Err(error)

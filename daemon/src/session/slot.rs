@@ -175,6 +175,11 @@ impl Slot {
         *lock(&self.failure) = failure;
     }
 
+    /// The count of logouts so far.
+    pub fn logout_count(&self) -> u64 {
+        *self.logouts.0.borrow()
+    }
+
     /// The count of logouts, to watch.
     pub fn logouts(&self) -> tokio::sync::watch::Receiver<u64> {
         self.logouts.0.subscribe()

@@ -31,38 +31,51 @@ impl Engine {
     pub(crate) fn keep_unsaved(
         &self,
         profile: &str,
-        slot: &Arc<Slot>,
         ex: &mut Exclusive,
         session: SessionRecord,
         generation: u64,
         error: StorageError,
     ) -> Result<AccessToken, EngineError> {
-        tracing::error!(
-            profile,
-            %error,
-            "the refreshed session could not be saved; it is kept in memory, and the profile locked, until it is"
-        );
         let current = Current {
             session: session.clone(),
             generation,
             unsaved: true,
         };
-        self.hold_unsaved(profile, slot, ex, Some(session), generation)?;
-        self.sessions.publish(profile, Change::Refresh, None);
+        self.hold_unsaved(
+            profile,
+            ex,
+            Some(session),
+            generation,
+            Change::Refresh,
+            &error,
+        )?;
         Ok(current.token(Served::Refreshed))
     }
 
-    /// Makes `session` (`None`: a logout) the unsaved change of `profile`, and keeps
-    /// the file lock held and marked until it is written.
+    /// Makes `session` the unsaved change of `profile` after the disk refused it
+    /// with `error` (`None`: a logout whose deletion failed): it is logged, kept as
+    /// the current state of this process, the file lock stays held and marked until
+    /// it is written, and subscribers hear of `change`.
     pub(crate) fn hold_unsaved(
         &self,
         profile: &str,
-        slot: &Arc<Slot>,
         ex: &mut Exclusive,
         session: Option<SessionRecord>,
         generation: u64,
+        change: Change,
+        error: &StorageError,
     ) -> Result<(), EngineError> {
-        slot.view().unsaved = Some(Unsaved {
+        let what = match change {
+            Change::Logout => {
+                "the logged-out session's vault could not be deleted; the profile stays logged out here"
+            }
+            Change::Expired => "the expired session could not be saved; it is kept in memory",
+            Change::Refresh | Change::Login => {
+                "the refreshed session could not be saved; it is kept in memory"
+            }
+        };
+        tracing::error!(profile, %error, "{what}, and the profile locked, until it is");
+        self.sessions.slot(profile).view().unsaved = Some(Unsaved {
             session,
             generation,
         });
@@ -71,6 +84,7 @@ impl Engine {
             // once; they still cannot take the lock.
             tracing::warn!(profile, error = %e, "cannot mark the profile lock as held for an unsaved change");
         }
+        self.sessions.publish(profile, change, None);
         Ok(())
     }
 
@@ -115,25 +129,6 @@ impl Engine {
         }
         self.settle(profile, slot, loaded, None);
         Ok(())
-    }
-
-    /// Holds a logout the disk refused: from now on the profile is logged out for
-    /// this process, whatever the vault still says, and the file lock stays held
-    /// (marked) so no other process sends the vault's refresh token, until the
-    /// deletion is retried ([`Engine::save_unsaved_locked`]) and succeeds.
-    pub(crate) fn keep_logout_unsaved(
-        &self,
-        profile: &str,
-        slot: &Arc<Slot>,
-        ex: &mut Exclusive,
-        error: &StorageError,
-    ) -> Result<(), EngineError> {
-        tracing::error!(
-            profile,
-            %error,
-            "the logged-out session's vault could not be deleted; the profile stays logged out here, and locked, until it is"
-        );
-        self.hold_unsaved(profile, slot, ex, None, 0)
     }
 
     /// Tries to write the unsaved session of `profile`; `Ok` when none is left.

@@ -164,16 +164,19 @@ pub fn check_dir(dir: &Path) -> Result<bool, StorageError> {
     }
 }
 
-/// Opens a file for reading without following a symlink.
-fn open_nofollow(path: &Path) -> std::io::Result<File> {
-    let mut opts = OpenOptions::new();
-    opts.read(true);
+/// Makes `opts` refuse a symlink as the final path component (O_NOFOLLOW; ELOOP).
+pub(crate) fn no_follow(opts: &mut OpenOptions) -> &mut OpenOptions {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     }
-    opts.open(path)
+    opts
+}
+
+/// Opens a file for reading without following a symlink.
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    no_follow(OpenOptions::new().read(true)).open(path)
 }
 
 /// A file kept open so that its inode number cannot be given to another file
@@ -443,14 +446,8 @@ pub fn remove(path: &Path) -> Result<bool, StorageError> {
 /// whether that worked. For a file that must stop saying anything when its folder
 /// refuses to let it be deleted.
 pub fn erase_in_place(path: &Path) -> bool {
-    let mut opts = OpenOptions::new();
-    opts.write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-    }
-    opts.open(path)
+    no_follow(OpenOptions::new().write(true))
+        .open(path)
         .and_then(|f| f.set_len(0).and_then(|()| f.sync_all()))
         .is_ok()
 }

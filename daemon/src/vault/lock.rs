@@ -76,10 +76,9 @@ fn open_lock_file(path: &Path) -> std::io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        opts.mode(0o600);
     }
-    opts.open(path)
+    super::fs::no_follow(&mut opts).open(path)
 }
 
 /// What the current holder wrote: its pid, and whether it holds an unsaved session.
